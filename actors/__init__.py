@@ -1,0 +1,1 @@
+"""The actor backbone: kernel, controller, audit and observers."""

@@ -1,0 +1,62 @@
+"""JetStream set-up shared by every process: the CORRAL stream and the KV buckets."""
+
+from __future__ import annotations
+
+import msgspec
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.kv import KeyValue
+
+from protocol import KV_SESSIONS, KV_WORKERS, STREAM, Subjects
+
+
+class StreamConfigOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Retention of the CORRAL stream (every action and observation of every session)."""
+
+    max_age_s: float = 7 * 24 * 3600
+    max_bytes: int = -1
+    duplicate_window_s: float = 120.0
+    storage: str = "file"
+
+
+async def ensure_stream(js: JetStreamContext, subjects: Subjects, options: StreamConfigOptions | None = None) -> None:
+    options = options or StreamConfigOptions()
+    config = StreamConfig(
+        name=stream_name(subjects),
+        subjects=[subjects.all_sessions],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE if options.storage == "file" else StorageType.MEMORY,
+        max_age=options.max_age_s,
+        max_bytes=options.max_bytes,
+        duplicate_window=options.duplicate_window_s,
+        discard=DiscardPolicy.OLD,
+        max_msg_size=-1,
+    )
+    try:
+        await js.add_stream(config)
+    except nats.js.errors.BadRequestError:
+        await js.update_stream(config)
+
+
+def stream_name(subjects: Subjects) -> str:
+    return STREAM if subjects.prefix == "corral" else f"{STREAM}_{subjects.prefix.upper()}"
+
+
+async def _bucket(js: JetStreamContext, name: str, ttl_s: float | None = None) -> KeyValue:
+    try:
+        return await js.key_value(name)
+    except nats.js.errors.BucketNotFoundError:
+        return await js.create_key_value(KeyValueConfig(bucket=name, history=1, ttl=ttl_s, storage=StorageType.FILE))
+
+
+async def workers_bucket(js: JetStreamContext, subjects: Subjects) -> KeyValue:
+    return await _bucket(js, _kv_name(KV_WORKERS, subjects))
+
+
+async def sessions_bucket(js: JetStreamContext, subjects: Subjects) -> KeyValue:
+    return await _bucket(js, _kv_name(KV_SESSIONS, subjects))
+
+
+def _kv_name(base: str, subjects: Subjects) -> str:
+    return base if subjects.prefix == "corral" else f"{base}_{subjects.prefix}"

@@ -1,0 +1,368 @@
+"""The controller: placement, the session registry, idle reaping and worker liveness.
+
+It serves ``corral.ctl.<verb>``; the session registry and worker heartbeats live in JetStream
+KV so a restarted controller finds them again. It also listens to every session's actions
+(cheaply: subject only) to answer actions for unknown sessions and to track idleness. The data
+path itself (action -> worker -> observation) never passes through the controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
+
+from protocol import (
+    Empty,
+    Error,
+    ErrorReply,
+    SandboxCreate,
+    SessionInfo,
+    SessionList,
+    SessionRef,
+    SessionSpec,
+    Subjects,
+    WorkerInfo,
+    WorkerList,
+    codes,
+    decode_as,
+    decode_reply,
+    encode,
+    headers_for,
+    new_id,
+    wants_json,
+)
+from protocol._codec import ActionDecodeError, decode_action
+
+from ._broker import StreamConfigOptions, ensure_stream, sessions_bucket, workers_bucket
+from ._kernel import Actor, InboxFull, Supervisor
+
+log = structlog.get_logger()
+
+_REPLY_ERRORS = (nats.errors.TimeoutError, nats.errors.NoRespondersError)
+
+
+class ControllerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    nats_url: str = "nats://127.0.0.1:4222"
+    prefix: str = "corral"
+    heartbeat_ttl_s: float = 10.0
+    """A worker whose last heartbeat is older than this is dead; its sessions are lost."""
+    default_idle_timeout_s: float | None = 3600.0
+    reap_interval_s: float = 1.0
+    create_timeout_s: float = 120.0
+    stream: StreamConfigOptions = StreamConfigOptions()
+
+
+class _Record(msgspec.Struct, kw_only=True):
+    """What the registry (KV ``corral_sessions``) keeps per session."""
+
+    info: SessionInfo
+    spec: SessionSpec
+    last_activity: float = 0.0
+
+
+_record_codec = msgspec.msgpack.Decoder(_Record)
+_worker_codec = msgspec.msgpack.Decoder(WorkerInfo)
+
+
+class Controller(Actor[Msg]):
+    """Control requests arrive in the inbox; creates run concurrently, each one a message."""
+
+    name = "controller"
+
+    def __init__(self, config: ControllerConfig) -> None:
+        super().__init__(inbox_size=4096, concurrency=32)
+        self._config = config
+        self._subjects = Subjects(config.prefix)
+        self._nc: Nats | None = None
+        self._sessions: dict[str, _Record] = {}
+        self._workers: dict[str, WorkerInfo] = {}
+        self._worker_seen: dict[str, float] = {}
+        self._supervisor = Supervisor("controller")
+        self._subs: list[Any] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self, nc: Nats | None = None) -> None:
+        self._nc = nc or await nats.connect(self._config.nats_url, name="corral-controller", max_reconnect_attempts=-1)
+        js = self._nc.jetstream()
+        await ensure_stream(js, self._subjects, self._config.stream)
+        self._kv_sessions = await sessions_bucket(js, self._subjects)
+        self._kv_workers = await workers_bucket(js, self._subjects)
+        await self._load_state()
+        group = "corral-controller"
+        for verb in ("create", "close", "get", "list", "workers"):
+            self._subs.append(await self._nc.subscribe(self._subjects.ctl(verb), queue=group, cb=self._enqueue))
+        self._subs.append(await self._nc.subscribe(self._subjects.heartbeats, cb=self._on_heartbeat))
+        self._subs.append(await self._nc.subscribe(self._subjects.actions(), queue=group, cb=self._on_action))
+        self._subs.append(await self._nc.subscribe(self._subjects.statuses(), queue=group, cb=self._on_status))
+        self._supervisor.start("inbox", self.run)
+        self._supervisor.start("reaper", self._reap_forever)
+        await self._nc.flush()
+        log.info("controller_started", sessions=len(self._sessions), workers=len(self._workers))
+
+    async def aclose(self) -> None:
+        for sub in self._subs:
+            await sub.unsubscribe()
+        self._subs.clear()
+        await self.drain(5.0)
+        await self._supervisor.aclose()
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.drain()
+
+    async def _load_state(self) -> None:
+        for key, data in await _kv_items(self._kv_sessions):
+            record = _record_codec.decode(data)
+            record.last_activity = time.time()
+            self._sessions[key] = record
+        now = time.time()
+        for key, data in await _kv_items(self._kv_workers):
+            info = _worker_codec.decode(data)
+            self._workers[key] = info
+            # A worker's age is judged from what this controller has seen: a fresh start gives it a full TTL.
+            self._worker_seen[key] = now
+
+    # -------------------------------------------------------------------- inbox
+    async def _enqueue(self, msg: Msg) -> None:
+        try:
+            self.tell(msg)
+        except InboxFull as exc:
+            await self._reply(msg, ErrorReply(code=codes.NO_CAPACITY, message=str(exc)))
+
+    def describe(self, msg: Msg) -> dict[str, Any]:
+        return {"subject": msg.subject}
+
+    async def handle(self, msg: Msg) -> None:
+        verb = msg.subject.rsplit(".", 1)[-1]
+        as_json = wants_json(msg.headers)
+        try:
+            match verb:
+                case "create":
+                    reply = await self._create(decode_as(msg.data, SessionSpec, json=as_json))
+                case "close":
+                    reply = await self._close(decode_as(msg.data, SessionRef, json=as_json).session_id)
+                case "get":
+                    reply = self._get(decode_as(msg.data, SessionRef, json=as_json).session_id)
+                case "list":
+                    decode_as(msg.data, Empty, json=as_json)
+                    reply = SessionList(sessions=[r.info for r in self._sessions.values()])
+                case "workers":
+                    decode_as(msg.data, Empty, json=as_json)
+                    reply = WorkerList(workers=list(self._workers.values()))
+                case _:
+                    reply = ErrorReply(code=codes.UNKNOWN_KIND, message=f"unknown control verb {verb!r}")
+        except msgspec.ValidationError as exc:
+            code = codes.INVALID_SPEC if verb == "create" else codes.BAD_PAYLOAD
+            reply = ErrorReply(code=code, message=f"invalid {verb} request: {exc}")
+        except msgspec.DecodeError as exc:
+            reply = ErrorReply(code=codes.BAD_PAYLOAD, message=f"undecodable {verb} request: {exc}")
+        await self._reply(msg, reply)
+
+    async def _reply(self, msg: Msg, reply: msgspec.Struct) -> None:
+        if msg.reply:
+            as_json = wants_json(msg.headers)
+            await self._nc.publish(msg.reply, encode(reply, json=as_json), headers=headers_for(as_json))  # type: ignore[union-attr]
+
+    # ----------------------------------------------------------------- verbs
+    def _get(self, session_id: str) -> SessionInfo | ErrorReply:
+        record = self._sessions.get(session_id)
+        if record is None:
+            return ErrorReply(code=codes.UNKNOWN_SESSION, message=f"no session {session_id!r} (never created, or closed)")
+        return record.info
+
+    def _place(self, spec: SessionSpec) -> WorkerInfo | ErrorReply:
+        wanted = spec.backend if spec.backend not in (None, "auto") else None
+        candidates = [
+            w for w in self._workers.values()
+            if not w.draining and (wanted is None or w.backend == wanted) and w.running + w.starting < w.capacity
+        ]
+        if not candidates:
+            if not self._workers:
+                return ErrorReply(code=codes.NO_CAPACITY, message="no worker is registered (start one with `corral worker`)")
+            if wanted and not any(w.backend == wanted for w in self._workers.values()):
+                have = sorted({w.backend for w in self._workers.values()})
+                return ErrorReply(code=codes.NO_CAPACITY, message=f"no worker runs backend {wanted!r} (available: {', '.join(have)})")
+            return ErrorReply(code=codes.NO_CAPACITY, message="every worker is at capacity")
+        return min(candidates, key=lambda w: ((w.running + w.starting) / max(w.capacity, 1), w.running))
+
+    async def _create(self, spec: SessionSpec) -> SessionInfo | ErrorReply:
+        problem = _validate(spec)
+        if problem:
+            return ErrorReply(code=codes.INVALID_SPEC, message=problem)
+        worker = self._place(spec)
+        if isinstance(worker, ErrorReply):
+            return worker
+        session_id = "s" + new_id()
+        wid = worker.worker_id
+        # Count the start against the worker now: the next heartbeat may be seconds away.
+        self._workers[wid] = msgspec.structs.replace(worker, starting=worker.starting + 1)
+        log.info("session_placing", session_id=session_id, worker_id=wid)
+        try:
+            msg = await self._nc.request(  # type: ignore[union-attr]
+                self._subjects.worker(wid, "create"),
+                encode(SandboxCreate(session_id=session_id, spec=spec)),
+                timeout=self._config.create_timeout_s,
+            )
+            reply = decode_reply(msg.data)
+        except _REPLY_ERRORS as exc:
+            reply = ErrorReply(code=codes.WORKER_UNAVAILABLE, message=f"worker {wid} did not start the sandbox: {exc!r}")
+        finally:
+            current = self._workers.get(wid)
+            if current is not None:
+                self._workers[wid] = msgspec.structs.replace(current, starting=max(current.starting - 1, 0))
+        if not isinstance(reply, SessionInfo):
+            return reply
+        current = self._workers.get(wid)
+        if current is not None:
+            self._workers[wid] = msgspec.structs.replace(current, running=current.running + 1)
+        record = _Record(info=reply, spec=spec, last_activity=time.time())
+        self._sessions[session_id] = record
+        await self._kv_sessions.put(session_id, encode(record))
+        return reply
+
+    async def _close(self, session_id: str, *, reason: str | None = None) -> SessionInfo | ErrorReply:
+        record = self._sessions.pop(session_id, None)
+        if record is None:
+            return ErrorReply(code=codes.UNKNOWN_SESSION, message=f"no session {session_id!r} (never created, or closed)")
+        info = msgspec.structs.replace(record.info, status="closed", reason=reason)
+        if record.info.status != "lost":
+            try:
+                msg = await self._nc.request(  # type: ignore[union-attr]
+                    self._subjects.worker(record.info.worker_id, "close"), encode(SessionRef(session_id=session_id)), timeout=30
+                )
+                answer = decode_reply(msg.data)
+                if isinstance(answer, SessionInfo):
+                    info = msgspec.structs.replace(answer, reason=reason)
+            except _REPLY_ERRORS as exc:
+                log.warning("session_close_unanswered", session_id=session_id, worker_id=record.info.worker_id, error=repr(exc))
+                await self._publish_status(info)
+        else:
+            await self._publish_status(info)
+        await _kv_delete(self._kv_sessions, session_id)
+        log.info("session_closed", session_id=session_id, reason=reason)
+        return info
+
+    async def _publish_status(self, info: SessionInfo) -> None:
+        await self._nc.publish(self._subjects.status(info.session_id), encode(info))  # type: ignore[union-attr]
+
+    # --------------------------------------------------------- data-path watch
+    async def _on_action(self, msg: Msg) -> None:
+        parsed = self._subjects.parse_session_subject(msg.subject)
+        if parsed is None:
+            return
+        session_id = parsed[0]
+        record = self._sessions.get(session_id)
+        if record is not None and record.info.status != "lost":
+            record.last_activity = time.time()
+            return
+        as_json = wants_json(msg.headers)
+        try:
+            action_id: str | None = decode_action(msg.data, json=as_json).id
+        except ActionDecodeError as exc:
+            action_id = exc.action_id
+        if record is None:
+            code, message = codes.UNKNOWN_SESSION, f"no session {session_id!r} (never created, or closed)"
+        else:
+            code, message = codes.SANDBOX_LOST, f"session {session_id} is lost: {record.info.reason}"
+        error = Error(id=new_id(), cause=action_id, session_id=session_id, code=code, message=message)
+        await self._nc.publish(  # type: ignore[union-attr]
+            self._subjects.obs(session_id, "error"), encode(error, json=as_json), headers=headers_for(as_json)
+        )
+
+    async def _on_status(self, msg: Msg) -> None:
+        """Workers report sandboxes that died or sessions they closed on their own."""
+        try:
+            info = decode_reply(msg.data, json=wants_json(msg.headers))
+        except msgspec.DecodeError:
+            return
+        if not isinstance(info, SessionInfo):
+            return
+        record = self._sessions.get(info.session_id)
+        if record is None or record.info.status == info.status:
+            return
+        if info.status == "closed":  # closed by its worker (e.g. worker shutdown), not through ctl.close
+            self._sessions.pop(info.session_id, None)
+            await _kv_delete(self._kv_sessions, info.session_id)
+        elif info.status == "lost":
+            record.info = msgspec.structs.replace(record.info, status="lost", reason=info.reason)
+            await self._kv_sessions.put(info.session_id, encode(record))
+
+    # ------------------------------------------------------------ heartbeats
+    async def _on_heartbeat(self, msg: Msg) -> None:
+        try:
+            info = _worker_codec.decode(msg.data)
+        except msgspec.DecodeError:
+            log.warning("heartbeat_undecodable", subject=msg.subject)
+            return
+        self._workers[info.worker_id] = info
+        self._worker_seen[info.worker_id] = time.time()
+
+    # --------------------------------------------------------------- reaper
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.reap_interval_s)
+            await self.reap_once()
+
+    async def reap_once(self) -> None:
+        now = time.time()
+        for wid, seen in list(self._worker_seen.items()):
+            if now - seen > self._config.heartbeat_ttl_s:
+                await self._worker_lost(wid, now - seen)
+        for sid, record in list(self._sessions.items()):
+            idle = record.spec.idle_timeout_s or self._config.default_idle_timeout_s
+            if idle and record.info.status == "ready" and now - record.last_activity > idle:
+                log.info("session_idle_reaped", session_id=sid, idle_s=round(now - record.last_activity, 1))
+                await self._close(sid, reason=f"idle for more than {idle} s")
+
+    async def _worker_lost(self, wid: str, silent_s: float) -> None:
+        self._worker_seen.pop(wid, None)
+        self._workers.pop(wid, None)
+        await _kv_delete(self._kv_workers, wid)
+        lost = [r for r in self._sessions.values() if r.info.worker_id == wid and r.info.status != "lost"]
+        log.warning("worker_lost", worker_id=wid, silent_s=round(silent_s, 1), sessions=len(lost))
+        for record in lost:
+            record.info = msgspec.structs.replace(
+                record.info, status="lost", reason=f"worker {wid} stopped sending heartbeats ({silent_s:.1f} s)"
+            )
+            await self._kv_sessions.put(record.info.session_id, encode(record))
+            await self._publish_status(record.info)
+
+
+def _validate(spec: SessionSpec) -> str | None:
+    for name in ("idle_timeout_s", "timeout_s", "soft_timeout_s"):
+        value = getattr(spec, name)
+        if value is not None and value <= 0:
+            return f"{name} must be positive, got {value}"
+    if spec.network not in (None, "none", "egress"):
+        return f"network must be 'none' or 'egress', got {spec.network!r}"
+    return None
+
+
+async def _kv_items(kv: Any) -> list[tuple[str, bytes]]:
+    try:
+        keys = await kv.keys()
+    except nats.js.errors.NoKeysError:
+        return []
+    items = []
+    for key in keys:
+        try:
+            entry = await kv.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            continue
+        if entry.value:
+            items.append((key, entry.value))
+    return items
+
+
+async def _kv_delete(kv: Any, key: str) -> None:
+    try:
+        await kv.purge(key)
+    except nats.js.errors.KeyNotFoundError:
+        pass

@@ -1,0 +1,62 @@
+"""corral's public wire contract and client SDK.
+
+Imports nothing else of corral's: any program can depend on this package alone.
+"""
+
+from . import _errors as codes
+from ._codec import (
+    JSON_HEADERS,
+    ActionDecodeError,
+    decode_action,
+    decode_as,
+    decode_observation,
+    decode_reply,
+    encode,
+    headers_for,
+    wants_json,
+)
+from ._errors import ConnectionLost, CorralError, RequestError
+from ._events import (
+    ACTION_KINDS,
+    OBSERVATION_KINDS,
+    Action,
+    AnyAction,
+    AnyObservation,
+    AnyReply,
+    BrowseInteractive,
+    BrowseUrl,
+    CmdChunk,
+    CmdOutput,
+    CmdRun,
+    CmdStatus,
+    Confirm,
+    Empty,
+    Error,
+    ErrorReply,
+    Event,
+    FileContent,
+    FileEdit,
+    FileEdited,
+    FileRead,
+    FileWrite,
+    FileWritten,
+    IPythonRun,
+    McpCall,
+    McpList,
+    Observation,
+    Reply,
+    Resources,
+    SessionInfo,
+    SessionList,
+    SessionRef,
+    SandboxCreate,
+    SessionSpec,
+    WorkerInfo,
+    WorkerList,
+)
+from ._client import Client, Session
+from ._ids import new_id
+from ._schema import json_schema
+from ._subjects import DEFAULT_PREFIX, KV_SESSIONS, KV_WORKERS, STREAM, Subjects
+
+__all__ = [name for name in dir() if not name.startswith("_")]

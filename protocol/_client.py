@@ -1,0 +1,245 @@
+"""The Python SDK: ``Client`` (control requests) and ``Session`` (actions and observations).
+
+    async with await Client.connect("nats://127.0.0.1:4222") as client:
+        async with await client.create_session() as session:
+            out = await session.run(CmdRun(id=new_id(), command="echo hi"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
+
+from . import _errors as codes
+from ._codec import decode_observation, decode_reply, encode, wants_json
+from ._errors import ConnectionLost, RequestError
+from ._events import (
+    AnyAction,
+    AnyObservation,
+    AnyReply,
+    CmdChunk,
+    CmdOutput,
+    CmdRun,
+    Error,
+    ErrorReply,
+    SessionInfo,
+    SessionList,
+    SessionRef,
+    SessionSpec,
+    WorkerInfo,
+    WorkerList,
+)
+from ._ids import new_id
+from ._subjects import DEFAULT_PREFIX, Subjects
+
+CONTROL_TIMEOUT_S = 30.0
+_LOST = ("lost", "closed")
+
+
+class Client:
+    """A connection to corral through NATS. Use ``await Client.connect(url)``."""
+
+    def __init__(self, nc: Nats, subjects: Subjects, *, owns_connection: bool = True) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self.subjects = subjects
+        self._owns = owns_connection
+
+    @classmethod
+    async def connect(cls, url: str = "nats://127.0.0.1:4222", *, prefix: str = DEFAULT_PREFIX, **options: Any) -> Client:
+        options.setdefault("name", "corral-client")
+        options.setdefault("max_reconnect_attempts", -1)
+        try:
+            nc = await nats.connect(url, **options)
+        except (OSError, nats.errors.Error) as exc:
+            raise ConnectionLost(codes.WORKER_UNAVAILABLE, f"cannot connect to NATS at {url}: {exc!r}") from exc
+        return cls(nc, Subjects(prefix))
+
+    @property
+    def nats(self) -> Nats:
+        return self._nc
+
+    async def request(self, verb: str, body: msgspec.Struct | None = None, *, timeout_s: float = CONTROL_TIMEOUT_S) -> AnyReply:
+        """One control request; an error reply raises RequestError with its code."""
+        payload = encode(body) if body is not None else b""
+        try:
+            msg = await self._nc.request(self.subjects.ctl(verb), payload, timeout=timeout_s)
+        except nats.errors.NoRespondersError:
+            raise ConnectionLost(codes.WORKER_UNAVAILABLE, "no corral controller is answering (is `corral up` running?)") from None
+        except nats.errors.TimeoutError:
+            raise ConnectionLost(codes.TIMEOUT, f"controller did not answer {verb} within {timeout_s} s") from None
+        reply = decode_reply(msg.data, json=wants_json(msg.headers))
+        if isinstance(reply, ErrorReply):
+            raise RequestError(reply.code, reply.message)
+        return reply
+
+    async def create_session(self, **spec: Any) -> Session:
+        spec_struct = msgspec.convert(spec, SessionSpec)
+        info = await self.request("create", spec_struct)
+        assert isinstance(info, SessionInfo)
+        return await Session.open(self, info)
+
+    async def attach(self, session_id: str) -> Session:
+        return await Session.open(self, await self.get_session(session_id))
+
+    async def get_session(self, session_id: str) -> SessionInfo:
+        info = await self.request("get", SessionRef(session_id=session_id))
+        assert isinstance(info, SessionInfo)
+        return info
+
+    async def close_session(self, session_id: str) -> SessionInfo:
+        info = await self.request("close", SessionRef(session_id=session_id))
+        assert isinstance(info, SessionInfo)
+        return info
+
+    async def list_sessions(self) -> list[SessionInfo]:
+        reply = await self.request("list")
+        assert isinstance(reply, SessionList)
+        return reply.sessions
+
+    async def workers(self) -> list[WorkerInfo]:
+        reply = await self.request("workers")
+        assert isinstance(reply, WorkerList)
+        return reply.workers
+
+    async def aclose(self) -> None:
+        if self._owns and not self._nc.is_closed:
+            await self._nc.drain()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class Session:
+    """One sandbox. Observations are routed to the call that waits for them by ``cause``."""
+
+    def __init__(self, client: Client, info: SessionInfo) -> None:
+        self._client = client
+        self.info = info
+        self.session_id = info.session_id
+        self._waiters: dict[str, asyncio.Queue[AnyObservation]] = {}
+        self._subs: list[Any] = []
+        self.status = info.status
+
+    @classmethod
+    async def open(cls, client: Client, info: SessionInfo) -> Session:
+        session = cls(client, info)
+        nc, subjects = client.nats, client.subjects
+        session._subs.append(await nc.subscribe(subjects.observations(info.session_id), cb=session._on_obs))
+        session._subs.append(await nc.subscribe(subjects.status(info.session_id), cb=session._on_status))
+        return session
+
+    async def _on_obs(self, msg: Msg) -> None:
+        try:
+            obs = decode_observation(msg.data, json=wants_json(msg.headers))
+        except msgspec.DecodeError:
+            return
+        queue = self._waiters.get(obs.cause or "")
+        if queue is not None:
+            queue.put_nowait(obs)
+
+    async def _on_status(self, msg: Msg) -> None:
+        try:
+            info = decode_reply(msg.data, json=wants_json(msg.headers))
+        except msgspec.DecodeError:
+            return
+        if not isinstance(info, SessionInfo):
+            return
+        self.status = info.status
+        if info.status in _LOST:
+            reason = info.reason or f"session {info.status}"
+            for cause, queue in self._waiters.items():
+                queue.put_nowait(Error(id=new_id(), cause=cause, session_id=self.session_id,
+                                       code=codes.SANDBOX_LOST if info.status == "lost" else codes.UNKNOWN_SESSION,
+                                       message=reason))
+
+    async def stream(self, action: AnyAction, *, wait_s: float | None = None) -> AsyncIterator[AnyObservation]:
+        """Publish one action; yield its chunks, then its final observation."""
+        queue: asyncio.Queue[AnyObservation] = asyncio.Queue()
+        self._waiters[action.id] = queue
+        try:
+            early = await self._publish(action)
+            if early is not None:
+                yield early
+                return
+            while True:
+                obs = await asyncio.wait_for(queue.get(), wait_s) if wait_s else await queue.get()
+                yield obs
+                if not isinstance(obs, CmdChunk):
+                    return
+        except asyncio.TimeoutError:
+            yield Error(id=new_id(), cause=action.id, session_id=self.session_id, code=codes.TIMEOUT,
+                        message=f"no observation for action {action.id} within {wait_s} s")
+        finally:
+            self._waiters.pop(action.id, None)
+
+    async def run(self, action: AnyAction, *, wait_s: float | None = None) -> AnyObservation:
+        """Publish one action and wait for its final observation."""
+        final: AnyObservation | None = None
+        async for obs in self.stream(action, wait_s=wait_s):
+            final = obs
+        assert final is not None
+        return final
+
+    async def cmd(self, command: str, **fields: Any) -> CmdOutput | Error:
+        """Shorthand for ``run(CmdRun(id=new_id(), command=command, ...))``."""
+        obs = await self.run(CmdRun(id=new_id(), command=command, **fields))
+        assert isinstance(obs, (CmdOutput, Error))
+        return obs
+
+    async def _publish(self, action: AnyAction) -> AnyObservation | None:
+        """Publish durably; returns an observation when the answer is already known."""
+        client = self._client
+        subject = client.subjects.action(self.session_id, action.__struct_config__.tag)
+        try:
+            ack = await client._js.publish(subject, encode(action), headers={"Nats-Msg-Id": action.id})
+        except nats.errors.MaxPayloadError as exc:
+            return Error(id=new_id(), cause=action.id, session_id=self.session_id, code=codes.PAYLOAD_TOO_LARGE,
+                         message=f"action is larger than the broker's max payload ({exc}); write big files in parts")
+        except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError, nats.errors.TimeoutError) as exc:
+            return Error(id=new_id(), cause=action.id, session_id=self.session_id, code=codes.WORKER_UNAVAILABLE,
+                         message=f"the action stream did not accept the action: {exc!r}")
+        if ack.duplicate:
+            return await self._lookup(action.id)
+        return None
+
+    async def _lookup(self, action_id: str) -> AnyObservation | None:
+        """A repeated id: ask the owning worker for the stored observation (None: still running)."""
+        nc = self._client.nats
+        try:
+            msg = await nc.request(self._client.subjects.lookup(self.session_id), action_id.encode(), timeout=5)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            return Error(id=new_id(), cause=action_id, session_id=self.session_id, code=codes.UNKNOWN_SESSION,
+                         message=f"no worker serves session {self.session_id} to look up action {action_id}")
+        if not msg.data:
+            return None
+        return decode_observation(msg.data, json=wants_json(msg.headers))
+
+    async def close(self) -> SessionInfo:
+        info = await self._client.close_session(self.session_id)
+        await self.detach()
+        return info
+
+    async def detach(self) -> None:
+        for sub in self._subs:
+            await sub.unsubscribe()
+        self._subs.clear()
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.close()
+        except (RequestError, ConnectionLost):
+            await self.detach()

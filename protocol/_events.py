@@ -1,0 +1,243 @@
+"""The public wire contract: actions, observations and control messages.
+
+Every event is one frozen msgspec Struct in a tagged union, tag field ``kind``.
+Evolution follows msgspec's rules: new fields get defaults, tags and field types
+never change, a breaking change is a new struct with a new tag.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+Encoding = Literal["text", "base64"]
+CmdStatus = Literal["completed", "running", "hard_timeout", "interrupted", "not_executed", "failed"]
+EditCommand = Literal["view", "create", "str_replace", "insert", "undo_edit"]
+SessionStatus = Literal["starting", "ready", "closing", "closed", "lost", "recovered", "paused"]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", omit_defaults=True):
+    """Root of every event on the wire."""
+
+
+# --------------------------------------------------------------------------- actions
+
+
+class Action(Event, frozen=True, kw_only=True):
+    id: str
+    """Client-chosen idempotency key: executes at most once per session."""
+    timeout_s: float | None = None
+    """Hard timeout; unset takes the session's default."""
+
+
+class CmdRun(Action, frozen=True, kw_only=True, tag="cmd_run"):
+    command: str
+    shell: str = "main"
+    is_input: bool = False
+    soft_timeout_s: float | None = None
+    cwd: str | None = None
+    env: dict[str, str] | None = None
+
+
+class FileRead(Action, frozen=True, kw_only=True, tag="file_read"):
+    path: str
+    start_line: int | None = None
+    end_line: int | None = None
+    encoding: Encoding = "text"
+
+
+class FileWrite(Action, frozen=True, kw_only=True, tag="file_write"):
+    path: str
+    content: str
+    encoding: Encoding = "text"
+
+
+class FileEdit(Action, frozen=True, kw_only=True, tag="file_edit"):
+    command: EditCommand
+    path: str
+    file_text: str | None = None
+    old_str: str | None = None
+    new_str: str | None = None
+    insert_line: int | None = None
+    view_range: list[int] | None = None
+
+
+class IPythonRun(Action, frozen=True, kw_only=True, tag="ipython_run"):
+    code: str
+    kernel: str = "main"
+
+
+class BrowseUrl(Action, frozen=True, kw_only=True, tag="browse_url"):
+    url: str
+
+
+class BrowseInteractive(Action, frozen=True, kw_only=True, tag="browse_interactive"):
+    browser_actions: str
+    """A small script of browser steps (click, fill, goto, scroll, ...)."""
+
+
+class McpCall(Action, frozen=True, kw_only=True, tag="mcp_call"):
+    server: str
+    tool: str
+    # The arguments belong to the MCP server's own tool schema, not to corral.
+    arguments: dict[str, Any] = {}
+
+
+class McpList(Action, frozen=True, kw_only=True, tag="mcp_list"):
+    server: str | None = None
+
+
+class Confirm(Action, frozen=True, kw_only=True, tag="confirm"):
+    action_id: str
+    """The id of the action awaiting confirmation."""
+    approve: bool = True
+
+
+AnyAction = CmdRun | FileRead | FileWrite | FileEdit | IPythonRun | BrowseUrl | BrowseInteractive | McpCall | McpList | Confirm
+
+ACTION_KINDS: tuple[str, ...] = tuple(t.__struct_config__.tag for t in AnyAction.__args__)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------- observations
+
+
+class Observation(Event, frozen=True, kw_only=True):
+    id: str
+    cause: str | None = None
+    """The id of the action this answers (None when the action's id could not be read)."""
+    session_id: str = ""
+
+
+class CmdOutput(Observation, frozen=True, kw_only=True, tag="cmd_output"):
+    content: str = ""
+    status: CmdStatus = "completed"
+    exit_code: int | None = None
+    working_dir: str | None = None
+    pid: int | None = None
+    shell: str = "main"
+    truncated: bool = False
+    full_output_path: str | None = None
+    hint: str | None = None
+    """Set for `running` / `not_executed`: what the agent can do next."""
+
+
+class CmdChunk(Observation, frozen=True, kw_only=True, tag="cmd_chunk"):
+    seq: int
+    data: str
+
+
+class FileContent(Observation, frozen=True, kw_only=True, tag="file_content"):
+    path: str
+    content: str
+    encoding: Encoding = "text"
+    total_lines: int | None = None
+
+
+class FileWritten(Observation, frozen=True, kw_only=True, tag="file_written"):
+    path: str
+    size: int
+
+
+class FileEdited(Observation, frozen=True, kw_only=True, tag="file_edited"):
+    path: str
+    content: str
+    """The editor's text: a numbered view, or a message with a snippet of the result."""
+    diff: str = ""
+
+
+class Error(Observation, frozen=True, kw_only=True, tag="error"):
+    code: str
+    message: str
+
+
+AnyObservation = CmdOutput | CmdChunk | FileContent | FileWritten | FileEdited | Error
+
+OBSERVATION_KINDS: tuple[str, ...] = tuple(t.__struct_config__.tag for t in AnyObservation.__args__)  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- control
+
+
+class Resources(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    cpus: float | None = None
+    memory_mb: int | None = None
+    pids: int | None = None
+
+
+class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """What `corral.ctl.create` takes. Every field is optional."""
+
+    backend: str | None = None
+    image: str | None = None
+    env: dict[str, str] = {}
+    workdir: str | None = None
+    labels: dict[str, str] = {}
+    idle_timeout_s: float | None = None
+    timeout_s: float | None = None
+    soft_timeout_s: float | None = None
+    plugins: list[str] = []
+    resources: Resources | None = None
+    network: str | None = None
+    # MCP server definitions are the MCP bridge's own format (a later issue gives them meaning).
+    mcp: dict[str, Any] = {}
+
+
+class SessionRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What `corral.ctl.close` and `corral.ctl.get` take."""
+
+    session_id: str
+
+
+class Empty(msgspec.Struct, frozen=True, kw_only=True):
+    """What `corral.ctl.list` and `corral.ctl.workers` take (any fields are ignored)."""
+
+
+class Reply(Event, frozen=True, kw_only=True):
+    """Root of every control reply."""
+
+
+class SessionInfo(Reply, frozen=True, kw_only=True, tag="session_info"):
+    session_id: str
+    worker_id: str
+    backend: str
+    status: SessionStatus
+    created_at: float = 0.0
+    labels: dict[str, str] = {}
+    reason: str | None = None
+
+
+class SessionList(Reply, frozen=True, kw_only=True, tag="session_list"):
+    sessions: list[SessionInfo]
+
+
+class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    worker_id: str
+    backend: str
+    capacity: int
+    running: int = 0
+    starting: int = 0
+    draining: bool = False
+    host: str = ""
+    version: str = ""
+    labels: dict[str, str] = {}
+    seen_at: float = 0.0
+
+
+class WorkerList(Reply, frozen=True, kw_only=True, tag="worker_list"):
+    workers: list[WorkerInfo]
+
+
+class ErrorReply(Reply, frozen=True, kw_only=True, tag="error"):
+    code: str
+    message: str
+
+
+AnyReply = SessionInfo | SessionList | WorkerList | ErrorReply
+
+
+class SandboxCreate(msgspec.Struct, frozen=True, kw_only=True):
+    """Controller -> worker (``corral.worker.<wid>.create``): start a sandbox for a session."""
+
+    session_id: str
+    spec: SessionSpec

@@ -1,0 +1,166 @@
+"""The controller against a real broker and real workers."""
+
+import asyncio
+
+import pytest
+
+from actors.controller import Controller, ControllerConfig
+from protocol import Client, CmdRun, ConnectionLost, Error, RequestError, Subjects, codes, decode_reply, new_id
+from workers.worker import Worker, WorkerConfig
+
+
+@pytest.fixture
+async def controller(nats_server):
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url, heartbeat_ttl_s=1.0, reap_interval_s=0.2))
+    await ctl.start()
+    yield ctl
+    await ctl.aclose()
+
+
+@pytest.fixture
+async def bare_client(nats_server):
+    async with await Client.connect(nats_server.url) as c:
+        yield c
+
+
+def _worker(nats_server, tmp_path, name="w1", **kw):
+    config = WorkerConfig(nats_url=nats_server.url, worker_id=name, base_dir=str(tmp_path / name),
+                          heartbeat_interval_s=0.2, **kw)
+    return Worker(config)
+
+
+async def test_create_without_workers_is_no_capacity(controller, bare_client):
+    with pytest.raises(RequestError) as info:
+        await bare_client.create_session()
+    assert info.value.code == codes.NO_CAPACITY and "corral worker" in info.value.message
+
+
+async def test_without_controller_requests_fail_clearly(nats_server, bare_client):
+    with pytest.raises(ConnectionLost) as info:
+        await bare_client.list_sessions()
+    assert "controller" in info.value.message
+
+
+async def test_sessions_are_listed_got_and_closed(controller, bare_client, nats_server, tmp_path):
+    worker = _worker(nats_server, tmp_path)
+    await worker.start()
+    try:
+        s = await bare_client.create_session(labels={"task": "t1"})
+        assert s.info.worker_id == "w1" and s.info.status == "ready"
+        assert [x.session_id for x in await bare_client.list_sessions()] == [s.session_id]
+        assert (await bare_client.get_session(s.session_id)).labels == {"task": "t1"}
+        workers = await bare_client.workers()
+        assert workers[0].worker_id == "w1" and workers[0].backend == "local"
+        closed = await s.close()
+        assert closed.status == "closed"
+        with pytest.raises(RequestError) as info:
+            await bare_client.get_session(s.session_id)
+        assert info.value.code == codes.UNKNOWN_SESSION
+    finally:
+        await worker.aclose()
+
+
+async def test_placement_spreads_sessions_over_workers(controller, bare_client, nats_server, tmp_path):
+    workers = [_worker(nats_server, tmp_path, f"w{i}") for i in range(2)]
+    for w in workers:
+        await w.start()
+    try:
+        sessions = [await bare_client.create_session() for _ in range(4)]
+        placed = sorted(s.info.worker_id for s in sessions)
+        assert placed == ["w0", "w0", "w1", "w1"]
+        for s in sessions:
+            await s.close()
+    finally:
+        for w in workers:
+            await w.aclose()
+
+
+async def test_backend_without_worker_names_what_is_available(controller, bare_client, nats_server, tmp_path):
+    worker = _worker(nats_server, tmp_path)
+    await worker.start()
+    try:
+        with pytest.raises(RequestError) as info:
+            await bare_client.create_session(backend="kubernetes")
+        assert info.value.code == codes.NO_CAPACITY and "local" in info.value.message
+    finally:
+        await worker.aclose()
+
+
+async def test_full_worker_is_no_capacity(controller, bare_client, nats_server, tmp_path):
+    worker = _worker(nats_server, tmp_path, capacity=1)
+    await worker.start()
+    try:
+        s = await bare_client.create_session()
+        with pytest.raises(RequestError) as info:
+            await bare_client.create_session()
+        assert info.value.code == codes.NO_CAPACITY
+        await s.close()
+    finally:
+        await worker.aclose()
+
+
+async def test_invalid_spec_value_is_invalid_spec(controller, bare_client):
+    with pytest.raises(RequestError) as info:
+        await bare_client.create_session(network="internet")
+    assert info.value.code == codes.INVALID_SPEC and "network" in info.value.message
+
+
+async def test_idle_session_is_reaped(controller, bare_client, nats_server, tmp_path):
+    worker = _worker(nats_server, tmp_path)
+    await worker.start()
+    try:
+        s = await bare_client.create_session(idle_timeout_s=0.5)
+        status = await _next_status(bare_client, s.session_id, {"closed"})
+        assert status.status == "closed"
+        with pytest.raises(RequestError):
+            await bare_client.get_session(s.session_id)
+    finally:
+        await worker.aclose()
+
+
+async def test_worker_that_stops_heartbeating_loses_its_sessions(controller, bare_client, nats_server, tmp_path):
+    worker = _worker(nats_server, tmp_path)
+    await worker.start()
+    s = await bare_client.create_session()
+    watcher = asyncio.create_task(_next_status(bare_client, s.session_id, {"lost"}))
+    await asyncio.sleep(0)
+    # Cut the worker off the broker without closing its sessions: its heartbeats stop.
+    await worker._nc.close()
+    status = await asyncio.wait_for(watcher, 10)
+    assert status.status == "lost" and "heartbeat" in status.reason
+    assert (await bare_client.get_session(s.session_id)).status == "lost"
+    out = await s.run(CmdRun(id=new_id(), command="echo hi"), wait_s=10)
+    assert isinstance(out, Error) and out.code == codes.SANDBOX_LOST
+    await worker.aclose()
+
+
+async def test_controller_restart_keeps_the_registry(nats_server, bare_client, tmp_path):
+    config = ControllerConfig(nats_url=nats_server.url, heartbeat_ttl_s=5)
+    first = Controller(config)
+    await first.start()
+    worker = _worker(nats_server, tmp_path)
+    await worker.start()
+    try:
+        s = await bare_client.create_session()
+        await first.aclose()
+        second = Controller(config)
+        await second.start()
+        assert (await bare_client.get_session(s.session_id)).status == "ready"
+        out = await s.cmd("echo still")
+        assert out.content == "still\n"
+        await s.close()
+        await second.aclose()
+    finally:
+        await worker.aclose()
+
+
+async def _next_status(client, session_id, wanted):
+    sub = await client.nats.subscribe(Subjects().status(session_id))
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=10)
+            info = decode_reply(msg.data)
+            if info.status in wanted:
+                return info
+    finally:
+        await sub.unsubscribe()

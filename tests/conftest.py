@@ -1,0 +1,34 @@
+"""Shared fixtures: a real nats-server per test (free port, JetStream in a temp dir), and real deployments."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.embedded import EmbeddedNats
+from protocol import Client
+from workers._up import Deployment, UpConfig
+
+
+@pytest.fixture
+async def nats_server(tmp_path):
+    async with EmbeddedNats(str(tmp_path / "nats")) as server:
+        yield server
+
+
+@pytest.fixture
+async def deployment(nats_server, tmp_path):
+    config = UpConfig(nats_url=nats_server.url, data_dir=str(tmp_path / "corral"), backend="local", audit=False)
+    async with Deployment(config) as dep:
+        yield dep
+
+
+@pytest.fixture
+async def client(deployment):
+    async with await Client.connect(deployment.url) as c:
+        yield c
+
+
+@pytest.fixture
+async def session(client):
+    async with await client.create_session() as s:
+        yield s

@@ -1,0 +1,1 @@
+"""Runtime workers, sandbox backends, plugin actors, and the in-sandbox executor."""

@@ -1,0 +1,112 @@
+"""``corral up``: everything on one machine in one process tree.
+
+An embedded nats-server with JetStream (unless an existing broker is named), the controller,
+one or more workers, and the audit writer. Ctrl-C drains and stops everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import msgspec
+import nats
+import structlog
+
+from actors.audit import AuditWriter
+from actors.controller import Controller, ControllerConfig
+from actors.embedded import EmbeddedNats
+from actors._kernel import Supervisor
+from protocol import Subjects
+
+from .worker import Worker, WorkerConfig
+
+log = structlog.get_logger()
+
+
+class UpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    data_dir: str = ".corral"
+    nats_url: str | None = None
+    """An existing broker; None starts the embedded one."""
+    nats_port: int = 4222
+    backend: str = "auto"
+    workers: int = 1
+    capacity: int = 64
+    prefix: str = "corral"
+    audit: bool = True
+
+
+def resolve_backend(name: str) -> str:
+    if name != "auto":
+        return name
+    # The Docker backend arrives with its own issue; until then `auto` is the local backend.
+    return "local"
+
+
+class Deployment:
+    """The parts of ``corral up``; also what end-to-end tests start."""
+
+    def __init__(self, config: UpConfig) -> None:
+        self.config = config
+        self.url = config.nats_url or ""
+        self.workers: list[Worker] = []
+        self.controller: Controller | None = None
+        self._stack = AsyncExitStack()
+        self._supervisor = Supervisor("up")
+
+    async def start(self) -> None:
+        data = Path(self.config.data_dir).absolute()
+        data.mkdir(parents=True, exist_ok=True)
+        if not self.config.nats_url:
+            broker = EmbeddedNats(str(data / "nats"), port=self.config.nats_port)
+            await self._stack.enter_async_context(broker)
+            self.url = broker.url
+        subjects = Subjects(self.config.prefix)
+        self.controller = Controller(ControllerConfig(nats_url=self.url, prefix=self.config.prefix))
+        await self.controller.start()
+        self._stack.push_async_callback(self.controller.aclose)
+        backend = resolve_backend(self.config.backend)
+        for n in range(self.config.workers):
+            worker = Worker(WorkerConfig(
+                nats_url=self.url, prefix=self.config.prefix, backend=backend, capacity=self.config.capacity,
+                base_dir=str(data / "workers"), worker_id=f"{os.uname().nodename}-{backend}-{n}".replace(".", "-"),
+            ))
+            await worker.start()
+            self._stack.push_async_callback(worker.aclose)
+            self.workers.append(worker)
+        if self.config.audit:
+            nc = await nats.connect(self.url, name="corral-audit", max_reconnect_attempts=-1)
+            self._stack.push_async_callback(nc.drain)
+            (data / "audit").mkdir(exist_ok=True)
+            writer = AuditWriter(nc, subjects, str(data / "audit" / "events.jsonl"))
+            self._supervisor.start("audit", writer.run)
+            self._stack.push_async_callback(self._supervisor.aclose)
+        log.info("corral_up", nats=self.url, backend=backend, workers=len(self.workers), data_dir=str(data))
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> Deployment:
+        try:
+            await self.start()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def run_until_signalled(config: UpConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Deployment(config) as deployment:
+        print(f"corral is up: NATS {deployment.url}  (Ctrl-C stops)", flush=True)
+        await stop.wait()
+        print("corral: stopping (draining sessions)...", flush=True)

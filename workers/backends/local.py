@@ -1,0 +1,145 @@
+"""The local backend: the executor runs as a host subprocess in a per-session directory.
+
+There is NO isolation: a session can read and write everything the worker's user can.
+It exists for development, CI and trusted workloads, and says so loudly when it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import structlog
+
+from protocol import SessionSpec, codes, new_id
+
+from ._base import Backend, BackendError, SandboxHandle
+
+log = structlog.get_logger()
+
+NO_ISOLATION_WARNING = (
+    "corral local backend: sessions run as host processes with NO ISOLATION "
+    "(same user, same filesystem, same network). Use --backend docker for untrusted code."
+)
+READY_TIMEOUT_S = 15.0
+HANDLE_FILE = "sandbox.json"
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, *, base_dir: str, worker_id: str, socket_dir: str | None = None, warn: bool = True) -> None:
+        self._root = Path(base_dir) / "local" / worker_id
+        self._root.mkdir(parents=True, exist_ok=True)
+        # Unix socket paths are limited to ~107 bytes: keep them short, outside deep data dirs.
+        self._socket_dir = Path(socket_dir or f"/tmp/corral-{os.getuid()}")
+        self._socket_dir.mkdir(mode=0o700, exist_ok=True)
+        self._worker_id = worker_id
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        if warn:
+            print(f"WARNING: {NO_ISOLATION_WARNING}", file=sys.stderr)
+            log.warning("local_backend_no_isolation", worker_id=worker_id)
+
+    async def create(self, session_id: str, spec: SessionSpec) -> SandboxHandle:
+        session_dir = self._root / session_id
+        workdir = Path(spec.workdir) if spec.workdir else session_dir / "workspace"
+        key = new_id()
+        socket_path = str(self._socket_dir / f"{session_id}.sock")
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+            (session_dir / "outputs").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackendError(f"cannot create the session directory {workdir}: {exc}", codes.INVALID_SPEC) from exc
+        config = {
+            "session_id": session_id, "key": key, "workdir": str(workdir), "output_dir": str(session_dir / "outputs"),
+            "socket_path": socket_path, "env": spec.env, "default_timeout_s": spec.timeout_s,
+            "default_soft_timeout_s": spec.soft_timeout_s,
+        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CORRAL_", "NATS_"))}
+        env["CORRAL_EXECUTOR_CONFIG"] = json.dumps(config)
+        stderr = open(session_dir / "executor.log", "ab")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "workers.executor", env=env, cwd=str(workdir),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=stderr,
+                start_new_session=True,
+            )
+        finally:
+            stderr.close()
+        try:
+            ready = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT_S)  # type: ignore[union-attr]
+            info = json.loads(ready)
+        except (asyncio.TimeoutError, ValueError) as exc:
+            _kill_group(proc.pid)
+            tail = (session_dir / "executor.log").read_text(errors="replace")[-800:]
+            raise BackendError(f"executor did not become ready: {exc!r}; log: {tail}") from exc
+        self._procs[session_id] = proc
+        handle = SandboxHandle(
+            session_id=session_id, worker_id=self._worker_id, backend=self.name, key=key,
+            socket_path=socket_path, pid=info["pid"], workdir=str(workdir), created_at=time.time(),
+            labels=dict(spec.labels),
+        )
+        (session_dir / HANDLE_FILE).write_bytes(msgspec.json.encode(handle))
+        return handle
+
+    async def destroy(self, handle: SandboxHandle) -> None:
+        proc = self._procs.pop(handle.session_id, None)
+        if handle.pid:
+            _signal_group(handle.pid, signal.SIGTERM)
+            if proc is not None:
+                try:
+                    await asyncio.wait_for(proc.wait(), 3)
+                except asyncio.TimeoutError:
+                    _kill_group(handle.pid)
+                    await proc.wait()
+            else:
+                _kill_group(handle.pid)
+        if handle.socket_path:
+            Path(handle.socket_path).unlink(missing_ok=True)
+        await asyncio.to_thread(shutil.rmtree, self._root / handle.session_id, True)
+
+    async def list(self) -> list[SandboxHandle]:
+        handles = []
+        for path in self._root.glob(f"*/{HANDLE_FILE}"):
+            try:
+                handle = msgspec.json.decode(path.read_bytes(), type=SandboxHandle)
+            except (OSError, msgspec.DecodeError):
+                continue
+            if await self.alive(handle) is None:
+                handles.append(handle)
+        return handles
+
+    async def alive(self, handle: SandboxHandle) -> str | None:
+        proc = self._procs.get(handle.session_id)
+        if proc is not None and proc.returncode is not None:
+            return f"executor exited with code {proc.returncode}"
+        if handle.pid is None:
+            return "no executor process recorded"
+        try:
+            os.kill(handle.pid, 0)
+        except ProcessLookupError:
+            return "executor process is gone"
+        except PermissionError:
+            pass
+        return None
+
+    async def aclose(self) -> None:
+        self._procs.clear()
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_group(pid: int) -> None:
+    _signal_group(pid, signal.SIGKILL)

@@ -1,0 +1,167 @@
+"""``corral bench``: numbers, not guesses.
+
+Measures, against a running corral (or one it starts itself with ``--embedded``):
+  * floors: a bare NATS request/reply, and spawning ``bash -c 'echo hi'``;
+  * session create -> ready (through the controller, a real sandbox each time);
+  * ``echo hi`` round trip, publish to final observation, sequentially and from several
+    sessions at once (actions per second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from typing import AsyncIterator
+
+import msgspec
+
+from protocol import Client, CmdOutput, CmdRun, new_id
+
+
+class BenchConfig(msgspec.Struct, frozen=True, kw_only=True):
+    nats_url: str
+    actions: int = 1000
+    sessions: int = 20
+    parallel: int = 4
+    backend: str | None = None
+    as_json: bool = False
+    embedded: bool = False
+
+
+def _ms(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    def pct(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 3)
+    return {"n": len(ordered), "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99),
+            "mean_ms": round(statistics.fmean(ordered) * 1000, 3)}
+
+
+async def _nats_floor(client: Client, n: int) -> dict[str, float]:
+    nc = client.nats
+    subject = "_bench." + new_id()
+
+    async def echo(msg):  # type: ignore[no-untyped-def]
+        await msg.respond(msg.data)
+
+    sub = await nc.subscribe(subject, cb=echo)
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        await nc.request(subject, b"x", timeout=5)
+        samples.append(time.perf_counter() - t)
+    await sub.unsubscribe()
+    return _ms(samples)
+
+
+async def _spawn_floor(n: int) -> dict[str, float]:
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec("bash", "-c", "echo hi", stdout=asyncio.subprocess.PIPE)
+        await proc.communicate()
+        samples.append(time.perf_counter() - t)
+    return _ms(samples)
+
+
+async def _creates(client: Client, n: int, spec: dict[str, str]) -> dict[str, float]:
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        session = await client.create_session(**spec)
+        samples.append(time.perf_counter() - t)
+        await session.close()
+    return _ms(samples)
+
+
+async def _round_trips(session, n: int) -> list[float]:  # type: ignore[no-untyped-def]
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        out = await session.run(CmdRun(id=new_id(), command="echo hi"))
+        samples.append(time.perf_counter() - t)
+        if not isinstance(out, CmdOutput) or out.content != "hi\n":
+            raise RuntimeError(f"unexpected answer to echo hi: {out!r}")
+    return samples
+
+
+async def run_bench(config: BenchConfig) -> dict[str, object]:
+    async with _maybe_embedded(config) as url:
+        async with await Client.connect(url) as client:
+            spec = {"backend": config.backend} if config.backend else {}
+            results: dict[str, object] = {"nats_url": url, "backend": config.backend or "default"}
+            _say(config, "floor: NATS request/reply ...")
+            results["floor_nats_request"] = await _nats_floor(client, max(config.actions, 200))
+            _say(config, "floor: bash -c 'echo hi' subprocess ...")
+            results["floor_bash_spawn"] = await _spawn_floor(200)
+            _say(config, f"session create -> ready x{config.sessions} ...")
+            results["create_to_ready"] = await _creates(client, config.sessions, spec)
+            async with await client.create_session(**spec) as session:
+                await _round_trips(session, 50)  # warm up
+                _say(config, f"echo hi round trip x{config.actions} ...")
+                t = time.perf_counter()
+                samples = await _round_trips(session, config.actions)
+                elapsed = time.perf_counter() - t
+                results["echo_round_trip"] = {**_ms(samples), "actions_per_s": round(len(samples) / elapsed, 1)}
+            sessions = [await client.create_session(**spec) for _ in range(config.parallel)]
+            try:
+                per = max(config.actions // config.parallel, 1)
+                _say(config, f"echo hi from {config.parallel} sessions at once x{per} each ...")
+                t = time.perf_counter()
+                parts = await asyncio.gather(*(_round_trips(s, per) for s in sessions))
+                elapsed = time.perf_counter() - t
+                flat = [x for part in parts for x in part]
+                results["echo_parallel"] = {**_ms(flat), "sessions": config.parallel,
+                                            "actions_per_s": round(len(flat) / elapsed, 1)}
+            finally:
+                await asyncio.gather(*(s.close() for s in sessions))
+    _report(config, results)
+    return results
+
+
+def _say(config: BenchConfig, text: str) -> None:
+    if not config.as_json:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _report(config: BenchConfig, results: dict[str, object]) -> None:
+    if config.as_json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"\ncorral bench  ({results['nats_url']}, backend {results['backend']}, {os.cpu_count()} cores)")
+    print(f"{'measure':34} {'n':>6} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'per s':>9}")
+    for name in ("floor_nats_request", "floor_bash_spawn", "create_to_ready", "echo_round_trip", "echo_parallel"):
+        r = results[name]
+        assert isinstance(r, dict)
+        rate = r.get("actions_per_s", "")
+        print(f"{name:34} {r['n']:>6} {r['p50_ms']:>9} {r['p90_ms']:>9} {r['p99_ms']:>9} {rate:>9}")
+
+
+@contextlib.asynccontextmanager
+async def _maybe_embedded(config: BenchConfig) -> AsyncIterator[str]:
+    """With ``embedded``, start ``corral up`` as a separate process so it does not share our loop."""
+    if not config.embedded:
+        yield config.nats_url
+        return
+    from actors.embedded import free_port
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="corral-bench-") as data:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "workers.cli", "up", "--port", str(port), "--data-dir", data,
+            *(["--backend", config.backend] if config.backend else []),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)  # type: ignore[union-attr]
+            if b"corral is up" not in line:
+                raise RuntimeError(f"corral up did not start: {line!r}")
+            yield f"nats://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            await proc.wait()

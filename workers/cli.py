@@ -1,0 +1,348 @@
+"""The ``corral`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shlex
+import sys
+from typing import Any, Awaitable, Callable
+
+import click
+import msgspec
+import structlog
+
+from protocol import (
+    Client,
+    CmdChunk,
+    CmdOutput,
+    CmdRun,
+    CorralError,
+    Error,
+    Subjects,
+    json_schema,
+    new_id,
+)
+
+DEFAULT_NATS = os.environ.get("CORRAL_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def _configure_logging(level: str, as_json: bool) -> None:
+    processors: list[Any] = [structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso")]
+    renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    structlog.configure(
+        processors=[*processors, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+def _run(coro: Awaitable[Any]) -> Any:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except CorralError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+
+
+nats_option = click.option("--nats", "nats_url", default=DEFAULT_NATS, show_default=True, help="NATS URL (env CORRAL_NATS_URL)")
+prefix_option = click.option("--prefix", default="corral", show_default=True, help="Subject prefix")
+
+
+@click.group()
+@click.option("--log-level", default="warning", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-json", is_flag=True, help="Structured JSON logs on stderr")
+def cli(log_level: str, log_json: bool) -> None:
+    """corral: sandboxed computers for AI agents, over NATS."""
+    _configure_logging(log_level, log_json)
+
+
+@cli.command()
+@click.option("--nats", "nats_url", default=None, help="Use an existing broker instead of the embedded one")
+@click.option("--port", "nats_port", default=4222, show_default=True, help="Port of the embedded broker")
+@click.option("--data-dir", default=".corral", show_default=True, help="Broker data, sandboxes, audit log")
+@click.option("--backend", default="auto", show_default=True, help="auto | local")
+@click.option("--workers", default=1, show_default=True)
+@click.option("--capacity", default=64, show_default=True, help="Sandboxes per worker")
+@prefix_option
+def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, workers: int, capacity: int, prefix: str) -> None:
+    """Run NATS, the controller, workers and the audit writer in the foreground."""
+    from ._up import UpConfig, run_until_signalled
+
+    _run(run_until_signalled(UpConfig(nats_url=nats_url, nats_port=nats_port, data_dir=data_dir, backend=backend,
+                                      workers=workers, capacity=capacity, prefix=prefix)))
+
+
+@cli.command()
+@nats_option
+@prefix_option
+@click.option("--heartbeat-ttl", default=10.0, show_default=True, help="Seconds of silence after which a worker is lost")
+def controller(nats_url: str, prefix: str, heartbeat_ttl: float) -> None:
+    """Run the controller alone (placement, registry, reaping)."""
+    from actors.controller import Controller, ControllerConfig
+
+    async def main() -> None:
+        ctl = Controller(ControllerConfig(nats_url=nats_url, prefix=prefix, heartbeat_ttl_s=heartbeat_ttl))
+        await ctl.start()
+        print(f"corral controller on {nats_url}", flush=True)
+        try:
+            await _wait_for_signal()
+        finally:
+            await ctl.aclose()
+
+    _run(main())
+
+
+@cli.command()
+@nats_option
+@prefix_option
+@click.option("--backend", default="local", show_default=True)
+@click.option("--worker-id", default=None, help="Stable id (default: <hostname>-<backend>)")
+@click.option("--capacity", default=64, show_default=True)
+@click.option("--base-dir", default=".corral/workers", show_default=True)
+def worker(nats_url: str, prefix: str, backend: str, worker_id: str | None, capacity: int, base_dir: str) -> None:
+    """Run one runtime worker."""
+    from .worker import Worker, WorkerConfig
+
+    async def main() -> None:
+        w = Worker(WorkerConfig(nats_url=nats_url, prefix=prefix, backend=backend, worker_id=worker_id,
+                                capacity=capacity, base_dir=os.path.abspath(base_dir)))
+        await w.start()
+        print(f"corral worker {w.worker_id} ({backend}) on {nats_url}", flush=True)
+        try:
+            await _wait_for_signal()
+        finally:
+            await w.aclose()
+
+    _run(main())
+
+
+async def _wait_for_signal() -> None:
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+@cli.command(name="exec", context_settings={"ignore_unknown_options": True})
+@nats_option
+@click.option("--session", "session_id", default=None, help="Run in this session (default: a throw-away one)")
+@click.option("--backend", default=None)
+@click.option("--shell", default="main", show_default=True)
+@click.option("--timeout", "timeout_s", type=float, default=None, help="Hard timeout in seconds")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(nats_url: str, session_id: str | None, backend: str | None, shell: str, timeout_s: float | None,
+          command: tuple[str, ...]) -> None:
+    """Run COMMAND in a sandbox, stream its output, exit with its exit code."""
+    text = command[0] if len(command) == 1 else shlex.join(command)
+
+    async def main() -> int:
+        async with await Client.connect(nats_url) as client:
+            if session_id:
+                session = await client.attach(session_id)
+            else:
+                session = await client.create_session(**({"backend": backend} if backend else {}))
+            try:
+                return await _stream_command(session, CmdRun(id=new_id(), command=text, shell=shell, timeout_s=timeout_s))
+            finally:
+                if session_id:
+                    await session.detach()
+                else:
+                    await session.close()
+
+    sys.exit(_run(main()))
+
+
+async def _stream_command(session: Any, action: CmdRun) -> int:
+    streamed = False
+    async for obs in session.stream(action):
+        match obs:
+            case CmdChunk():
+                streamed = True
+                sys.stdout.write(obs.data)
+                sys.stdout.flush()
+            case CmdOutput():
+                if not streamed:
+                    sys.stdout.write(obs.content)
+                if obs.content and not obs.content.endswith("\n"):
+                    sys.stdout.write("\n")
+                sys.stdout.flush()
+                if obs.truncated and obs.full_output_path:
+                    print(f"[output truncated; full output in the sandbox at {obs.full_output_path}]", file=sys.stderr)
+                if obs.status != "completed":
+                    print(f"[{obs.status}] {obs.hint or ''}".rstrip(), file=sys.stderr)
+                return obs.exit_code if obs.exit_code is not None else 1
+            case Error():
+                print(f"error {obs.code}: {obs.message}", file=sys.stderr)
+                return 2
+            case _:
+                print(f"unexpected observation {obs!r}", file=sys.stderr)
+                return 2
+    return 2
+
+
+@cli.group()
+def session() -> None:
+    """Create, list, inspect and close sessions."""
+
+
+def _print_json(obj: Any) -> None:
+    click.echo(msgspec.json.format(msgspec.json.encode(obj), indent=2).decode())
+
+
+def _with_client(nats_url: str, fn: Callable[[Client], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        async with await Client.connect(nats_url) as client:
+            return await fn(client)
+    return _run(main())
+
+
+@session.command("create")
+@nats_option
+@click.option("--backend", default=None)
+@click.option("--image", default=None)
+@click.option("--workdir", default=None)
+@click.option("--env", "env", multiple=True, help="KEY=VALUE, repeatable")
+@click.option("--label", "labels", multiple=True, help="KEY=VALUE, repeatable")
+@click.option("--idle-timeout", type=float, default=None)
+@click.option("--json", "as_json", is_flag=True)
+def session_create(nats_url: str, backend: str | None, image: str | None, workdir: str | None, env: tuple[str, ...],
+                   labels: tuple[str, ...], idle_timeout: float | None, as_json: bool) -> None:
+    spec: dict[str, Any] = {"env": _pairs(env), "labels": _pairs(labels)}
+    for name, value in (("backend", backend), ("image", image), ("workdir", workdir), ("idle_timeout_s", idle_timeout)):
+        if value is not None:
+            spec[name] = value
+
+    async def create(client: Client) -> Any:
+        s = await client.create_session(**spec)
+        await s.detach()
+        return s.info
+
+    info = _with_client(nats_url, create)
+    _print_json(info) if as_json else click.echo(info.session_id)
+
+
+def _pairs(items: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+@session.command("list")
+@nats_option
+@click.option("--json", "as_json", is_flag=True)
+def session_list(nats_url: str, as_json: bool) -> None:
+    sessions = _with_client(nats_url, lambda c: c.list_sessions())
+    if as_json:
+        return _print_json(sessions)
+    click.echo(f"{'SESSION':28} {'WORKER':28} {'BACKEND':8} STATUS")
+    for s in sessions:
+        click.echo(f"{s.session_id:28} {s.worker_id:28} {s.backend:8} {s.status}")
+
+
+@session.command("get")
+@nats_option
+@click.argument("session_id")
+def session_get(nats_url: str, session_id: str) -> None:
+    _print_json(_with_client(nats_url, lambda c: c.get_session(session_id)))
+
+
+@session.command("close")
+@nats_option
+@click.argument("session_ids", nargs=-1, required=True)
+def session_close(nats_url: str, session_ids: tuple[str, ...]) -> None:
+    async def close(client: Client) -> None:
+        for sid in session_ids:
+            info = await client.close_session(sid)
+            click.echo(f"{info.session_id} {info.status}")
+    _with_client(nats_url, close)
+
+
+@cli.command()
+@nats_option
+@click.option("--json", "as_json", is_flag=True)
+def workers(nats_url: str, as_json: bool) -> None:
+    """List live workers with capacity and load."""
+    found = _with_client(nats_url, lambda c: c.workers())
+    if as_json:
+        return _print_json(found)
+    click.echo(f"{'WORKER':32} {'BACKEND':8} {'RUNNING':>7} {'STARTING':>8} {'CAPACITY':>8}")
+    for w in found:
+        click.echo(f"{w.worker_id:32} {w.backend:8} {w.running:>7} {w.starting:>8} {w.capacity:>8}")
+
+
+@cli.group()
+def audit() -> None:
+    """Read the durable record of every action and observation."""
+
+
+@audit.command("tail")
+@nats_option
+@prefix_option
+@click.option("--session", "session_id", default=None)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line")
+def audit_tail(nats_url: str, prefix: str, session_id: str | None, follow: bool, as_json: bool) -> None:
+    from actors.audit import records
+
+    async def main() -> None:
+        async with await Client.connect(nats_url) as client:
+            async for rec in records(client.nats, Subjects(prefix), session_id=session_id, follow=follow):
+                if as_json:
+                    click.echo(msgspec.json.encode(rec).decode())
+                else:
+                    click.echo(f"{rec.seq:>8} {rec.time[:23]} {rec.session_id} {rec.channel:6} {rec.kind:12} {_summary(rec.event)}")
+
+    try:
+        _run(main())
+    except KeyboardInterrupt:
+        pass
+
+
+def _summary(event: dict | None) -> str:
+    if not event:
+        return ""
+    for key in ("command", "path", "message", "content", "data", "status", "code", "url"):
+        if key in event and event[key] is not None:
+            text = str(event[key]).replace("\n", "\\n")
+            return f"{key}={text[:80]}"
+    return ""
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of every action, observation and control message."""
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@cli.command()
+@nats_option
+@click.option("--actions", "n_actions", default=1000, show_default=True, help="Round trips to time")
+@click.option("--sessions", "n_sessions", default=20, show_default=True, help="Sessions to create for create->ready")
+@click.option("--parallel", default=4, show_default=True, help="Sessions driven at once for the throughput run")
+@click.option("--backend", default=None)
+@click.option("--embedded", is_flag=True, help="Start a private `corral up` in a separate process and measure that")
+@click.option("--json", "as_json", is_flag=True)
+def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend: str | None, embedded: bool,
+          as_json: bool) -> None:
+    """Measure round trips and session starts against a running corral (see README)."""
+    from .bench import BenchConfig, run_bench
+
+    _run(run_bench(BenchConfig(nats_url=nats_url, actions=n_actions, sessions=n_sessions, parallel=parallel,
+                               backend=backend, embedded=embedded, as_json=as_json)))
+
+
+def main() -> None:
+    cli(prog_name="corral")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""The executor: one per sandbox, serving actions over HTTP on a Unix socket or TCP.
+
+Routes:
+  GET  /v1/health   -> JSON {"ok": true, "session_id", "pid", "started_at"}
+  POST /v1/action   body: one action (MessagePack, or JSON with Content-Type application/json)
+                    -> chunked response, each chunk one observation: CmdChunk* then the final one.
+Every request carries ``Authorization: Bearer <key>``; the key is per session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+import time
+from typing import Callable
+
+import msgspec
+
+from protocol import (
+    AnyAction,
+    AnyObservation,
+    BrowseInteractive,
+    BrowseUrl,
+    CmdChunk,
+    CmdRun,
+    Confirm,
+    Error,
+    FileEdit,
+    FileRead,
+    FileWrite,
+    IPythonRun,
+    McpCall,
+    McpList,
+    codes,
+    decode_action,
+    encode,
+    new_id,
+)
+from protocol import ActionDecodeError
+
+from . import _http
+from ._editor import Editor
+from ._files import file_read, file_write
+from ._shell import ShellManager
+
+MSGPACK = "application/msgpack"
+JSON = "application/json"
+
+
+class ExecutorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    session_id: str
+    key: str
+    workdir: str
+    output_dir: str
+    socket_path: str | None = None
+    host: str = "127.0.0.1"
+    port: int | None = None
+    env: dict[str, str] = {}
+    default_timeout_s: float | None = None
+    default_soft_timeout_s: float | None = None
+    max_read_bytes: int = 900_000
+
+
+class Executor:
+    """Dispatches actions to the shells, the file operations and the editor."""
+
+    def __init__(self, config: ExecutorConfig) -> None:
+        self._config = config
+        self._shells = ShellManager(
+            session_id=config.session_id,
+            workdir=config.workdir,
+            env=config.env,
+            output_dir=config.output_dir,
+            default_timeout_s=config.default_timeout_s,
+            default_soft_timeout_s=config.default_soft_timeout_s,
+        )
+        self._editor = Editor(session_id=config.session_id, max_bytes=config.max_read_bytes)
+        self._started_at = time.time()
+
+    async def start(self) -> None:
+        await self._shells.start()
+
+    async def aclose(self) -> None:
+        await self._shells.aclose()
+
+    def health(self) -> dict[str, object]:
+        return {"ok": True, "session_id": self._config.session_id, "pid": os.getpid(), "started_at": self._started_at}
+
+    async def execute(self, action: AnyAction, emit: Callable[[CmdChunk], None]) -> AnyObservation:
+        sid = self._config.session_id
+        match action:
+            case CmdRun():
+                return await self._shells.run(action, emit)
+            case FileRead():
+                return await file_read(action, cwd=self._shells.cwd(), session_id=sid, max_bytes=self._config.max_read_bytes)
+            case FileWrite():
+                return await file_write(action, cwd=self._shells.cwd(), session_id=sid)
+            case FileEdit():
+                return await self._editor.edit(action)
+            case IPythonRun() | BrowseUrl() | BrowseInteractive() | McpCall() | McpList() | Confirm():
+                kind = action.__struct_config__.tag
+                return Error(
+                    id=new_id(), cause=action.id, session_id=sid, code=codes.UNSUPPORTED,
+                    message=f"action kind {kind!r} is not supported by this sandbox's executor",
+                )
+
+
+class ExecutorServer:
+    """HTTP/1.1 front of an Executor; keep-alive connections, one request at a time each."""
+
+    def __init__(self, executor: Executor, config: ExecutorConfig) -> None:
+        self._executor = executor
+        self._config = config
+        self._key = f"Bearer {config.key}".encode()
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        if self._config.socket_path:
+            path = self._config.socket_path
+            if os.path.exists(path):
+                os.unlink(path)
+            self._server = await asyncio.start_unix_server(self._serve, path, limit=_http.MAX_HEAD)
+            os.chmod(path, 0o600)
+        else:
+            self._server = await asyncio.start_server(
+                self._serve, self._config.host, self._config.port or 0, limit=_http.MAX_HEAD
+            )
+
+    @property
+    def port(self) -> int | None:
+        if self._server is None or self._config.socket_path:
+            return None
+        return self._server.sockets[0].getsockname()[1]
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _http.tune_socket(writer)
+        try:
+            while True:
+                request = await _http.read_request(reader)
+                if request is None:
+                    break
+                await self._route(request, writer)
+        except (_http.HttpError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def _route(self, request: _http.Request, writer: asyncio.StreamWriter) -> None:
+        auth = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(auth, self._key):
+            return await self._reply(writer, 401, "Unauthorized", {"error": "missing or wrong session key"})
+        if request.method == "GET" and request.path == "/v1/health":
+            return await self._reply(writer, 200, "OK", self._executor.health())
+        if request.method == "POST" and request.path == "/v1/action":
+            return await self._action(request, writer)
+        await self._reply(writer, 404, "Not Found", {"error": f"no route {request.method} {request.path}"})
+
+    async def _reply(self, writer: asyncio.StreamWriter, status: int, reason: str, body: dict[str, object]) -> None:
+        data = json.dumps(body).encode()
+        writer.write(_http.response_head(status, reason, JSON, length=len(data)) + data)
+        await writer.drain()
+
+    async def _action(self, request: _http.Request, writer: asyncio.StreamWriter) -> None:
+        as_json = request.headers.get("content-type", "").startswith(JSON)
+        sid = self._config.session_id
+        try:
+            action = decode_action(request.body, json=as_json)
+        except ActionDecodeError as exc:
+            final: AnyObservation = Error(id=new_id(), cause=exc.action_id, session_id=sid, code=exc.code, message=exc.message)
+            writer.write(_http.response_head(200, "OK", JSON if as_json else MSGPACK))
+            writer.write(_http.chunk(encode(final, json=as_json)) + _http.LAST_CHUNK)
+            await writer.drain()
+            return
+
+        writer.write(_http.response_head(200, "OK", JSON if as_json else MSGPACK))
+
+        def emit(chunk: CmdChunk) -> None:
+            writer.write(_http.chunk(encode(chunk, json=as_json)))
+
+        try:
+            final = await self._executor.execute(action, emit)
+        except Exception as exc:  # a bug in a handler must still answer the action
+            final = Error(id=new_id(), cause=action.id, session_id=sid, code=codes.INTERNAL,
+                          message=f"executor failed on {action.__struct_config__.tag}: {exc!r}")
+        writer.write(_http.chunk(encode(final, json=as_json)) + _http.LAST_CHUNK)
+        await writer.drain()

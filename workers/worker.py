@@ -1,0 +1,215 @@
+"""The runtime worker: owns sandboxes through one backend and serves their sessions.
+
+Listens on ``corral.worker.<wid>.create|close``, runs one SessionRunner per session, and
+heartbeats its capacity and load to the controller (subject + KV ``corral_workers``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from typing import Any
+
+import msgspec
+import nats
+import nats.errors
+import structlog
+from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
+
+from actors._broker import StreamConfigOptions, ensure_stream, stream_name, workers_bucket
+from actors._kernel import Supervisor
+from protocol import (
+    ErrorReply,
+    SandboxCreate,
+    SessionInfo,
+    SessionRef,
+    Subjects,
+    WorkerInfo,
+    codes,
+    encode,
+)
+
+from ._session import SessionRunner
+from .backends import Backend, BackendError, make_backend
+
+log = structlog.get_logger()
+
+VERSION = "0.1.0"
+
+
+class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    nats_url: str = "nats://127.0.0.1:4222"
+    prefix: str = "corral"
+    worker_id: str | None = None
+    """Stable across restarts on one host; default ``<hostname>-<backend>``."""
+    backend: str = "local"
+    capacity: int = 64
+    base_dir: str = "/var/lib/corral"
+    heartbeat_interval_s: float = 2.0
+    max_concurrent_starts: int = 8
+    ack_wait_s: float = 30.0
+    labels: dict[str, str] = {}
+    stream: StreamConfigOptions = StreamConfigOptions()
+
+    def resolved_worker_id(self) -> str:
+        return self.worker_id or f"{socket.gethostname()}-{self.backend}".replace(".", "-")
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig, backend: Backend | None = None) -> None:
+        self._config = config
+        self.worker_id = config.resolved_worker_id()
+        self._subjects = Subjects(config.prefix)
+        self._stream = stream_name(self._subjects)
+        self._backend = backend or make_backend(config.backend, base_dir=config.base_dir, worker_id=self.worker_id)
+        self._runners: dict[str, SessionRunner] = {}
+        self._starting = 0
+        self._start_slots = asyncio.Semaphore(config.max_concurrent_starts)
+        self._supervisor = Supervisor(f"worker:{self.worker_id}")
+        self._subs: list[Any] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._nc: Nats | None = None
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    async def start(self, nc: Nats | None = None) -> None:
+        self._nc = nc or await nats.connect(self._config.nats_url, name=f"corral-worker-{self.worker_id}",
+                                            max_reconnect_attempts=-1)
+        js = self._nc.jetstream()
+        await ensure_stream(js, self._subjects, self._config.stream)
+        self._kv = await workers_bucket(js, self._subjects)
+        self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, "create"), cb=self._spawn(self._on_create)))
+        self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, "close"), cb=self._spawn(self._on_close)))
+        await self._heartbeat()
+        self._supervisor.start("heartbeat", self._heartbeat_forever)
+        await self._nc.flush()
+        log.info("worker_started", worker_id=self.worker_id, backend=self._backend.name, capacity=self._config.capacity)
+
+    def _spawn(self, handler: Any) -> Any:
+        """NATS callbacks run one at a time: long handlers go to their own task."""
+        async def cb(msg: Msg) -> None:
+            task = asyncio.create_task(handler(msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return cb
+
+    def info(self) -> WorkerInfo:
+        return WorkerInfo(
+            worker_id=self.worker_id, backend=self._backend.name, capacity=self._config.capacity,
+            running=len(self._runners), starting=self._starting, host=socket.gethostname(), version=VERSION,
+            labels=dict(self._config.labels), seen_at=time.time(),
+        )
+
+    async def _heartbeat(self) -> None:
+        assert self._nc is not None
+        data = encode(self.info())
+        await self._nc.publish(self._subjects.worker(self.worker_id, "heartbeat"), data)
+        await self._kv.put(self.worker_id, data)
+
+    async def _heartbeat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.heartbeat_interval_s)
+            await self._heartbeat()
+
+    # ------------------------------------------------------------------ create
+    async def _on_create(self, msg: Msg) -> None:
+        try:
+            request = msgspec.msgpack.decode(msg.data, type=SandboxCreate)
+        except msgspec.DecodeError as exc:
+            return await self._reply(msg, ErrorReply(code=codes.BAD_PAYLOAD, message=f"bad create request: {exc}"))
+        if len(self._runners) + self._starting >= self._config.capacity:
+            return await self._reply(msg, ErrorReply(code=codes.NO_CAPACITY, message=f"worker {self.worker_id} is full"))
+        self._starting += 1
+        try:
+            info = await self.create_session(request)
+        finally:
+            self._starting -= 1
+        await self._reply(msg, info)
+        await self._heartbeat()
+
+    async def create_session(self, request: SandboxCreate) -> SessionInfo | ErrorReply:
+        sid = request.session_id
+        assert self._nc is not None
+        async with self._start_slots:
+            started = time.perf_counter()
+            try:
+                handle = await self._backend.create(sid, request.spec)
+            except BackendError as exc:
+                log.warning("sandbox_create_failed", session_id=sid, error=str(exc))
+                return ErrorReply(code=exc.code, message=str(exc))
+        runner = SessionRunner(self._nc, self._subjects, self._stream, handle,
+                               ack_wait_s=self._config.ack_wait_s, on_dead=self._on_sandbox_dead)
+        try:
+            await runner.start()
+        except nats.errors.Error as exc:
+            await self._backend.destroy(handle)
+            return ErrorReply(code=codes.SANDBOX_FAILED, message=f"cannot subscribe the session's actions: {exc!r}")
+        self._runners[sid] = runner
+        info = SessionInfo(session_id=sid, worker_id=self.worker_id, backend=self._backend.name, status="ready",
+                           created_at=handle.created_at, labels=dict(request.spec.labels))
+        await runner.publish_status(info)
+        log.info("session_ready", session_id=sid, worker_id=self.worker_id,
+                 start_ms=round((time.perf_counter() - started) * 1000, 1))
+        return info
+
+    # ------------------------------------------------------------------- close
+    async def _on_close(self, msg: Msg) -> None:
+        try:
+            ref = msgspec.msgpack.decode(msg.data, type=SessionRef)
+        except msgspec.DecodeError as exc:
+            return await self._reply(msg, ErrorReply(code=codes.BAD_PAYLOAD, message=f"bad close request: {exc}"))
+        await self._reply(msg, await self.close_session(ref.session_id))
+        await self._heartbeat()
+
+    async def close_session(self, session_id: str, *, status: str = "closed", reason: str | None = None) -> SessionInfo | ErrorReply:
+        runner = self._runners.pop(session_id, None)
+        if runner is None:
+            return ErrorReply(code=codes.UNKNOWN_SESSION, message=f"worker {self.worker_id} has no session {session_id!r}")
+        await runner.publish_status(SessionInfo(session_id=session_id, worker_id=self.worker_id,
+                                                backend=self._backend.name, status="closing"))
+        await runner.aclose()
+        await self._backend.destroy(runner.handle)
+        info = SessionInfo(session_id=session_id, worker_id=self.worker_id, backend=self._backend.name,
+                           status=status, created_at=runner.handle.created_at, reason=reason)  # type: ignore[arg-type]
+        await runner.publish_status(info)
+        log.info("session_closed", session_id=session_id, status=status, reason=reason)
+        return info
+
+    async def _on_sandbox_dead(self, session_id: str, reason: str) -> None:
+        log.warning("sandbox_died", session_id=session_id, reason=reason)
+        await self.close_session(session_id, status="lost", reason=f"sandbox died: {reason}")
+        await self._heartbeat()
+
+    async def _reply(self, msg: Msg, reply: msgspec.Struct) -> None:
+        if msg.reply and self._nc is not None:
+            await self._nc.publish(msg.reply, encode(reply))
+
+    # ------------------------------------------------------------------- stop
+    async def aclose(self, *, destroy_sandboxes: bool = True) -> None:
+        """Stop intake, close every session (destroying its sandbox unless told to keep it)."""
+        for sub in self._subs:
+            try:
+                await sub.unsubscribe()
+            except nats.errors.Error:
+                pass
+        self._subs.clear()
+        await self._supervisor.aclose()
+        if destroy_sandboxes:
+            await asyncio.gather(*(self.close_session(sid) for sid in list(self._runners)), return_exceptions=True)
+        else:
+            await asyncio.gather(*(r.aclose(delete_consumer=False) for r in self._runners.values()), return_exceptions=True)
+            self._runners.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await self._backend.aclose()
+        if self._nc is not None and not self._nc.is_closed:
+            try:
+                await self._kv.purge(self.worker_id)
+            except nats.errors.Error:
+                pass
+            await self._nc.drain()

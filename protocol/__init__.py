@@ -54,9 +54,18 @@ from ._events import (
     WorkerInfo,
     WorkerList,
 )
-from ._client import Client, Session
 from ._ids import new_id
 from ._schema import json_schema
 from ._subjects import DEFAULT_PREFIX, KV_SESSIONS, KV_WORKERS, STREAM, Subjects
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [name for name in dir() if not name.startswith("_")] + ["Client", "Session"]
+
+
+def __getattr__(name: str) -> object:
+    # The SDK pulls in nats-py (and aiohttp); the in-sandbox executor imports this package
+    # too and must start fast, so the client is loaded only when asked for.
+    if name in ("Client", "Session"):
+        from . import _client
+
+        return getattr(_client, name)
+    raise AttributeError(f"module 'protocol' has no attribute {name!r}")

@@ -205,6 +205,8 @@ class SessionInfo(Reply, frozen=True, kw_only=True, tag="session_info"):
     created_at: float = 0.0
     labels: dict[str, str] = {}
     reason: str | None = None
+    warm: bool = False
+    """True when the sandbox came from a warm pool."""
 
 
 class SessionList(Reply, frozen=True, kw_only=True, tag="session_list"):
@@ -218,6 +220,8 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     running: int = 0
     starting: int = 0
     draining: bool = False
+    warm: int = 0
+    """Prestarted sandboxes ready to be claimed."""
     host: str = ""
     version: str = ""
     labels: dict[str, str] = {}

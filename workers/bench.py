@@ -69,14 +69,34 @@ async def _spawn_floor(n: int) -> dict[str, float]:
     return _ms(samples)
 
 
-async def _creates(client: Client, n: int, spec: dict[str, str]) -> dict[str, float]:
+async def _creates_warm(client: Client, n: int, spec: dict[str, str]) -> dict[str, float]:
+    """One create at a time, after a pause that lets the worker refill its warm pool."""
     samples = []
     for _ in range(n):
+        await asyncio.sleep(0.5)
         t = time.perf_counter()
         session = await client.create_session(**spec)
-        samples.append(time.perf_counter() - t)
+        elapsed = time.perf_counter() - t
+        if session.info.warm:
+            samples.append(elapsed)
         await session.close()
-    return _ms(samples)
+    return _ms(samples or [float("nan")])
+
+
+async def _creates_cold(client: Client, n: int, spec: dict[str, str]) -> dict[str, float]:
+    """Back-to-back creates with no pause: once the warm pool is empty, each one is a cold start."""
+    samples, sessions = [], []
+    try:
+        while len(samples) < n and len(sessions) < n + 16:
+            t = time.perf_counter()
+            session = await client.create_session(**spec)
+            elapsed = time.perf_counter() - t
+            sessions.append(session)
+            if not session.info.warm:
+                samples.append(elapsed)
+    finally:
+        await asyncio.gather(*(s.close() for s in sessions))
+    return _ms(samples or [float("nan")])
 
 
 async def _round_trips(session, n: int) -> list[float]:  # type: ignore[no-untyped-def]
@@ -99,8 +119,10 @@ async def run_bench(config: BenchConfig) -> dict[str, object]:
             results["floor_nats_request"] = await _nats_floor(client, max(config.actions, 200))
             _say(config, "floor: bash -c 'echo hi' subprocess ...")
             results["floor_bash_spawn"] = await _spawn_floor(200)
-            _say(config, f"session create -> ready x{config.sessions} ...")
-            results["create_to_ready"] = await _creates(client, config.sessions, spec)
+            _say(config, f"session create -> ready, warm pool, x{config.sessions} ...")
+            results["create_warm"] = await _creates_warm(client, config.sessions, spec)
+            _say(config, f"session create -> ready, cold start, x{config.sessions} ...")
+            results["create_cold"] = await _creates_cold(client, config.sessions, spec)
             async with await client.create_session(**spec) as session:
                 await _round_trips(session, 50)  # warm up
                 _say(config, f"echo hi round trip x{config.actions} ...")
@@ -135,7 +157,7 @@ def _report(config: BenchConfig, results: dict[str, object]) -> None:
         return
     print(f"\ncorral bench  ({results['nats_url']}, backend {results['backend']}, {os.cpu_count()} cores)")
     print(f"{'measure':34} {'n':>6} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'per s':>9}")
-    for name in ("floor_nats_request", "floor_bash_spawn", "create_to_ready", "echo_round_trip", "echo_parallel"):
+    for name in ("floor_nats_request", "floor_bash_spawn", "create_warm", "create_cold", "echo_round_trip", "echo_parallel"):
         r = results[name]
         assert isinstance(r, dict)
         rate = r.get("actions_per_s", "")

@@ -26,14 +26,16 @@ from protocol import (
     SandboxCreate,
     SessionInfo,
     SessionRef,
+    SessionSpec,
     Subjects,
     WorkerInfo,
     codes,
     encode,
 )
 
+from ._pool import WarmPool
 from ._session import SessionRunner
-from .backends import Backend, BackendError, make_backend
+from .backends import Backend, BackendError, SandboxHandle, make_backend
 
 log = structlog.get_logger()
 
@@ -50,6 +52,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     base_dir: str = "/var/lib/corral"
     heartbeat_interval_s: float = 2.0
     max_concurrent_starts: int = 8
+    warm_pool: int = 2
+    """Prestarted sandboxes kept ready per pool key (0 disables the pool)."""
     ack_wait_s: float = 30.0
     labels: dict[str, str] = {}
     stream: StreamConfigOptions = StreamConfigOptions()
@@ -68,6 +72,7 @@ class Worker:
         self._runners: dict[str, SessionRunner] = {}
         self._starting = 0
         self._start_slots = asyncio.Semaphore(config.max_concurrent_starts)
+        self._pool = WarmPool(self._backend, config.warm_pool, self._start_slots)
         self._supervisor = Supervisor(f"worker:{self.worker_id}")
         self._subs: list[Any] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -87,6 +92,7 @@ class Worker:
         self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, "close"), cb=self._spawn(self._on_close)))
         await self._heartbeat()
         self._supervisor.start("heartbeat", self._heartbeat_forever)
+        self._pool.prime(SessionSpec())
         await self._nc.flush()
         log.info("worker_started", worker_id=self.worker_id, backend=self._backend.name, capacity=self._config.capacity)
 
@@ -102,6 +108,7 @@ class Worker:
         return WorkerInfo(
             worker_id=self.worker_id, backend=self._backend.name, capacity=self._config.capacity,
             running=len(self._runners), starting=self._starting, host=socket.gethostname(), version=VERSION,
+            warm=sum(self._pool.statistics().values()),
             labels=dict(self._config.labels), seen_at=time.time(),
         )
 
@@ -135,13 +142,12 @@ class Worker:
     async def create_session(self, request: SandboxCreate) -> SessionInfo | ErrorReply:
         sid = request.session_id
         assert self._nc is not None
-        async with self._start_slots:
-            started = time.perf_counter()
-            try:
-                handle = await self._backend.create(sid, request.spec)
-            except BackendError as exc:
-                log.warning("sandbox_create_failed", session_id=sid, error=str(exc))
-                return ErrorReply(code=exc.code, message=str(exc))
+        started = time.perf_counter()
+        try:
+            handle, warm = await self._sandbox_for(sid, request.spec)
+        except BackendError as exc:
+            log.warning("sandbox_create_failed", session_id=sid, error=str(exc))
+            return ErrorReply(code=exc.code, message=str(exc))
         runner = SessionRunner(self._nc, self._subjects, self._stream, handle,
                                ack_wait_s=self._config.ack_wait_s, on_dead=self._on_sandbox_dead)
         try:
@@ -151,11 +157,25 @@ class Worker:
             return ErrorReply(code=codes.SANDBOX_FAILED, message=f"cannot subscribe the session's actions: {exc!r}")
         self._runners[sid] = runner
         info = SessionInfo(session_id=sid, worker_id=self.worker_id, backend=self._backend.name, status="ready",
-                           created_at=handle.created_at, labels=dict(request.spec.labels))
+                           created_at=handle.created_at, labels=dict(request.spec.labels), warm=warm)
         await runner.publish_status(info)
-        log.info("session_ready", session_id=sid, worker_id=self.worker_id,
+        log.info("session_ready", session_id=sid, worker_id=self.worker_id, warm=warm,
                  start_ms=round((time.perf_counter() - started) * 1000, 1))
         return info
+
+    async def _sandbox_for(self, session_id: str, spec: SessionSpec) -> tuple[SandboxHandle, bool]:
+        """A warm sandbox claimed for the session, else a cold start (bounded by the start semaphore)."""
+        warm = self._pool.take(spec)
+        if warm is not None:
+            try:
+                return await self._backend.claim(warm, session_id, spec), True
+            except BackendError as exc:
+                await self._backend.destroy(warm)
+                if exc.code == codes.INVALID_SPEC:
+                    raise
+                log.warning("warm_claim_failed", session_id=session_id, error=str(exc))
+        async with self._start_slots:
+            return await self._backend.create(session_id, spec), False
 
     # ------------------------------------------------------------------- close
     async def _on_close(self, msg: Msg) -> None:
@@ -199,6 +219,7 @@ class Worker:
                 pass
         self._subs.clear()
         await self._supervisor.aclose()
+        await self._pool.aclose()
         if destroy_sandboxes:
             await asyncio.gather(*(self.close_session(sid) for sid in list(self._runners)), return_exceptions=True)
         else:

@@ -20,7 +20,9 @@ class BackendError(Exception):
 class SandboxHandle(msgspec.Struct, frozen=True, kw_only=True):
     """Everything a worker needs to reach and manage one sandbox; stored beside it for re-adoption."""
 
+    sandbox_id: str
     session_id: str
+    """Empty while the sandbox waits unclaimed in a warm pool."""
     worker_id: str
     backend: str
     key: str
@@ -39,9 +41,26 @@ class Backend(abc.ABC):
 
     name: str
 
-    @abc.abstractmethod
     async def create(self, session_id: str, spec: SessionSpec) -> SandboxHandle:
-        """Start a sandbox whose executor answers before this returns."""
+        """Start a sandbox for a session (a cold start): prestart, then claim."""
+        handle = await self.prestart(spec)
+        try:
+            return await self.claim(handle, session_id, spec)
+        except BaseException:
+            await self.destroy(handle)
+            raise
+
+    @abc.abstractmethod
+    async def prestart(self, spec: SessionSpec) -> SandboxHandle:
+        """Start an unclaimed sandbox whose executor answers before this returns (warm pools)."""
+
+    @abc.abstractmethod
+    async def claim(self, handle: SandboxHandle, session_id: str, spec: SessionSpec) -> SandboxHandle:
+        """Bind a prestarted sandbox to a session: its env, workdir and default timeouts."""
+
+    def pool_key(self, spec: SessionSpec) -> str | None:
+        """Sandboxes prestarted for one key can serve any spec with that key; None: never pooled."""
+        return None
 
     @abc.abstractmethod
     async def destroy(self, handle: SandboxHandle) -> None:

@@ -1,4 +1,4 @@
-"""The local backend: the executor runs as a host subprocess in a per-session directory.
+"""The local backend: the executor runs as a host subprocess in a per-sandbox directory.
 
 There is NO isolation: a session can read and write everything the worker's user can.
 It exists for development, CI and trusted workloads, and says so loudly when it starts.
@@ -20,13 +20,14 @@ import structlog
 
 from protocol import SessionSpec, codes, new_id
 
+from ..executor.client import ExecutorClient, ExecutorUnavailable
 from ._base import Backend, BackendError, SandboxHandle
 
 log = structlog.get_logger()
 
 NO_ISOLATION_WARNING = (
     "corral local backend: sessions run as host processes with NO ISOLATION "
-    "(same user, same filesystem, same network). Use --backend docker for untrusted code."
+    "(same user, same filesystem, same network). Use an isolated backend for untrusted code."
 )
 READY_TIMEOUT_S = 15.0
 HANDLE_FILE = "sandbox.json"
@@ -47,50 +48,59 @@ class LocalBackend(Backend):
             print(f"WARNING: {NO_ISOLATION_WARNING}", file=sys.stderr)
             log.warning("local_backend_no_isolation", worker_id=worker_id)
 
-    async def create(self, session_id: str, spec: SessionSpec) -> SandboxHandle:
-        session_dir = self._root / session_id
-        workdir = Path(spec.workdir) if spec.workdir else session_dir / "workspace"
+    def pool_key(self, spec: SessionSpec) -> str | None:
+        return "local"  # env, workdir and timeouts are applied at claim: every spec can use a warm one
+
+    async def prestart(self, spec: SessionSpec) -> SandboxHandle:
+        sandbox_id = "x" + new_id()
+        sandbox_dir = self._root / sandbox_id
         key = new_id()
-        socket_path = str(self._socket_dir / f"{session_id}.sock")
-        try:
-            workdir.mkdir(parents=True, exist_ok=True)
-            (session_dir / "outputs").mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BackendError(f"cannot create the session directory {workdir}: {exc}", codes.INVALID_SPEC) from exc
-        config = {
-            "session_id": session_id, "key": key, "workdir": str(workdir), "output_dir": str(session_dir / "outputs"),
-            "socket_path": socket_path, "env": spec.env, "default_timeout_s": spec.timeout_s,
-            "default_soft_timeout_s": spec.soft_timeout_s,
-        }
+        socket_path = str(self._socket_dir / f"{sandbox_id}.sock")
+        (sandbox_dir / "outputs").mkdir(parents=True)
+        config = {"key": key, "workdir": str(sandbox_dir / "workspace"), "output_dir": str(sandbox_dir / "outputs"),
+                  "socket_path": socket_path}
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CORRAL_", "NATS_"))}
         env["CORRAL_EXECUTOR_CONFIG"] = json.dumps(config)
-        stderr = open(session_dir / "executor.log", "ab")
-        try:
+        with open(sandbox_dir / "executor.log", "ab") as stderr:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "workers.executor", env=env, cwd=str(workdir),
+                sys.executable, "-m", "workers.executor", env=env, cwd=str(sandbox_dir),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=stderr,
                 start_new_session=True,
             )
-        finally:
-            stderr.close()
         try:
-            ready = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT_S)  # type: ignore[union-attr]
-            info = json.loads(ready)
+            info = json.loads(await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT_S))  # type: ignore[union-attr]
         except (asyncio.TimeoutError, ValueError) as exc:
             _kill_group(proc.pid)
-            tail = (session_dir / "executor.log").read_text(errors="replace")[-800:]
+            tail = (sandbox_dir / "executor.log").read_text(errors="replace")[-800:]
             raise BackendError(f"executor did not become ready: {exc!r}; log: {tail}") from exc
-        self._procs[session_id] = proc
-        handle = SandboxHandle(
-            session_id=session_id, worker_id=self._worker_id, backend=self.name, key=key,
-            socket_path=socket_path, pid=info["pid"], workdir=str(workdir), created_at=time.time(),
-            labels=dict(spec.labels),
-        )
-        (session_dir / HANDLE_FILE).write_bytes(msgspec.json.encode(handle))
+        self._procs[sandbox_id] = proc
+        handle = SandboxHandle(sandbox_id=sandbox_id, session_id="", worker_id=self._worker_id, backend=self.name,
+                               key=key, socket_path=socket_path, pid=info["pid"],
+                               workdir=str(sandbox_dir / "workspace"), created_at=time.time())
+        self._save(handle)
         return handle
 
+    async def claim(self, handle: SandboxHandle, session_id: str, spec: SessionSpec) -> SandboxHandle:
+        workdir = spec.workdir or handle.workdir
+        client = ExecutorClient(key=handle.key, socket_path=handle.socket_path)
+        try:
+            await client.claim({"session_id": session_id, "env": spec.env, "workdir": workdir,
+                                "default_timeout_s": spec.timeout_s, "default_soft_timeout_s": spec.soft_timeout_s})
+        except ExecutorUnavailable as exc:
+            raise BackendError(f"the sandbox refused the session: {exc}", codes.INVALID_SPEC
+                               if "workdir" in str(exc) else codes.SANDBOX_FAILED) from exc
+        finally:
+            await client.aclose()
+        claimed = msgspec.structs.replace(handle, session_id=session_id, workdir=workdir, labels=dict(spec.labels),
+                                          created_at=time.time())
+        self._save(claimed)
+        return claimed
+
+    def _save(self, handle: SandboxHandle) -> None:
+        (self._root / handle.sandbox_id / HANDLE_FILE).write_bytes(msgspec.json.encode(handle))
+
     async def destroy(self, handle: SandboxHandle) -> None:
-        proc = self._procs.pop(handle.session_id, None)
+        proc = self._procs.pop(handle.sandbox_id, None)
         if handle.pid:
             _signal_group(handle.pid, signal.SIGTERM)
             if proc is not None:
@@ -103,7 +113,7 @@ class LocalBackend(Backend):
                 _kill_group(handle.pid)
         if handle.socket_path:
             Path(handle.socket_path).unlink(missing_ok=True)
-        await asyncio.to_thread(shutil.rmtree, self._root / handle.session_id, True)
+        await asyncio.to_thread(shutil.rmtree, self._root / handle.sandbox_id, True)
 
     async def list(self) -> list[SandboxHandle]:
         handles = []
@@ -117,7 +127,7 @@ class LocalBackend(Backend):
         return handles
 
     async def alive(self, handle: SandboxHandle) -> str | None:
-        proc = self._procs.get(handle.session_id)
+        proc = self._procs.get(handle.sandbox_id)
         if proc is not None and proc.returncode is not None:
             return f"executor exited with code {proc.returncode}"
         if handle.pid is None:

@@ -50,10 +50,11 @@ JSON = "application/json"
 
 
 class ExecutorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    session_id: str
     key: str
     workdir: str
     output_dir: str
+    session_id: str = ""
+    """Empty: start unclaimed (a warm-pool sandbox) and wait for POST /v1/claim."""
     socket_path: str | None = None
     host: str = "127.0.0.1"
     port: int | None = None
@@ -63,33 +64,71 @@ class ExecutorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     max_read_bytes: int = 900_000
 
 
+class Claim(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """POST /v1/claim: bind a warm, unclaimed executor to a session."""
+
+    session_id: str
+    env: dict[str, str] = {}
+    workdir: str | None = None
+    default_timeout_s: float | None = None
+    default_soft_timeout_s: float | None = None
+
+
+class AlreadyClaimed(Exception):
+    pass
+
+
 class Executor:
     """Dispatches actions to the shells, the file operations and the editor."""
 
     def __init__(self, config: ExecutorConfig) -> None:
         self._config = config
-        self._shells = ShellManager(
-            session_id=config.session_id,
-            workdir=config.workdir,
-            env=config.env,
-            output_dir=config.output_dir,
-            default_timeout_s=config.default_timeout_s,
-            default_soft_timeout_s=config.default_soft_timeout_s,
-        )
-        self._editor = Editor(session_id=config.session_id, max_bytes=config.max_read_bytes)
+        self._session_id = ""
+        self._shells: ShellManager | None = None
+        self._editor: Editor | None = None
         self._started_at = time.time()
 
     async def start(self) -> None:
+        config = self._config
+        if config.session_id:
+            await self.claim(Claim(session_id=config.session_id, env=config.env, workdir=config.workdir,
+                                   default_timeout_s=config.default_timeout_s,
+                                   default_soft_timeout_s=config.default_soft_timeout_s))
+
+    async def claim(self, claim: Claim) -> None:
+        """Become the sandbox of one session: its env, its workdir, its main shell."""
+        if self._shells is not None:
+            raise AlreadyClaimed(f"this executor already serves session {self._session_id}")
+        workdir = claim.workdir or self._config.workdir
+        os.makedirs(workdir, exist_ok=True)
+        self._session_id = claim.session_id
+        self._shells = ShellManager(
+            session_id=claim.session_id,
+            workdir=workdir,
+            env={**self._config.env, **claim.env},
+            output_dir=self._config.output_dir,
+            default_timeout_s=claim.default_timeout_s,
+            default_soft_timeout_s=claim.default_soft_timeout_s,
+        )
+        self._editor = Editor(session_id=claim.session_id, max_bytes=self._config.max_read_bytes)
         await self._shells.start()
 
     async def aclose(self) -> None:
-        await self._shells.aclose()
+        if self._shells is not None:
+            await self._shells.aclose()
+
+    @property
+    def session_id(self) -> str:
+        return self._session_id
 
     def health(self) -> dict[str, object]:
-        return {"ok": True, "session_id": self._config.session_id, "pid": os.getpid(), "started_at": self._started_at}
+        return {"ok": True, "session_id": self._session_id, "pid": os.getpid(), "started_at": self._started_at}
 
     async def execute(self, action: AnyAction, emit: Callable[[CmdChunk], None]) -> AnyObservation:
-        sid = self._config.session_id
+        sid = self._session_id
+        if self._shells is None or self._editor is None:
+            return Error(id=new_id(), cause=action.id, session_id=sid, code=codes.SANDBOX_FAILED,
+                         message="this sandbox has not been claimed by a session yet")
         match action:
             case CmdRun():
                 return await self._shells.run(action, emit)
@@ -164,6 +203,8 @@ class ExecutorServer:
             return await self._reply(writer, 200, "OK", self._executor.health())
         if request.method == "POST" and request.path == "/v1/action":
             return await self._action(request, writer)
+        if request.method == "POST" and request.path == "/v1/claim":
+            return await self._claim(request, writer)
         await self._reply(writer, 404, "Not Found", {"error": f"no route {request.method} {request.path}"})
 
     async def _reply(self, writer: asyncio.StreamWriter, status: int, reason: str, body: dict[str, object]) -> None:
@@ -171,9 +212,20 @@ class ExecutorServer:
         writer.write(_http.response_head(status, reason, JSON, length=len(data)) + data)
         await writer.drain()
 
+    async def _claim(self, request: _http.Request, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._executor.claim(msgspec.json.decode(request.body, type=Claim))
+        except msgspec.DecodeError as exc:
+            return await self._reply(writer, 400, "Bad Request", {"error": f"bad claim: {exc}"})
+        except AlreadyClaimed as exc:
+            return await self._reply(writer, 409, "Conflict", {"error": str(exc)})
+        except OSError as exc:
+            return await self._reply(writer, 422, "Unprocessable Entity", {"error": f"cannot prepare the workdir: {exc}"})
+        await self._reply(writer, 200, "OK", self._executor.health())
+
     async def _action(self, request: _http.Request, writer: asyncio.StreamWriter) -> None:
         as_json = request.headers.get("content-type", "").startswith(JSON)
-        sid = self._config.session_id
+        sid = self._executor.session_id
         try:
             action = decode_action(request.body, json=as_json)
         except ActionDecodeError as exc:

@@ -50,18 +50,30 @@ class ExecutorClient:
             self._idle.append(conn)
 
     async def health(self) -> dict[str, object]:
+        return await self._json_call("GET", "/v1/health")
+
+    async def claim(self, claim: dict[str, object]) -> dict[str, object]:
+        """Bind a warm executor to a session (see executor Claim)."""
+        return await self._json_call("POST", "/v1/claim", claim)
+
+    async def _json_call(self, method: str, path: str, body: dict[str, object] | None = None) -> dict[str, object]:
         reader, writer = await self._connect()
+        data = json.dumps(body).encode() if body is not None else b""
         try:
-            writer.write(b"GET /v1/health HTTP/1.1\r\nHost: executor\r\n" + self._auth + b"\r\n")
+            writer.write(f"{method} {path} HTTP/1.1\r\nHost: executor\r\nContent-Type: application/json\r\n".encode()
+                         + self._auth + b"Content-Length: %d\r\n\r\n" % len(data) + data)
             head = await _http.read_head(reader)
             if head is None:
                 raise ExecutorUnavailable("executor closed the connection")
-            body = await _http.read_body(reader, head[1])
+            answer = await _http.read_body(reader, head[1])
         except (OSError, asyncio.IncompleteReadError, _http.HttpError) as exc:
             writer.close()
-            raise ExecutorUnavailable(f"executor health check failed: {exc!r}") from exc
+            raise ExecutorUnavailable(f"executor {path} failed: {exc!r}") from exc
         self._release((reader, writer))
-        return json.loads(body)
+        status = head[0].split(" ", 2)[1]
+        if status != "200":
+            raise ExecutorUnavailable(f"executor answered {status} to {path}: {answer[:300].decode(errors='replace')}")
+        return json.loads(answer)
 
     async def execute(self, action: AnyAction) -> AsyncIterator[AnyObservation]:
         """Yield the observations of one action: chunks, then the final observation."""

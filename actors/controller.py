@@ -21,6 +21,7 @@ from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 
 from protocol import (
+    connect_nats,
     Empty,
     Error,
     ErrorReply,
@@ -91,7 +92,7 @@ class Controller(Actor[Msg]):
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, nc: Nats | None = None) -> None:
-        self._nc = nc or await nats.connect(self._config.nats_url, name="corral-controller", max_reconnect_attempts=-1)
+        self._nc = nc or await connect_nats(self._config.nats_url, name="corral-controller")
         js = self._nc.jetstream()
         await ensure_stream(js, self._subjects, self._config.stream)
         self._kv_sessions = await sessions_bucket(js, self._subjects)

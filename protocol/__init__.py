@@ -58,7 +58,7 @@ from ._ids import new_id
 from ._schema import json_schema
 from ._subjects import DEFAULT_PREFIX, KV_SESSIONS, KV_WORKERS, STREAM, Subjects
 
-__all__ = [name for name in dir() if not name.startswith("_")] + ["Client", "Session"]
+__all__ = [name for name in dir() if not name.startswith("_")] + ["Client", "Session", "connect_nats"]
 
 
 def __getattr__(name: str) -> object:
@@ -68,4 +68,8 @@ def __getattr__(name: str) -> object:
         from . import _client
 
         return getattr(_client, name)
+    if name == "connect_nats":
+        from ._connect import connect_nats
+
+        return connect_nats
     raise AttributeError(f"module 'protocol' has no attribute {name!r}")

@@ -19,6 +19,7 @@ from nats.aio.msg import Msg
 
 from . import _errors as codes
 from ._codec import decode_observation, decode_reply, encode, wants_json
+from ._connect import connect_nats
 from ._errors import ConnectionLost, RequestError
 from ._events import (
     AnyAction,
@@ -54,12 +55,7 @@ class Client:
 
     @classmethod
     async def connect(cls, url: str = "nats://127.0.0.1:4222", *, prefix: str = DEFAULT_PREFIX, **options: Any) -> Client:
-        options.setdefault("name", "corral-client")
-        options.setdefault("max_reconnect_attempts", -1)
-        try:
-            nc = await nats.connect(url, **options)
-        except (OSError, nats.errors.Error) as exc:
-            raise ConnectionLost(codes.WORKER_UNAVAILABLE, f"cannot connect to NATS at {url}: {exc!r}") from exc
+        nc = await connect_nats(url, name=options.pop("name", "corral-client"), **options)
         return cls(nc, Subjects(prefix))
 
     @property

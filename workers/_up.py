@@ -13,14 +13,13 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import msgspec
-import nats
 import structlog
 
 from actors.audit import AuditWriter
 from actors.controller import Controller, ControllerConfig
 from actors.embedded import EmbeddedNats
 from actors._kernel import Supervisor
-from protocol import Subjects
+from protocol import Subjects, connect_nats
 
 from .worker import Worker, WorkerConfig
 
@@ -78,7 +77,7 @@ class Deployment:
             self._stack.push_async_callback(worker.aclose)
             self.workers.append(worker)
         if self.config.audit:
-            nc = await nats.connect(self.url, name="corral-audit", max_reconnect_attempts=-1)
+            nc = await connect_nats(self.url, name="corral-audit")
             self._stack.push_async_callback(nc.drain)
             (data / "audit").mkdir(exist_ok=True)
             writer = AuditWriter(nc, subjects, str(data / "audit" / "events.jsonl"))

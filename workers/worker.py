@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 from actors._broker import StreamConfigOptions, ensure_stream, stream_name, workers_bucket
 from actors._kernel import Supervisor
 from protocol import (
+    connect_nats,
     ErrorReply,
     SandboxCreate,
     SessionInfo,
@@ -83,8 +84,7 @@ class Worker:
         return self._backend
 
     async def start(self, nc: Nats | None = None) -> None:
-        self._nc = nc or await nats.connect(self._config.nats_url, name=f"corral-worker-{self.worker_id}",
-                                            max_reconnect_attempts=-1)
+        self._nc = nc or await connect_nats(self._config.nats_url, name=f"corral-worker-{self.worker_id}")
         js = self._nc.jetstream()
         await ensure_stream(js, self._subjects, self._config.stream)
         self._kv = await workers_bucket(js, self._subjects)

@@ -476,6 +476,8 @@ class _Shell:
         w.cancel_timers()
         content, truncated, path = self.out.finish(w.action.id)
         self.out = _Output(self._mgr.output_dir)
+        if not self.alive and content.endswith("exit\n"):
+            content = content[:-5]  # what interactive bash prints about its own `exit`, not the command's output
         w.result = CmdOutput(
             id=new_id(), cause=w.action.id, session_id=self._mgr.session_id, shell=self.name,
             content=content, status=status, exit_code=exit_code, working_dir=self.cwd,

@@ -1,0 +1,32 @@
+"""One way to connect to NATS: fail fast at first, reconnect forever afterwards."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client as Nats
+
+from . import _errors as codes
+from ._errors import ConnectionLost
+
+_log = logging.getLogger("corral.nats")
+
+
+async def _quiet_error(exc: Exception) -> None:
+    _log.debug("nats connection error: %r", exc)
+
+
+async def connect_nats(url: str, *, name: str, first_attempts: int = 3, **options: Any) -> Nats:
+    """Connect with a bounded first attempt (a clear error when nothing listens), then never give up."""
+    options.setdefault("connect_timeout", 5)
+    options.setdefault("reconnect_time_wait", 0.5)
+    options.setdefault("error_cb", _quiet_error)
+    try:
+        nc = await nats.connect(url, name=name, max_reconnect_attempts=first_attempts, **options)
+    except (OSError, nats.errors.Error, TimeoutError) as exc:
+        raise ConnectionLost(codes.WORKER_UNAVAILABLE, f"cannot connect to NATS at {url}: {exc!r}") from exc
+    nc.options["max_reconnect_attempts"] = -1  # read at each reconnect: from now on, keep trying
+    return nc

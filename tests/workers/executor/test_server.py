@@ -1,0 +1,98 @@
+"""The executor process over its real HTTP channel: auth, health, claim, actions, bad bodies."""
+
+import asyncio
+import json
+import os
+import sys
+
+import pytest
+
+from protocol import CmdOutput, CmdRun, Error, FileWrite, codes, new_id
+from workers.executor.client import ExecutorClient, ExecutorUnavailable
+
+
+@pytest.fixture
+async def executor(tmp_path):
+    sock = str(tmp_path / "e.sock")
+    config = {"key": "k1", "workdir": str(tmp_path / "ws"), "output_dir": str(tmp_path / "out"), "socket_path": sock}
+    env = dict(os.environ, CORRAL_EXECUTOR_CONFIG=json.dumps(config))
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "workers.executor", env=env,
+                                                stdout=asyncio.subprocess.PIPE)
+    ready = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))
+    assert ready["ready"] and ready["pid"] == proc.pid
+    yield sock, proc
+    proc.terminate()
+    await proc.wait()
+
+
+async def test_config_is_not_left_in_the_shell_environment(executor, tmp_path):
+    sock, _ = executor
+    client = ExecutorClient(key="k1", socket_path=sock)
+    await client.claim({"session_id": "s1"})
+    out = [o async for o in client.execute(CmdRun(id="a", command="env | grep -c CORRAL_EXECUTOR_CONFIG"))][-1]
+    assert out.content.strip() == "0"
+    await client.aclose()
+
+
+async def test_wrong_key_is_refused(executor):
+    sock, _ = executor
+    client = ExecutorClient(key="wrong", socket_path=sock)
+    with pytest.raises(ExecutorUnavailable, match="401"):
+        await client.health()
+    await client.aclose()
+
+
+async def test_actions_before_claim_are_refused_with_an_error(executor):
+    sock, _ = executor
+    client = ExecutorClient(key="k1", socket_path=sock)
+    obs = [o async for o in client.execute(CmdRun(id="a1", command="echo hi"))]
+    assert isinstance(obs[-1], Error) and obs[-1].cause == "a1"
+    await client.aclose()
+
+
+async def test_claim_binds_the_session_once(executor, tmp_path):
+    sock, _ = executor
+    client = ExecutorClient(key="k1", socket_path=sock)
+    health = await client.claim({"session_id": "s1", "env": {"X": "1"}, "workdir": str(tmp_path / "w2")})
+    assert health["session_id"] == "s1"
+    with pytest.raises(ExecutorUnavailable, match="409"):
+        await client.claim({"session_id": "s2"})
+    out = [o async for o in client.execute(CmdRun(id="a2", command="echo $X; pwd"))][-1]
+    assert isinstance(out, CmdOutput) and out.content == f"1\n{tmp_path / 'w2'}\n" and out.session_id == "s1"
+    await client.aclose()
+
+
+async def test_keep_alive_connection_serves_many_requests(executor):
+    sock, _ = executor
+    client = ExecutorClient(key="k1", socket_path=sock)
+    await client.claim({"session_id": "s1"})
+    for n in range(50):
+        out = [o async for o in client.execute(FileWrite(id=new_id(), path=f"f{n}", content="x"))][-1]
+        assert out.size == 1
+    assert len(client._idle) == 1
+    await client.aclose()
+
+
+async def test_malformed_http_closes_only_that_connection(executor):
+    sock, _ = executor
+    reader, writer = await asyncio.open_unix_connection(sock)
+    writer.write(b"NONSENSE\r\n\r\n")
+    assert await reader.read() == b""
+    client = ExecutorClient(key="k1", socket_path=sock)
+    assert (await client.health())["ok"]
+    await client.aclose()
+
+
+async def test_undecodable_action_body_is_bad_payload(executor):
+    sock, _ = executor
+    reader, writer = await asyncio.open_unix_connection(sock)
+    body = b'{"kind": "cmd_run", "id": "j1"}'
+    writer.write(b"POST /v1/action HTTP/1.1\r\nAuthorization: Bearer k1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+    obs = json.loads(await reader.readexactly(size))
+    assert obs["kind"] == "error" and obs["code"] == codes.BAD_PAYLOAD and obs["cause"] == "j1"
+    writer.close()

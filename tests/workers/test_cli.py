@@ -1,0 +1,98 @@
+"""The `corral` command line, run as a real process against a real deployment."""
+
+import asyncio
+import json
+import signal
+import sys
+
+import pytest
+
+from actors.embedded import free_port
+
+
+async def corral(url, *args, timeout=60):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers.cli", *args, env={"CORRAL_NATS_URL": url, "PATH": "/usr/bin:/bin"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_exec_streams_output_and_exits_with_the_commands_code(deployment):
+    code, out, _ = await corral(deployment.url, "exec", "--", "echo hi; exit 3")
+    assert (code, out) == (3, "hi\n")
+
+
+async def test_exec_joins_several_arguments_as_one_command(deployment):
+    code, out, _ = await corral(deployment.url, "exec", "--", "printf", "%s-%s", "a b", "c")
+    assert (code, out) == (0, "a b-c\n")
+
+
+async def test_session_state_persists_across_exec(deployment):
+    code, sid, _ = await corral(deployment.url, "session", "create", "--env", "FOO=bar")
+    sid = sid.strip()
+    assert code == 0 and sid.startswith("s")
+    await corral(deployment.url, "exec", "--session", sid, "--", "cd /tmp && export X=1")
+    code, out, _ = await corral(deployment.url, "exec", "--session", sid, "--", "echo $PWD $X $FOO")
+    assert out == "/tmp 1 bar\n"
+    code, listing, _ = await corral(deployment.url, "session", "list")
+    assert sid in listing
+    code, out, _ = await corral(deployment.url, "session", "close", sid)
+    assert code == 0 and out.strip() == f"{sid} closed"
+
+
+async def test_closing_an_unknown_session_fails_with_its_code(deployment):
+    code, _, err = await corral(deployment.url, "session", "close", "snope")
+    assert code == 1 and "unknown_session" in err
+
+
+async def test_without_a_broker_the_cli_says_so(tmp_path):
+    code, _, err = await corral(f"nats://127.0.0.1:{free_port()}", "session", "list")
+    assert code == 1 and "cannot connect to NATS" in err
+
+
+async def test_workers_lists_the_worker(deployment):
+    code, out, _ = await corral(deployment.url, "workers", "--json")
+    workers = json.loads(out)
+    assert code == 0 and workers[0]["backend"] == "local" and workers[0]["capacity"] == 64
+
+
+async def test_schema_prints_json_schema_of_every_event(deployment):
+    code, out, _ = await corral(deployment.url, "schema")
+    schema = json.loads(out)
+    assert code == 0 and "CmdRun" in schema["$defs"] and "CmdOutput" in schema["$defs"]
+
+
+async def test_audit_tail_shows_actions_observations_and_status(deployment):
+    code, sid, _ = await corral(deployment.url, "session", "create")
+    sid = sid.strip()
+    await corral(deployment.url, "exec", "--session", sid, "--", "echo audited")
+    code, out, _ = await corral(deployment.url, "audit", "tail", "--session", sid, "--json")
+    records = [json.loads(line) for line in out.splitlines()]
+    channels = [(r["channel"], r["kind"]) for r in records]
+    assert ("action", "cmd_run") in channels and ("obs", "cmd_output") in channels
+    assert any(r["channel"] == "status" for r in records)
+    assert any(r["event"].get("content") == "audited\n" for r in records)
+
+
+@pytest.mark.slow
+async def test_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path):
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers.cli", "up", "--port", str(port), "--data-dir", str(tmp_path / "d"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert b"corral is up" in line
+        url = f"nats://127.0.0.1:{port}"
+        code, out, _ = await corral(url, "exec", "--", "echo through up")
+        assert (code, out) == (0, "through up\n")
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert (tmp_path / "d" / "audit" / "events.jsonl").exists()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

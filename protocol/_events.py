@@ -123,6 +123,9 @@ class CmdOutput(Observation, frozen=True, kw_only=True, tag="cmd_output"):
 
 
 class CmdChunk(Observation, frozen=True, kw_only=True, tag="cmd_chunk"):
+    """Output of a running command. A command that streamed any chunk streams all of its output
+    (the last chunk comes before the final ``cmd_output``); a quick one may stream none."""
+
     seq: int
     data: str
 

@@ -96,3 +96,8 @@ async def test_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path):
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_exec_of_a_slow_command_prints_all_of_its_streamed_output(deployment):
+    code, out, _ = await corral(deployment.url, "exec", "--", "for i in 1 2 3; do echo $i; sleep 0.3; done; printf end")
+    assert (code, out) == (0, "1\n2\n3\nend\n")

@@ -472,6 +472,9 @@ class _Shell:
         w = self.waiter
         if w is None or w.result is not None:
             return
+        if w.seq > 0:
+            # Once a command has streamed, its chunks carry all of its output: flush the rest first.
+            self._flush_chunks(w)
         self.waiter = None
         w.cancel_timers()
         content, truncated, path = self.out.finish(w.action.id)

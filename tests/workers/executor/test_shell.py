@@ -334,3 +334,11 @@ async def test_small_output_writes_no_log(shells: ShellManager, tmp_path: Path) 
     result = await run(shells, "seq 1 100")
     assert not result.truncated and result.full_output_path is None
     assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
+
+
+async def test_streamed_chunks_carry_the_whole_output(shells: ShellManager) -> None:
+    chunks: list[CmdChunk] = []
+    out = await shells.run(CmdRun(id="stream-all", command="echo a; sleep 0.2; echo b; sleep 0.2; printf tail"), chunks.append)
+    assert chunks, "a command that sleeps must stream"
+    assert "".join(c.data for c in chunks) == out.content == "a\nb\ntail"
+    assert [c.seq for c in chunks] == list(range(len(chunks)))

@@ -99,7 +99,7 @@ class Controller(Actor[Msg]):
         self._kv_workers = await workers_bucket(js, self._subjects)
         await self._load_state()
         group = "corral-controller"
-        for verb in ("create", "close", "get", "list", "workers"):
+        for verb in ("create", "close", "get", "list", "workers", "pause", "resume"):
             self._subs.append(await self._nc.subscribe(self._subjects.ctl(verb), queue=group, cb=self._enqueue))
         self._subs.append(await self._nc.subscribe(self._subjects.heartbeats, cb=self._on_heartbeat))
         self._subs.append(await self._nc.subscribe(self._subjects.actions(), queue=group, cb=self._on_action))
@@ -149,6 +149,8 @@ class Controller(Actor[Msg]):
                     reply = await self._create(decode_as(msg.data, SessionSpec, json=as_json))
                 case "close":
                     reply = await self._close(decode_as(msg.data, SessionRef, json=as_json).session_id)
+                case "pause" | "resume":
+                    reply = await self._freeze(decode_as(msg.data, SessionRef, json=as_json).session_id, verb)
                 case "get":
                     reply = self._get(decode_as(msg.data, SessionRef, json=as_json).session_id)
                 case "list":
@@ -249,6 +251,26 @@ class Controller(Actor[Msg]):
         await _kv_delete(self._kv_sessions, session_id)
         log.info("session_closed", session_id=session_id, reason=reason)
         return info
+
+    async def _freeze(self, session_id: str, verb: str) -> SessionInfo | ErrorReply:
+        """Pause (freeze every process of the sandbox) or resume it, through its worker."""
+        record = self._sessions.get(session_id)
+        if record is None:
+            return ErrorReply(code=codes.UNKNOWN_SESSION, message=f"no session {session_id!r} (never created, or closed)")
+        if record.info.status == "lost":
+            return ErrorReply(code=codes.SANDBOX_LOST, message=f"session {session_id} is lost: {record.info.reason}")
+        try:
+            msg = await self._nc.request(  # type: ignore[union-attr]
+                self._subjects.worker(record.info.worker_id, verb), encode(SessionRef(session_id=session_id)), timeout=30
+            )
+            reply = decode_reply(msg.data)
+        except _REPLY_ERRORS as exc:
+            return ErrorReply(code=codes.WORKER_UNAVAILABLE, message=f"worker {record.info.worker_id} did not {verb}: {exc!r}")
+        if isinstance(reply, SessionInfo):
+            record.info = msgspec.structs.replace(record.info, status=reply.status)
+            record.last_activity = time.time()
+            await self._kv_sessions.put(session_id, encode(record))
+        return reply
 
     async def _publish_status(self, info: SessionInfo) -> None:
         await self._nc.publish(self._subjects.status(info.session_id), encode(info))  # type: ignore[union-attr]

@@ -95,6 +95,17 @@ class Client:
         assert isinstance(info, SessionInfo)
         return info
 
+    async def pause_session(self, session_id: str) -> SessionInfo:
+        """Freeze every process of the session's sandbox; actions wait until it is resumed."""
+        info = await self.request("pause", SessionRef(session_id=session_id))
+        assert isinstance(info, SessionInfo)
+        return info
+
+    async def resume_session(self, session_id: str) -> SessionInfo:
+        info = await self.request("resume", SessionRef(session_id=session_id))
+        assert isinstance(info, SessionInfo)
+        return info
+
     async def list_sessions(self) -> list[SessionInfo]:
         reply = await self.request("list")
         assert isinstance(reply, SessionList)

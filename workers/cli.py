@@ -266,6 +266,24 @@ def session_close(nats_url: str, session_ids: tuple[str, ...]) -> None:
     _with_client(nats_url, close)
 
 
+@session.command("pause")
+@nats_option
+@click.argument("session_id")
+def session_pause(nats_url: str, session_id: str) -> None:
+    """Freeze every process of the session's sandbox."""
+    info = _with_client(nats_url, lambda c: c.pause_session(session_id))
+    click.echo(f"{info.session_id} {info.status}")
+
+
+@session.command("resume")
+@nats_option
+@click.argument("session_id")
+def session_resume(nats_url: str, session_id: str) -> None:
+    """Thaw a paused session."""
+    info = _with_client(nats_url, lambda c: c.resume_session(session_id))
+    click.echo(f"{info.session_id} {info.status}")
+
+
 @cli.command()
 @nats_option
 @click.option("--json", "as_json", is_flag=True)

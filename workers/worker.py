@@ -90,6 +90,8 @@ class Worker:
         self._kv = await workers_bucket(js, self._subjects)
         self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, "create"), cb=self._spawn(self._on_create)))
         self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, "close"), cb=self._spawn(self._on_close)))
+        for verb in ("pause", "resume"):
+            self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, verb), cb=self._spawn(self._on_freeze)))
         await self._heartbeat()
         self._supervisor.start("heartbeat", self._heartbeat_forever)
         self._pool.prime(SessionSpec())
@@ -199,6 +201,26 @@ class Worker:
         await runner.publish_status(info)
         log.info("session_closed", session_id=session_id, status=status, reason=reason)
         return info
+
+    async def _on_freeze(self, msg: Msg) -> None:
+        verb = msg.subject.rsplit(".", 1)[-1]
+        try:
+            ref = msgspec.msgpack.decode(msg.data, type=SessionRef)
+        except msgspec.DecodeError as exc:
+            return await self._reply(msg, ErrorReply(code=codes.BAD_PAYLOAD, message=f"bad {verb} request: {exc}"))
+        runner = self._runners.get(ref.session_id)
+        if runner is None:
+            return await self._reply(msg, ErrorReply(code=codes.UNKNOWN_SESSION,
+                                                     message=f"worker {self.worker_id} has no session {ref.session_id!r}"))
+        try:
+            await (self._backend.pause if verb == "pause" else self._backend.resume)(runner.handle)
+        except BackendError as exc:
+            return await self._reply(msg, ErrorReply(code=exc.code, message=str(exc)))
+        info = SessionInfo(session_id=ref.session_id, worker_id=self.worker_id, backend=self._backend.name,
+                           status="paused" if verb == "pause" else "ready", created_at=runner.handle.created_at)
+        await runner.publish_status(info)
+        log.info("session_" + ("paused" if verb == "pause" else "resumed"), session_id=ref.session_id)
+        await self._reply(msg, info)
 
     async def _on_sandbox_dead(self, session_id: str, reason: str) -> None:
         log.warning("sandbox_died", session_id=session_id, reason=reason)

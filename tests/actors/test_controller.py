@@ -164,3 +164,29 @@ async def _next_status(client, session_id, wanted):
                 return info
     finally:
         await sub.unsubscribe()
+
+
+async def test_pause_freezes_the_sandbox_until_resume(controller, bare_client, nats_server, tmp_path):
+    worker = _worker(nats_server, tmp_path)
+    await worker.start()
+    try:
+        s = await bare_client.create_session()
+        await s.cmd("echo warm")
+        paused = await bare_client.pause_session(s.session_id)
+        assert paused.status == "paused"
+        assert (await bare_client.get_session(s.session_id)).status == "paused"
+        pending = asyncio.create_task(s.cmd("echo thawed"))
+        done, _ = await asyncio.wait({pending}, timeout=0.5)
+        assert not done, "a frozen sandbox must not answer"
+        resumed = await bare_client.resume_session(s.session_id)
+        assert resumed.status == "ready"
+        assert (await asyncio.wait_for(pending, 10)).content == "thawed\n"
+        await s.close()
+    finally:
+        await worker.aclose()
+
+
+async def test_pausing_an_unknown_session_is_unknown_session(controller, bare_client):
+    with pytest.raises(RequestError) as info:
+        await bare_client.pause_session("snope")
+    assert info.value.code == codes.UNKNOWN_SESSION

@@ -74,6 +74,14 @@ class Backend(abc.ABC):
     async def alive(self, handle: SandboxHandle) -> str | None:
         """None if the sandbox is running, else why not (e.g. 'exited with code 137')."""
 
+    async def pause(self, handle: SandboxHandle) -> None:
+        """Freeze every process of the sandbox (a real freeze, not a stop)."""
+        raise BackendError(f"the {self.name} backend cannot pause sandboxes", "unsupported")
+
+    async def resume(self, handle: SandboxHandle) -> None:
+        """Thaw a paused sandbox."""
+        raise BackendError(f"the {self.name} backend cannot resume sandboxes", "unsupported")
+
     async def aclose(self) -> None:
         """Release the backend's own resources (not the sandboxes)."""
 

@@ -140,6 +140,12 @@ class LocalBackend(Backend):
             pass
         return None
 
+    async def pause(self, handle: SandboxHandle) -> None:
+        await asyncio.to_thread(_signal_tree, handle.pid, signal.SIGSTOP)
+
+    async def resume(self, handle: SandboxHandle) -> None:
+        await asyncio.to_thread(_signal_tree, handle.pid, signal.SIGCONT)
+
     async def aclose(self) -> None:
         self._procs.clear()
 
@@ -149,6 +155,37 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _signal_tree(root: int | None, sig: int) -> None:
+    """Signal a process and all of its descendants (shells run in sessions of their own)."""
+    if not root:
+        return
+    signalled: set[int] = set()
+    for _ in range(3):  # repeat: a process may fork while the tree is being walked
+        children: dict[int, list[int]] = {}
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    with open(f"/proc/{entry.name}/stat", "rb") as f:
+                        ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                children.setdefault(ppid, []).append(int(entry.name))
+        todo, found = [root], []
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo.extend(children.get(pid, ()))
+        fresh = [pid for pid in found if pid not in signalled]
+        if not fresh:
+            return
+        for pid in fresh:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        signalled.update(fresh)
 
 
 def _kill_group(pid: int) -> None:

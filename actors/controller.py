@@ -45,6 +45,7 @@ from protocol._codec import ActionDecodeError, decode_action
 
 from ._broker import StreamConfigOptions, ensure_stream, sessions_bucket, workers_bucket
 from ._kernel import Actor, InboxFull, Supervisor
+from ._registry import SessionRecord, kv_delete, kv_items, record_decoder
 
 log = structlog.get_logger()
 
@@ -62,15 +63,6 @@ class ControllerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     stream: StreamConfigOptions = StreamConfigOptions()
 
 
-class _Record(msgspec.Struct, kw_only=True):
-    """What the registry (KV ``corral_sessions``) keeps per session."""
-
-    info: SessionInfo
-    spec: SessionSpec
-    last_activity: float = 0.0
-
-
-_record_codec = msgspec.msgpack.Decoder(_Record)
 _worker_codec = msgspec.msgpack.Decoder(WorkerInfo)
 
 
@@ -84,7 +76,7 @@ class Controller(Actor[Msg]):
         self._config = config
         self._subjects = Subjects(config.prefix)
         self._nc: Nats | None = None
-        self._sessions: dict[str, _Record] = {}
+        self._sessions: dict[str, SessionRecord] = {}
         self._workers: dict[str, WorkerInfo] = {}
         self._worker_seen: dict[str, float] = {}
         self._supervisor = Supervisor("controller")
@@ -119,12 +111,12 @@ class Controller(Actor[Msg]):
             await self._nc.drain()
 
     async def _load_state(self) -> None:
-        for key, data in await _kv_items(self._kv_sessions):
-            record = _record_codec.decode(data)
+        for key, data in await kv_items(self._kv_sessions):
+            record = record_decoder.decode(data)
             record.last_activity = time.time()
             self._sessions[key] = record
         now = time.time()
-        for key, data in await _kv_items(self._kv_workers):
+        for key, data in await kv_items(self._kv_workers):
             info = _worker_codec.decode(data)
             self._workers[key] = info
             # A worker's age is judged from what this controller has seen: a fresh start gives it a full TTL.
@@ -225,7 +217,7 @@ class Controller(Actor[Msg]):
         current = self._workers.get(wid)
         if current is not None:
             self._workers[wid] = msgspec.structs.replace(current, running=current.running + 1)
-        record = _Record(info=reply, spec=spec, last_activity=time.time())
+        record = SessionRecord(info=reply, spec=spec, last_activity=time.time())
         self._sessions[session_id] = record
         await self._kv_sessions.put(session_id, encode(record))
         return reply
@@ -248,7 +240,7 @@ class Controller(Actor[Msg]):
                 await self._publish_status(info)
         else:
             await self._publish_status(info)
-        await _kv_delete(self._kv_sessions, session_id)
+        await kv_delete(self._kv_sessions, session_id)
         log.info("session_closed", session_id=session_id, reason=reason)
         return info
 
@@ -312,9 +304,13 @@ class Controller(Actor[Msg]):
             return
         if info.status == "closed":  # closed by its worker (e.g. worker shutdown), not through ctl.close
             self._sessions.pop(info.session_id, None)
-            await _kv_delete(self._kv_sessions, info.session_id)
+            await kv_delete(self._kv_sessions, info.session_id)
         elif info.status == "lost":
             record.info = msgspec.structs.replace(record.info, status="lost", reason=info.reason)
+            await self._kv_sessions.put(info.session_id, encode(record))
+        elif info.status == "recovered":  # a restarted worker re-adopted the sandbox
+            record.info = msgspec.structs.replace(record.info, status="ready", worker_id=info.worker_id, reason=None)
+            record.last_activity = time.time()
             await self._kv_sessions.put(info.session_id, encode(record))
 
     # ------------------------------------------------------------ heartbeats
@@ -347,7 +343,7 @@ class Controller(Actor[Msg]):
     async def _worker_lost(self, wid: str, silent_s: float) -> None:
         self._worker_seen.pop(wid, None)
         self._workers.pop(wid, None)
-        await _kv_delete(self._kv_workers, wid)
+        await kv_delete(self._kv_workers, wid)
         lost = [r for r in self._sessions.values() if r.info.worker_id == wid and r.info.status != "lost"]
         log.warning("worker_lost", worker_id=wid, silent_s=round(silent_s, 1), sessions=len(lost))
         for record in lost:
@@ -366,26 +362,3 @@ def _validate(spec: SessionSpec) -> str | None:
     if spec.network not in (None, "none", "egress"):
         return f"network must be 'none' or 'egress', got {spec.network!r}"
     return None
-
-
-async def _kv_items(kv: Any) -> list[tuple[str, bytes]]:
-    try:
-        keys = await kv.keys()
-    except nats.js.errors.NoKeysError:
-        return []
-    items = []
-    for key in keys:
-        try:
-            entry = await kv.get(key)
-        except nats.js.errors.KeyNotFoundError:
-            continue
-        if entry.value:
-            items.append((key, entry.value))
-    return items
-
-
-async def _kv_delete(kv: Any, key: str) -> None:
-    try:
-        await kv.purge(key)
-    except nats.js.errors.KeyNotFoundError:
-        pass

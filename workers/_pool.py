@@ -48,6 +48,9 @@ class WarmPool:
         self._refill(key)
         return handle
 
+    def sandbox_ids(self) -> set[str]:
+        return {h.sandbox_id for q in self._ready.values() for h in q}
+
     def statistics(self) -> dict[str, int]:
         return {key: len(q) for key, q in self._ready.items()}
 

@@ -19,7 +19,8 @@ import structlog
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 
-from actors._broker import StreamConfigOptions, ensure_stream, stream_name, workers_bucket
+from actors._broker import StreamConfigOptions, ensure_stream, sessions_bucket, stream_name, workers_bucket
+from actors._registry import load_sessions
 from actors._kernel import Supervisor
 from protocol import (
     connect_nats,
@@ -41,6 +42,7 @@ from .backends import Backend, BackendError, SandboxHandle, make_backend
 log = structlog.get_logger()
 
 VERSION = "0.1.0"
+SWEEP_GRACE_S = 60.0
 
 
 class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -56,6 +58,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     warm_pool: int = 2
     """Prestarted sandboxes kept ready per pool key (0 disables the pool)."""
     ack_wait_s: float = 30.0
+    sweep_interval_s: float = 60.0
     labels: dict[str, str] = {}
     stream: StreamConfigOptions = StreamConfigOptions()
 
@@ -88,15 +91,54 @@ class Worker:
         js = self._nc.jetstream()
         await ensure_stream(js, self._subjects, self._config.stream)
         self._kv = await workers_bucket(js, self._subjects)
+        self._kv_sessions = await sessions_bucket(js, self._subjects)
+        await self._adopt()
         self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, "create"), cb=self._spawn(self._on_create)))
         self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, "close"), cb=self._spawn(self._on_close)))
         for verb in ("pause", "resume"):
             self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, verb), cb=self._spawn(self._on_freeze)))
         await self._heartbeat()
         self._supervisor.start("heartbeat", self._heartbeat_forever)
+        self._supervisor.start("sweeper", self._sweep_forever)
         self._pool.prime(SessionSpec())
         await self._nc.flush()
         log.info("worker_started", worker_id=self.worker_id, backend=self._backend.name, capacity=self._config.capacity)
+
+    async def _adopt(self) -> None:
+        """After a restart: serve the sandboxes that are still running, remove the rest."""
+        registry = await load_sessions(self._kv_sessions)
+        for handle in await self._backend.list():
+            record = registry.get(handle.session_id)
+            if record is None or record.info.worker_id != self.worker_id or record.info.status == "closed":
+                log.info("sandbox_orphan_removed", sandbox_id=handle.sandbox_id, session_id=handle.session_id or None)
+                await self._backend.destroy(handle)
+                continue
+            runner = SessionRunner(self._nc, self._subjects, self._stream, handle,  # type: ignore[arg-type]
+                                   ack_wait_s=self._config.ack_wait_s, on_dead=self._on_sandbox_dead)
+            await runner.start()
+            self._runners[handle.session_id] = runner
+            await runner.publish_status(SessionInfo(
+                session_id=handle.session_id, worker_id=self.worker_id, backend=self._backend.name,
+                status="recovered", created_at=handle.created_at, labels=dict(handle.labels)))
+            log.info("session_recovered", session_id=handle.session_id, sandbox_id=handle.sandbox_id)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.sweep_interval_s)
+            await self.sweep_once()
+
+    async def sweep_once(self) -> int:
+        """Remove sandboxes of this worker that no session or warm pool owns; returns how many."""
+        owned = {r.handle.sandbox_id for r in self._runners.values()} | self._pool.sandbox_ids()
+        removed = 0
+        # A sandbox being started or claimed right now is not owned yet: leave young ones alone.
+        young = time.time() - SWEEP_GRACE_S
+        for handle in await self._backend.list():
+            if handle.sandbox_id not in owned and handle.created_at < young:
+                log.warning("sandbox_orphan_removed", sandbox_id=handle.sandbox_id, session_id=handle.session_id or None)
+                await self._backend.destroy(handle)
+                removed += 1
+        return removed
 
     def _spawn(self, handler: Any) -> Any:
         """NATS callbacks run one at a time: long handlers go to their own task."""

@@ -51,3 +51,52 @@ async def test_unusable_workdir_is_invalid_spec(pooled, tmp_path):
     with pytest.raises(RequestError) as info:
         await client.create_session(workdir=str(blocker / "sub"))
     assert info.value.code == codes.INVALID_SPEC
+
+
+async def test_a_restarted_worker_readopts_its_running_sandboxes(nats_server, tmp_path):
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url))
+    await ctl.start()
+    config = WorkerConfig(nats_url=nats_server.url, worker_id="wr", base_dir=str(tmp_path / "w"), warm_pool=0)
+    first = Worker(config)
+    await first.start()
+    async with await Client.connect(nats_server.url) as client:
+        s = await client.create_session()
+        await s.cmd("export KEPT=yes; cd /tmp")
+        await first.aclose(destroy_sandboxes=False)  # the sandbox outlives its worker
+        second = Worker(config)
+        status = asyncio.create_task(_status(client, s.session_id, "recovered"))
+        await second.start()
+        assert (await asyncio.wait_for(status, 10)).worker_id == "wr"
+        out = await s.cmd("echo $KEPT; pwd")
+        assert out.content == "yes\n/tmp\n"
+        assert (await client.get_session(s.session_id)).status == "ready"
+        await s.close()
+        await second.aclose()
+    await ctl.aclose()
+
+
+async def test_sweep_removes_sandboxes_no_session_owns(nats_server, tmp_path):
+    config = WorkerConfig(nats_url=nats_server.url, worker_id="ws", base_dir=str(tmp_path / "w"), warm_pool=0)
+    worker = Worker(config)
+    await worker.start()
+    try:
+        orphan = await worker.backend.create("sgone", __import__("protocol").SessionSpec())
+        import msgspec
+        orphan_old = msgspec.structs.replace(orphan, created_at=0.0)
+        worker.backend._save(orphan_old)
+        assert await worker.sweep_once() == 1
+        assert await worker.backend.alive(orphan) is not None
+    finally:
+        await worker.aclose()
+
+
+async def _status(client, session_id, wanted):
+    from protocol import decode_reply
+    sub = await client.nats.subscribe(client.subjects.status(session_id))
+    try:
+        while True:
+            info = decode_reply((await sub.next_msg(timeout=10)).data)
+            if info.status == wanted:
+                return info
+    finally:
+        await sub.unsubscribe()

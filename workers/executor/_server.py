@@ -14,6 +14,7 @@ import hmac
 import json
 import os
 import time
+from collections import OrderedDict
 from typing import Callable
 
 import msgspec
@@ -46,6 +47,8 @@ from ._files import file_read, file_write
 from ._shell import ShellManager
 
 MSGPACK = "application/msgpack"
+RESULTS_KEPT = 10_000
+"""Final observations kept to answer a repeated action id (also across worker restarts)."""
 JSON = "application/json"
 
 
@@ -87,6 +90,8 @@ class Executor:
         self._shells: ShellManager | None = None
         self._editor: Editor | None = None
         self._started_at = time.time()
+        self._results: OrderedDict[str, AnyObservation] = OrderedDict()
+        self._running: dict[str, asyncio.Future[AnyObservation]] = {}
 
     async def start(self) -> None:
         config = self._config
@@ -125,6 +130,34 @@ class Executor:
         return {"ok": True, "session_id": self._session_id, "pid": os.getpid(), "started_at": self._started_at}
 
     async def execute(self, action: AnyAction, emit: Callable[[CmdChunk], None]) -> AnyObservation:
+        """Run an action at most once: a repeated id gets the stored (or still coming) answer.
+
+        The executor outlives its worker, so this is what keeps an action that was in flight
+        when a worker died from running twice when the restarted worker receives it again.
+        """
+        done = self._results.get(action.id)
+        if done is not None:
+            return done
+        running = self._running.get(action.id)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[AnyObservation] = asyncio.get_running_loop().create_future()
+        self._running[action.id] = future
+        try:
+            result = await self._dispatch(action, emit)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else needs to
+            raise
+        finally:
+            self._running.pop(action.id, None)
+        future.set_result(result)
+        self._results[action.id] = result
+        if len(self._results) > RESULTS_KEPT:
+            self._results.popitem(last=False)
+        return result
+
+    async def _dispatch(self, action: AnyAction, emit: Callable[[CmdChunk], None]) -> AnyObservation:
         sid = self._session_id
         if self._shells is None or self._editor is None:
             return Error(id=new_id(), cause=action.id, session_id=sid, code=codes.SANDBOX_FAILED,

@@ -96,3 +96,20 @@ async def test_undecodable_action_body_is_bad_payload(executor):
     obs = json.loads(await reader.readexactly(size))
     assert obs["kind"] == "error" and obs["code"] == codes.BAD_PAYLOAD and obs["cause"] == "j1"
     writer.close()
+
+
+async def test_a_repeated_action_id_runs_once_even_across_clients(executor, tmp_path):
+    sock, _ = executor
+    first = ExecutorClient(key="k1", socket_path=sock)
+    await first.claim({"session_id": "s1"})
+    action = CmdRun(id="once", command="echo x >> /tmp/once-$PPID; sleep 0.3; wc -l < /tmp/once-$PPID")
+
+    async def final(client):
+        return [o async for o in client.execute(action)][-1]
+
+    second = ExecutorClient(key="k1", socket_path=sock)  # e.g. a restarted worker
+    a, b = await asyncio.gather(final(first), final(second))
+    c = await final(second)
+    assert a == b == c and a.content == "1\n"
+    await first.aclose()
+    await second.aclose()

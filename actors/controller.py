@@ -43,6 +43,7 @@ from protocol import (
 )
 from protocol._codec import ActionDecodeError, decode_action
 
+from . import metrics
 from ._broker import StreamConfigOptions, ensure_stream, sessions_bucket, workers_bucket
 from ._kernel import Actor, InboxFull, Supervisor
 from ._registry import SessionRecord, kv_delete, kv_items, record_decoder
@@ -161,6 +162,8 @@ class Controller(Actor[Msg]):
         await self._reply(msg, reply)
 
     async def _reply(self, msg: Msg, reply: msgspec.Struct) -> None:
+        if isinstance(reply, ErrorReply):
+            metrics.failures.labels("controller", reply.code).inc()
         if msg.reply:
             as_json = wants_json(msg.headers)
             await self._nc.publish(msg.reply, encode(reply, json=as_json), headers=headers_for(as_json))  # type: ignore[union-attr]
@@ -331,6 +334,7 @@ class Controller(Actor[Msg]):
 
     async def reap_once(self) -> None:
         now = time.time()
+        self._export_gauges()
         for wid, seen in list(self._worker_seen.items()):
             if now - seen > self._config.heartbeat_ttl_s:
                 await self._worker_lost(wid, now - seen)
@@ -339,6 +343,14 @@ class Controller(Actor[Msg]):
             if idle and record.info.status == "ready" and now - record.last_activity > idle:
                 log.info("session_idle_reaped", session_id=sid, idle_s=round(now - record.last_activity, 1))
                 await self._close(sid, reason=f"idle for more than {idle} s")
+
+    def _export_gauges(self) -> None:
+        counts: dict[str, int] = {state: 0 for state in ("ready", "paused", "lost")}
+        for record in self._sessions.values():
+            counts[record.info.status] = counts.get(record.info.status, 0) + 1
+        for state, n in counts.items():
+            metrics.sessions.labels("controller", state).set(n)
+        metrics.workers.set(len(self._workers))
 
     async def _worker_lost(self, wid: str, silent_s: float) -> None:
         self._worker_seen.pop(wid, None)

@@ -20,6 +20,7 @@ from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from actors import metrics
 from actors._kernel import Actor, InboxFull
 from protocol import (
     AnyAction,
@@ -153,6 +154,11 @@ class SessionRunner:
     # --------------------------------------------------------------- execution
     async def execute(self, job: _Job) -> None:
         action = job.action
+        started = time.time()
+        try:
+            metrics.queue_wait_seconds.observe(max(started - job.msg.metadata.timestamp.timestamp(), 0.0))
+        except (AttributeError, ValueError, nats.errors.Error):
+            pass  # not a JetStream message (cannot happen through the consumer; keep the hot path safe)
         keepalive = asyncio.create_task(self._keep_acking(job.msg))
         final: AnyObservation | None = None
         try:
@@ -166,6 +172,9 @@ class SessionRunner:
         finally:
             keepalive.cancel()
         assert final is not None
+        metrics.action_seconds.labels(action.__struct_config__.tag).observe(time.time() - started)
+        if isinstance(final, Error):
+            metrics.failures.labels("worker", final.code).inc()
         self._remember(action.id, final)
         await self._publish(final, job.json)
         self._inflight.discard(action.id)

@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 import structlog
 
+from actors import metrics
 from actors.audit import AuditWriter
 from actors.controller import Controller, ControllerConfig
 from actors.embedded import EmbeddedNats
@@ -36,6 +37,9 @@ class UpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     capacity: int = 64
     prefix: str = "corral"
     audit: bool = True
+    metrics_port: int | None = None
+    """Serve Prometheus /metrics of every part of this deployment on this port."""
+    warm_pool: int = 2
 
 
 def resolve_backend(name: str) -> str:
@@ -72,6 +76,7 @@ class Deployment:
             worker = Worker(WorkerConfig(
                 nats_url=self.url, prefix=self.config.prefix, backend=backend, capacity=self.config.capacity,
                 base_dir=str(data / "workers"), worker_id=f"{os.uname().nodename}-{backend}-{n}".replace(".", "-"),
+                warm_pool=self.config.warm_pool,
             ))
             await worker.start()
             self._stack.push_async_callback(worker.aclose)
@@ -83,6 +88,8 @@ class Deployment:
             writer = AuditWriter(nc, subjects, str(data / "audit" / "events.jsonl"))
             self._supervisor.start("audit", writer.run)
             self._stack.push_async_callback(self._supervisor.aclose)
+        if self.config.metrics_port:
+            metrics.serve(self.config.metrics_port)
         log.info("corral_up", nats=self.url, backend=backend, workers=len(self.workers), data_dir=str(data))
 
     async def aclose(self) -> None:

@@ -65,26 +65,34 @@ def cli(log_level: str, log_json: bool) -> None:
 @click.option("--backend", default="auto", show_default=True, help="auto | local")
 @click.option("--workers", default=1, show_default=True)
 @click.option("--capacity", default=64, show_default=True, help="Sandboxes per worker")
+@click.option("--warm-pool", default=2, show_default=True, help="Prestarted sandboxes per worker and pool key")
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port")
 @prefix_option
-def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, workers: int, capacity: int, prefix: str) -> None:
+def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, workers: int, capacity: int,
+       warm_pool: int, metrics_port: int | None, prefix: str) -> None:
     """Run NATS, the controller, workers and the audit writer in the foreground."""
     from ._up import UpConfig, run_until_signalled
 
     _run(run_until_signalled(UpConfig(nats_url=nats_url, nats_port=nats_port, data_dir=data_dir, backend=backend,
-                                      workers=workers, capacity=capacity, prefix=prefix)))
+                                      workers=workers, capacity=capacity, prefix=prefix, warm_pool=warm_pool,
+                                      metrics_port=metrics_port)))
 
 
 @cli.command()
 @nats_option
 @prefix_option
 @click.option("--heartbeat-ttl", default=10.0, show_default=True, help="Seconds of silence after which a worker is lost")
-def controller(nats_url: str, prefix: str, heartbeat_ttl: float) -> None:
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port")
+def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: int | None) -> None:
     """Run the controller alone (placement, registry, reaping)."""
+    from actors import metrics
     from actors.controller import Controller, ControllerConfig
 
     async def main() -> None:
         ctl = Controller(ControllerConfig(nats_url=nats_url, prefix=prefix, heartbeat_ttl_s=heartbeat_ttl))
         await ctl.start()
+        if metrics_port:
+            metrics.serve(metrics_port, "0.0.0.0")
         print(f"corral controller on {nats_url}", flush=True)
         try:
             await _wait_for_signal()
@@ -101,14 +109,20 @@ def controller(nats_url: str, prefix: str, heartbeat_ttl: float) -> None:
 @click.option("--worker-id", default=None, help="Stable id (default: <hostname>-<backend>)")
 @click.option("--capacity", default=64, show_default=True)
 @click.option("--base-dir", default=".corral/workers", show_default=True)
-def worker(nats_url: str, prefix: str, backend: str, worker_id: str | None, capacity: int, base_dir: str) -> None:
+@click.option("--warm-pool", default=2, show_default=True, help="Prestarted sandboxes per pool key")
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port")
+def worker(nats_url: str, prefix: str, backend: str, worker_id: str | None, capacity: int, base_dir: str,
+           warm_pool: int, metrics_port: int | None) -> None:
     """Run one runtime worker."""
+    from actors import metrics
     from .worker import Worker, WorkerConfig
 
     async def main() -> None:
         w = Worker(WorkerConfig(nats_url=nats_url, prefix=prefix, backend=backend, worker_id=worker_id,
-                                capacity=capacity, base_dir=os.path.abspath(base_dir)))
+                                capacity=capacity, base_dir=os.path.abspath(base_dir), warm_pool=warm_pool))
         await w.start()
+        if metrics_port:
+            metrics.serve(metrics_port, "0.0.0.0")
         print(f"corral worker {w.worker_id} ({backend}) on {nats_url}", flush=True)
         try:
             await _wait_for_signal()
@@ -297,6 +311,49 @@ def workers(nats_url: str, as_json: bool) -> None:
         click.echo(f"{w.worker_id:32} {w.backend:8} {w.running:>7} {w.starting:>8} {w.capacity:>8}")
 
 
+@cli.command()
+@nats_option
+@click.option("--once", is_flag=True, help="Print one table and exit")
+@click.option("--interval", default=1.0, show_default=True)
+def status(nats_url: str, once: bool, interval: float) -> None:
+    """A live table of workers and sessions."""
+
+    async def main() -> None:
+        async with await Client.connect(nats_url) as client:
+            while True:
+                found, sessions = await asyncio.gather(client.workers(), client.list_sessions())
+                table = _status_table(found, sessions)
+                if once or not sys.stdout.isatty():
+                    click.echo(table)
+                    if once:
+                        return
+                else:
+                    click.echo("\x1b[H\x1b[2J" + table, nl=False)
+                await asyncio.sleep(interval)
+
+    try:
+        _run(main())
+    except KeyboardInterrupt:
+        pass
+
+
+def _status_table(found: list[Any], sessions: list[Any]) -> str:
+    lines = [f"workers: {len(found)}   sessions: {len(sessions)}", "",
+             f"{'WORKER':32} {'BACKEND':10} {'RUNNING':>7} {'STARTING':>8} {'WARM':>5} {'CAPACITY':>8} {'STATE':8}"]
+    for w in sorted(found, key=lambda w: w.worker_id):
+        state = "draining" if w.draining else "up"
+        lines.append(f"{w.worker_id:32} {w.backend:10} {w.running:>7} {w.starting:>8} {w.warm:>5} {w.capacity:>8} {state:8}")
+    by_status: dict[str, int] = {}
+    for s in sessions:
+        by_status[s.status] = by_status.get(s.status, 0) + 1
+    lines += ["", "sessions by status: " + (", ".join(f"{k}={v}" for k, v in sorted(by_status.items())) or "none"), ""]
+    lines.append(f"{'SESSION':28} {'WORKER':32} {'STATUS':9} LABELS")
+    for s in sorted(sessions, key=lambda s: s.created_at)[-30:]:
+        labels = ",".join(f"{k}={v}" for k, v in s.labels.items())
+        lines.append(f"{s.session_id:28} {s.worker_id:32} {s.status:9} {labels}")
+    return "\n".join(lines) + "\n"
+
+
 @cli.group()
 def audit() -> None:
     """Read the durable record of every action and observation."""
@@ -356,6 +413,112 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
 
     _run(run_bench(BenchConfig(nats_url=nats_url, actions=n_actions, sessions=n_sessions, parallel=parallel,
                                backend=backend, embedded=embedded, as_json=as_json)))
+
+
+# --- corral image: sandbox images built locally and offline (package `images`) ---------------
+
+
+@cli.group()
+def image() -> None:
+    """Make sandbox images locally: no registry is needed (see images/)."""
+
+
+def _image_call(fn: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run fn(docker) against the engine; image errors become one clear message."""
+    from images import ImageError, open_docker
+
+    async def main() -> Any:
+        async with open_docker() as docker:
+            return await fn(docker)
+
+    try:
+        return asyncio.run(main())
+    except ImageError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _image_progress(quiet: bool) -> Callable[[Any], None]:
+    def show(p: Any) -> None:
+        if not quiet or p.stage in ("reuse", "done"):
+            click.echo(f"[{p.stage}] {p.message}", err=True)
+    return show
+
+
+async def _image_size_mb(docker: Any, name: str) -> float:
+    return (await docker.images.inspect(name)).get("Size", 0) / 1e6
+
+
+@image.command("bootstrap")
+@click.option("--mirror", default=None, help="Debian mirror (default http://deb.debian.org/debian)")
+@click.option("--suite", default=None, help="Debian suite (default bookworm)")
+@click.option("--cache-dir", default=None, help="Where the rootfs tarball is cached (default /var/cache/corral, env CORRAL_CACHE_DIR)")
+@click.option("--refresh", is_flag=True, help="Run debootstrap again instead of reusing the cached rootfs")
+@click.option("--quiet", "-q", is_flag=True, help="No debootstrap log")
+def image_bootstrap(mirror: str | None, suite: str | None, cache_dir: str | None, refresh: bool, quiet: bool) -> None:
+    """Make the base image corral-base:<suite> with debootstrap (python3, tini, ca-certificates)."""
+    import time
+
+    from images import BootstrapConfig, bootstrap_base_image
+
+    overrides = {k: v for k, v in (("mirror", mirror), ("suite", suite), ("cache_dir", cache_dir)) if v}
+    config = BootstrapConfig(**overrides)
+
+    async def run(docker: Any) -> None:
+        started = time.monotonic()
+        name = await bootstrap_base_image(docker, config, progress=_image_progress(quiet), refresh=refresh)
+        size = await _image_size_mb(docker, name)
+        click.echo(f"[done] {name} {size:.0f}MB {time.monotonic() - started:.1f}s", err=True)
+        click.echo(name)
+
+    _image_call(run)
+
+
+@image.command("build")
+@click.option("--base", default=None, help="Base image with python3 >= 3.11 (default corral-base:bookworm, bootstrapped when missing)")
+@click.option("--with", "variants", multiple=True, help="Add a variant (browser, vscode, jupyter); repeatable")
+@click.option("--uid", default=1000, show_default=True, help="uid of the sandbox user `corral`")
+@click.option("--gid", default=None, type=int, help="gid of the sandbox user (default: the uid)")
+@click.option("--ca-cert", "ca_certs", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="PEM CA certificate to trust inside the image; repeatable")
+@click.option("--host-ca", is_flag=True, help="Trust the host's CA bundle inside the image")
+@click.option("--cache-dir", default=None, help="Wheelhouse and rootfs cache (default /var/cache/corral)")
+@click.option("--quiet", "-q", is_flag=True, help="No build log")
+def image_build(base: str | None, variants: tuple[str, ...], uid: int, gid: int | None, ca_certs: tuple[str, ...],
+                host_ca: bool, cache_dir: str | None, quiet: bool) -> None:
+    """Build the runtime image (reused when its content hash exists); prints its tag."""
+    import time
+
+    from images import HOST_CA_BUNDLE, ensure_runtime_image
+
+    certs = [*ca_certs, *([str(HOST_CA_BUNDLE)] if host_ca else [])]
+
+    async def run(docker: Any) -> None:
+        started = time.monotonic()
+        tag = await ensure_runtime_image(docker, base=base, variants=variants, uid=uid, gid=gid, ca_certs=certs,
+                                         cache_dir=cache_dir, progress=_image_progress(quiet))
+        size = await _image_size_mb(docker, tag)
+        click.echo(f"[image] {tag} {size:.0f}MB {time.monotonic() - started:.1f}s", err=True)
+        click.echo(tag)
+
+    _image_call(run)
+
+
+@image.command("ls")
+@click.option("--json", "as_json", is_flag=True)
+def image_ls(as_json: bool) -> None:
+    """List corral's images (bases and runtimes) with size and age."""
+    import datetime
+
+    from images import list_corral_images
+
+    found = _image_call(list_corral_images)
+    if as_json:
+        return _print_json(found)
+    click.echo(f"{'IMAGE':44} {'KIND':8} {'SIZE':>8}  CREATED")
+    for img in found:
+        created = datetime.datetime.fromtimestamp(img.created).strftime("%Y-%m-%d %H:%M:%S")
+        for name in img.tags or (img.id[7:19],):
+            click.echo(f"{name:44} {img.kind:8} {img.size_bytes / 1e6:>6.0f}MB  {created}")
 
 
 def main() -> None:

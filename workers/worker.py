@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 
 from actors._broker import StreamConfigOptions, ensure_stream, sessions_bucket, stream_name, workers_bucket
 from actors._registry import load_sessions
+from actors import metrics
 from actors._kernel import Supervisor
 from protocol import (
     connect_nats,
@@ -158,7 +159,11 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         assert self._nc is not None
-        data = encode(self.info())
+        info = self.info()
+        metrics.sessions.labels("worker", "running").set(info.running)
+        metrics.sessions.labels("worker", "starting").set(info.starting)
+        metrics.warm_pool.labels(self.worker_id).set(info.warm)
+        data = encode(info)
         await self._nc.publish(self._subjects.worker(self.worker_id, "heartbeat"), data)
         await self._kv.put(self.worker_id, data)
 
@@ -190,6 +195,7 @@ class Worker:
         try:
             handle, warm = await self._sandbox_for(sid, request.spec)
         except BackendError as exc:
+            metrics.failures.labels("worker", exc.code).inc()
             log.warning("sandbox_create_failed", session_id=sid, error=str(exc))
             return ErrorReply(code=exc.code, message=str(exc))
         runner = SessionRunner(self._nc, self._subjects, self._stream, handle,
@@ -203,6 +209,7 @@ class Worker:
         info = SessionInfo(session_id=sid, worker_id=self.worker_id, backend=self._backend.name, status="ready",
                            created_at=handle.created_at, labels=dict(request.spec.labels), warm=warm)
         await runner.publish_status(info)
+        metrics.create_seconds.labels(str(warm).lower()).observe(time.perf_counter() - started)
         log.info("session_ready", session_id=sid, worker_id=self.worker_id, warm=warm,
                  start_ms=round((time.perf_counter() - started) * 1000, 1))
         return info

@@ -101,3 +101,9 @@ async def test_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path):
 async def test_exec_of_a_slow_command_prints_all_of_its_streamed_output(deployment):
     code, out, _ = await corral(deployment.url, "exec", "--", "for i in 1 2 3; do echo $i; sleep 0.3; done; printf end")
     assert (code, out) == (0, "1\n2\n3\nend\n")
+
+
+async def test_status_prints_workers_and_sessions(deployment):
+    code, sid, _ = await corral(deployment.url, "session", "create", "--label", "team=a")
+    code, out, _ = await corral(deployment.url, "status", "--once")
+    assert code == 0 and "workers: 1" in out and sid.strip() in out and "team=a" in out

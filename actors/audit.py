@@ -9,9 +9,9 @@ from typing import AsyncIterator
 import msgspec
 import nats.errors
 from nats.aio.client import Client as Nats
-from nats.js.api import DeliverPolicy
 
 from protocol import Subjects, wants_json
+from protocol._client import start_at
 
 from ._broker import stream_name
 
@@ -37,8 +37,7 @@ async def records(nc: Nats, subjects: Subjects, *, session_id: str | None = None
     """Yield stored records in order; with ``follow``, keep yielding new ones as they arrive."""
     js = nc.jetstream()
     subject = subjects.session(session_id or "*")
-    kwargs = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": since_seq} if since_seq else {}
-    sub = await js.subscribe(subject, stream=stream_name(subjects), ordered_consumer=True, **kwargs)
+    sub = await js.subscribe(subject, stream=stream_name(subjects), ordered_consumer=True, config=start_at(since_seq or 0))
     try:
         while True:
             try:

@@ -16,6 +16,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from . import _errors as codes
 from ._codec import decode_observation, decode_reply, encode, wants_json
@@ -41,6 +42,13 @@ from ._ids import new_id
 from ._subjects import DEFAULT_PREFIX, Subjects
 
 CONTROL_TIMEOUT_S = 30.0
+
+
+def start_at(seq: int) -> ConsumerConfig | None:
+    """Consumer config that starts at stream sequence ``seq`` (None: from the beginning)."""
+    if seq <= 0:
+        return None
+    return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=seq)
 _LOST = ("lost", "closed")
 
 
@@ -231,6 +239,30 @@ class Session:
         if not msg.data:
             return None
         return decode_observation(msg.data, json=wants_json(msg.headers))
+
+    async def observations(self, *, since: int = 0, follow: bool = True,
+                           idle_s: float = 0.5) -> AsyncIterator[tuple[int, AnyObservation]]:
+        """Every stored observation of this session as (stream sequence, observation), oldest first.
+
+        A client that reconnects passes the last sequence it saw + 1 as ``since`` and misses
+        nothing. With ``follow`` it keeps yielding live ones; without, it stops once caught up.
+        """
+        js = self._client.nats.jetstream()
+        subject = self._client.subjects.observations(self.session_id)
+        sub = await js.subscribe(subject, ordered_consumer=True, config=start_at(since))
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=None if follow else idle_s)
+                except nats.errors.TimeoutError:
+                    return
+                try:
+                    obs = decode_observation(msg.data, json=wants_json(msg.headers))
+                except msgspec.DecodeError:
+                    continue
+                yield msg.metadata.sequence.stream, obs
+        finally:
+            await sub.unsubscribe()
 
     async def close(self) -> SessionInfo:
         info = await self._client.close_session(self.session_id)

@@ -364,13 +364,16 @@ def audit() -> None:
 @prefix_option
 @click.option("--session", "session_id", default=None)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events")
+@click.option("--since", "since_seq", type=int, default=None, help="Start at this stream sequence")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line")
-def audit_tail(nats_url: str, prefix: str, session_id: str | None, follow: bool, as_json: bool) -> None:
+def audit_tail(nats_url: str, prefix: str, session_id: str | None, follow: bool, since_seq: int | None,
+               as_json: bool) -> None:
     from actors.audit import records
 
     async def main() -> None:
         async with await Client.connect(nats_url) as client:
-            async for rec in records(client.nats, Subjects(prefix), session_id=session_id, follow=follow):
+            async for rec in records(client.nats, Subjects(prefix), session_id=session_id, follow=follow,
+                                     since_seq=since_seq):
                 if as_json:
                     click.echo(msgspec.json.encode(rec).decode())
                 else:

@@ -9,6 +9,7 @@ path itself (action -> worker -> observation) never passes through the controlle
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import Any
 
@@ -33,6 +34,7 @@ from protocol import (
     Subjects,
     WorkerInfo,
     WorkerList,
+    WorkerRef,
     codes,
     decode_as,
     decode_reply,
@@ -61,6 +63,10 @@ class ControllerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     default_idle_timeout_s: float | None = 3600.0
     reap_interval_s: float = 1.0
     create_timeout_s: float = 120.0
+    create_queue_timeout_s: float = 60.0
+    """How long a create waits in line for a free slot when every worker is full."""
+    placement_choices: int = 3
+    """Best of K: how many workers with room are compared for each placement."""
     stream: StreamConfigOptions = StreamConfigOptions()
 
 
@@ -81,6 +87,8 @@ class Controller(Actor[Msg]):
         self._workers: dict[str, WorkerInfo] = {}
         self._worker_seen: dict[str, float] = {}
         self._supervisor = Supervisor("controller")
+        self._queue: list[object] = []
+        self._capacity = asyncio.Condition()
         self._subs: list[Any] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -92,7 +100,7 @@ class Controller(Actor[Msg]):
         self._kv_workers = await workers_bucket(js, self._subjects)
         await self._load_state()
         group = "corral-controller"
-        for verb in ("create", "close", "get", "list", "workers", "pause", "resume"):
+        for verb in ("create", "close", "get", "list", "workers", "pause", "resume", "drain"):
             self._subs.append(await self._nc.subscribe(self._subjects.ctl(verb), queue=group, cb=self._enqueue))
         self._subs.append(await self._nc.subscribe(self._subjects.heartbeats, cb=self._on_heartbeat))
         self._subs.append(await self._nc.subscribe(self._subjects.actions(), queue=group, cb=self._on_action))
@@ -144,6 +152,8 @@ class Controller(Actor[Msg]):
                     reply = await self._close(decode_as(msg.data, SessionRef, json=as_json).session_id)
                 case "pause" | "resume":
                     reply = await self._freeze(decode_as(msg.data, SessionRef, json=as_json).session_id, verb)
+                case "drain":
+                    reply = await self._drain(decode_as(msg.data, WorkerRef, json=as_json))
                 case "get":
                     reply = self._get(decode_as(msg.data, SessionRef, json=as_json).session_id)
                 case "list":
@@ -159,6 +169,9 @@ class Controller(Actor[Msg]):
             reply = ErrorReply(code=code, message=f"invalid {verb} request: {exc}")
         except msgspec.DecodeError as exc:
             reply = ErrorReply(code=codes.BAD_PAYLOAD, message=f"undecodable {verb} request: {exc}")
+        except Exception as exc:  # a bug must still answer the request, and the actor lives on
+            log.exception("control_request_failed", verb=verb)
+            reply = ErrorReply(code=codes.INTERNAL, message=f"controller failed on {verb}: {exc!r}")
         await self._reply(msg, reply)
 
     async def _reply(self, msg: Msg, reply: msgspec.Struct) -> None:
@@ -175,32 +188,72 @@ class Controller(Actor[Msg]):
             return ErrorReply(code=codes.UNKNOWN_SESSION, message=f"no session {session_id!r} (never created, or closed)")
         return record.info
 
-    def _place(self, spec: SessionSpec) -> WorkerInfo | ErrorReply:
+    def _place(self, spec: SessionSpec) -> WorkerInfo | ErrorReply | None:
+        """The best worker for ``spec``; an ErrorReply when none could ever take it; None when all are full.
+
+        Among workers with room, prefer one that has a warm sandbox and the image, then the least
+        loaded; with many workers, only a random few are compared (best of K), which keeps
+        placement O(1) and spreads a burst of creates instead of piling them on one worker.
+        """
         wanted = spec.backend if spec.backend not in (None, "auto") else None
-        candidates = [
-            w for w in self._workers.values()
-            if not w.draining and (wanted is None or w.backend == wanted) and w.running + w.starting < w.capacity
-        ]
-        if not candidates:
+        able = [w for w in self._workers.values() if not w.draining and (wanted is None or w.backend == wanted)]
+        if not able:
             if not self._workers:
                 return ErrorReply(code=codes.NO_CAPACITY, message="no worker is registered (start one with `corral worker`)")
             if wanted and not any(w.backend == wanted for w in self._workers.values()):
                 have = sorted({w.backend for w in self._workers.values()})
                 return ErrorReply(code=codes.NO_CAPACITY, message=f"no worker runs backend {wanted!r} (available: {', '.join(have)})")
-            return ErrorReply(code=codes.NO_CAPACITY, message="every worker is at capacity")
-        return min(candidates, key=lambda w: ((w.running + w.starting) / max(w.capacity, 1), w.running))
+            return ErrorReply(code=codes.NO_CAPACITY, message="every worker that could run this session is draining")
+        candidates = [w for w in able if w.running + w.starting < w.capacity]
+        if not candidates:
+            return None
+        if len(candidates) > self._config.placement_choices:
+            candidates = random.sample(candidates, self._config.placement_choices)
 
-    async def _create(self, spec: SessionSpec) -> SessionInfo | ErrorReply:
-        problem = _validate(spec)
-        if problem:
-            return ErrorReply(code=codes.INVALID_SPEC, message=problem)
-        worker = self._place(spec)
-        if isinstance(worker, ErrorReply):
-            return worker
-        session_id = "s" + new_id()
-        wid = worker.worker_id
-        # Count the start against the worker now: the next heartbeat may be seconds away.
-        self._workers[wid] = msgspec.structs.replace(worker, starting=worker.starting + 1)
+        def score(w: WorkerInfo) -> tuple[bool, bool, float, int]:
+            has_image = spec.image is None or spec.image in w.images
+            return (not w.warm, not has_image, (w.running + w.starting) / max(w.capacity, 1), w.running)
+
+        return min(candidates, key=score)
+
+    async def _place_or_wait(self, spec: SessionSpec, deadline: float) -> WorkerInfo | ErrorReply:
+        """Place now, or queue first come, first served until a worker has room (bounded wait)."""
+        ticket = object()
+        self._queue.append(ticket)
+        try:
+            async with self._capacity:
+                while True:
+                    if self._queue[0] is ticket:
+                        placed = self._reserve(spec)
+                        if placed is not None:
+                            return placed
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return ErrorReply(code=codes.NO_CAPACITY, message=(
+                            f"every worker is at capacity; waited {self._config.create_queue_timeout_s:.0f} s in a queue "
+                            f"of {len(self._queue)} for a free slot"))
+                    try:
+                        await asyncio.wait_for(self._capacity.wait(), remaining)
+                    except asyncio.TimeoutError:
+                        pass
+        finally:
+            self._queue.remove(ticket)
+            await self._capacity_changed()
+
+    async def _capacity_changed(self) -> None:
+        async with self._capacity:
+            self._capacity.notify_all()
+
+    def _reserve(self, spec: SessionSpec) -> WorkerInfo | ErrorReply | None:
+        """Place, and count the start against the worker at once (its next heartbeat may be seconds away)."""
+        placed = self._place(spec)
+        if isinstance(placed, WorkerInfo):
+            placed = msgspec.structs.replace(placed, starting=placed.starting + 1)
+            self._workers[placed.worker_id] = placed
+        return placed
+
+    async def _start_on(self, wid: str, session_id: str, spec: SessionSpec) -> SessionInfo | ErrorReply:
+        """Ask one worker to start the sandbox; releases the reservation made by _reserve."""
         log.info("session_placing", session_id=session_id, worker_id=wid)
         try:
             msg = await self._nc.request(  # type: ignore[union-attr]
@@ -215,8 +268,29 @@ class Controller(Actor[Msg]):
             current = self._workers.get(wid)
             if current is not None:
                 self._workers[wid] = msgspec.structs.replace(current, starting=max(current.starting - 1, 0))
+        if not isinstance(reply, (SessionInfo, ErrorReply)):
+            reply = ErrorReply(code=codes.INTERNAL, message=f"worker {wid} answered create with {type(reply).__name__}")
+        return reply
+
+    async def _create(self, spec: SessionSpec) -> SessionInfo | ErrorReply:
+        problem = _validate(spec)
+        if problem:
+            return ErrorReply(code=codes.INVALID_SPEC, message=problem)
+        session_id = "s" + new_id()
+        deadline = time.monotonic() + self._config.create_queue_timeout_s
+        while True:
+            worker = self._reserve(spec) if not self._queue else None
+            if worker is None:
+                worker = await self._place_or_wait(spec, deadline)
+            if isinstance(worker, ErrorReply):
+                return worker
+            reply = await self._start_on(worker.worker_id, session_id, spec)
+            if isinstance(reply, ErrorReply) and reply.code == codes.NO_CAPACITY and time.monotonic() < deadline:
+                continue  # our view of that worker was stale: place again
+            break
         if not isinstance(reply, SessionInfo):
             return reply
+        wid = worker.worker_id
         current = self._workers.get(wid)
         if current is not None:
             self._workers[wid] = msgspec.structs.replace(current, running=current.running + 1)
@@ -246,6 +320,20 @@ class Controller(Actor[Msg]):
         await kv_delete(self._kv_sessions, session_id)
         log.info("session_closed", session_id=session_id, reason=reason)
         return info
+
+    async def _drain(self, ref: WorkerRef) -> WorkerList | ErrorReply:
+        """Stop (or resume) placing sessions on a worker; its running sessions carry on."""
+        if ref.worker_id not in self._workers:
+            return ErrorReply(code=codes.INVALID_ARGUMENT, message=f"no live worker {ref.worker_id!r}")
+        try:
+            msg = await self._nc.request(  # type: ignore[union-attr]
+                self._subjects.worker(ref.worker_id, "drain"), encode(ref), timeout=10)
+            info = msgspec.msgpack.decode(msg.data, type=WorkerInfo)
+        except (*_REPLY_ERRORS, msgspec.DecodeError) as exc:
+            return ErrorReply(code=codes.WORKER_UNAVAILABLE, message=f"worker {ref.worker_id} did not answer: {exc!r}")
+        self._workers[ref.worker_id] = info
+        await self._capacity_changed()
+        return WorkerList(workers=[info])
 
     async def _freeze(self, session_id: str, verb: str) -> SessionInfo | ErrorReply:
         """Pause (freeze every process of the sandbox) or resume it, through its worker."""
@@ -325,6 +413,8 @@ class Controller(Actor[Msg]):
             return
         self._workers[info.worker_id] = info
         self._worker_seen[info.worker_id] = time.time()
+        if self._queue:
+            await self._capacity_changed()
 
     # --------------------------------------------------------------- reaper
     async def _reap_forever(self) -> None:

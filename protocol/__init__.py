@@ -53,6 +53,7 @@ from ._events import (
     SessionSpec,
     WorkerInfo,
     WorkerList,
+    WorkerRef,
 )
 from ._ids import new_id
 from ._schema import json_schema

@@ -37,6 +37,7 @@ from ._events import (
     SessionSpec,
     WorkerInfo,
     WorkerList,
+    WorkerRef,
 )
 from ._ids import new_id
 from ._subjects import DEFAULT_PREFIX, Subjects
@@ -113,6 +114,12 @@ class Client:
         info = await self.request("resume", SessionRef(session_id=session_id))
         assert isinstance(info, SessionInfo)
         return info
+
+    async def drain_worker(self, worker_id: str, *, undo: bool = False) -> WorkerInfo:
+        """No new sessions on this worker (``undo`` re-opens it); its sessions carry on."""
+        reply = await self.request("drain", WorkerRef(worker_id=worker_id, undo=undo))
+        assert isinstance(reply, WorkerList)
+        return reply.workers[0]
 
     async def list_sessions(self) -> list[SessionInfo]:
         reply = await self.request("list")

@@ -192,6 +192,13 @@ class SessionRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     session_id: str
 
 
+class WorkerRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What `corral.ctl.drain` takes: stop placing sessions on a worker (``undo`` re-opens it)."""
+
+    worker_id: str
+    undo: bool = False
+
+
 class Empty(msgspec.Struct, frozen=True, kw_only=True):
     """What `corral.ctl.list` and `corral.ctl.workers` take (any fields are ignored)."""
 
@@ -225,6 +232,8 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     draining: bool = False
     warm: int = 0
     """Prestarted sandboxes ready to be claimed."""
+    images: list[str] = []
+    """Sandbox images present on the worker's host (container backends)."""
     host: str = ""
     version: str = ""
     labels: dict[str, str] = {}

@@ -102,7 +102,8 @@ def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: i
     _run(main())
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
+@click.pass_context
 @nats_option
 @prefix_option
 @click.option("--backend", default="local", show_default=True)
@@ -111,9 +112,11 @@ def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: i
 @click.option("--base-dir", default=".corral/workers", show_default=True)
 @click.option("--warm-pool", default=2, show_default=True, help="Prestarted sandboxes per pool key")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port")
-def worker(nats_url: str, prefix: str, backend: str, worker_id: str | None, capacity: int, base_dir: str,
-           warm_pool: int, metrics_port: int | None) -> None:
-    """Run one runtime worker."""
+def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_id: str | None, capacity: int,
+           base_dir: str, warm_pool: int, metrics_port: int | None) -> None:
+    """Run one runtime worker (or manage workers: `corral worker drain ID`)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from actors import metrics
     from .worker import Worker, WorkerConfig
 
@@ -298,6 +301,16 @@ def session_resume(nats_url: str, session_id: str) -> None:
     click.echo(f"{info.session_id} {info.status}")
 
 
+@worker.command("drain")
+@nats_option
+@click.argument("worker_id")
+@click.option("--undo", is_flag=True, help="Accept new sessions again")
+def worker_drain(nats_url: str, worker_id: str, undo: bool) -> None:
+    """Stop placing new sessions on WORKER_ID; its sessions carry on."""
+    info = _with_client(nats_url, lambda c: c.drain_worker(worker_id, undo=undo))
+    click.echo(f"{info.worker_id} {'draining' if info.draining else 'accepting'} ({info.running} running)")
+
+
 @cli.command()
 @nats_option
 @click.option("--json", "as_json", is_flag=True)
@@ -455,7 +468,7 @@ async def _image_size_mb(docker: Any, name: str) -> float:
 @click.option("--mirror", default=None, help="Debian mirror (default http://deb.debian.org/debian)")
 @click.option("--suite", default=None, help="Debian suite (default bookworm)")
 @click.option("--cache-dir", default=None, help="Where the rootfs tarball is cached (default /var/cache/corral, env CORRAL_CACHE_DIR)")
-@click.option("--refresh", is_flag=True, help="Run debootstrap again instead of reusing the cached rootfs")
+@click.option("--refresh", is_flag=True, help="Run debootstrap and import again even when the image or the cached rootfs exists")
 @click.option("--quiet", "-q", is_flag=True, help="No debootstrap log")
 def image_bootstrap(mirror: str | None, suite: str | None, cache_dir: str | None, refresh: bool, quiet: bool) -> None:
     """Make the base image corral-base:<suite> with debootstrap (python3, tini, ca-certificates)."""
@@ -522,6 +535,105 @@ def image_ls(as_json: bool) -> None:
         created = datetime.datetime.fromtimestamp(img.created).strftime("%Y-%m-%d %H:%M:%S")
         for name in img.tags or (img.id[7:19],):
             click.echo(f"{name:44} {img.kind:8} {img.size_bytes / 1e6:>6.0f}MB  {created}")
+
+
+# ------------------------------------------------------------------------------------ batch
+
+
+@cli.group()
+def batch() -> None:
+    """Evaluation batches (SWE-Bench style): tasks.jsonl in, results.jsonl out."""
+
+
+@batch.command("run")
+@click.argument("tasks_path", type=click.Path(exists=True, dir_okay=False))
+@nats_option
+@click.option("--concurrency", "-j", default=4, show_default=True, type=click.IntRange(min=1), help="Tasks at once")
+@click.option("--backend", default=None, help="Backend for every session (default: the controller's choice)")
+@click.option("--out", "out_path", default=None,
+              help="Results JSONL (default: <tasks>.results.jsonl); ids already in it are skipped")
+@click.option("--retries", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Re-run a task that ended in `error` up to this many more times")
+@click.option("--quiet", "-q", is_flag=True, help="No progress line on stderr")
+def batch_run(tasks_path: str, nats_url: str, concurrency: int, backend: str | None, out_path: str | None,
+              retries: int, quiet: bool) -> None:
+    """Run the tasks of TASKS_PATH over concurrent sessions.
+
+    Prints the summary as JSON on stdout. Exit status: 0 when the batch ran (whatever tasks
+    passed or failed), 1 when any task ended in `error` (infrastructure, or a malformed line)
+    or corral could not be reached.
+    """
+    from .batch import ProgressBar, run_batch
+
+    if out_path is None:
+        stem = tasks_path[: -len(".jsonl")] if tasks_path.endswith(".jsonl") else tasks_path
+        out_path = stem + ".results.jsonl"
+    bar = None if quiet else ProgressBar(sys.stderr)
+
+    async def main() -> Any:
+        async with await Client.connect(nats_url) as client:
+            return await run_batch(client, tasks_path, concurrency=concurrency, out_path=out_path, backend=backend,
+                                   progress=bar, retries=retries)
+
+    try:
+        summary = _run(main())
+    except KeyboardInterrupt:
+        click.echo(f"\n[batch] interrupted; run the same command again to resume from {out_path}", err=True)
+        sys.exit(130)
+    finally:
+        if bar is not None:
+            bar.close()
+    click.echo(f"[batch] {summary.ran} ran, {summary.skipped} skipped (already in {out_path}), "
+               f"{summary.passed} passed, {summary.failed} failed, {summary.errors} errors, {summary.timeouts} timeouts "
+               f"in {summary.wall_s:.1f} s ({summary.tasks_per_min:.1f} tasks/min)", err=True)
+    _print_json(summary)
+    sys.exit(1 if summary.errors else 0)
+
+
+@batch.command("swebench")
+@click.argument("instances_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--repos-dir", required=True, help="Mirrors as <owner>__<name> (a path the sandboxes can read)")
+@click.option("--test-cmd", "test_cmds", multiple=True, required=True, help="REPO=CMD, e.g. owner/name='pytest -rA'")
+@click.option("--setup-cmd", "setup_cmds", multiple=True, help="REPO=CMD run in the checkout after it; repeatable")
+@click.option("--predictions", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Model predictions (instance_id, model_patch): use them instead of the gold patches")
+@click.option("--workdir", default="repo", show_default=True, help="Where the checkout goes in the sandbox")
+@click.option("--image", default=None, help="Image for every session")
+@click.option("--timeout", "timeout_s", default=1800.0, show_default=True, type=float, help="Budget per task")
+@click.option("--out", "out_path", required=True, help="The tasks JSONL to write")
+def batch_swebench(instances_path: str, repos_dir: str, test_cmds: tuple[str, ...], setup_cmds: tuple[str, ...],
+                   predictions: str | None, workdir: str, image: str | None, timeout_s: float, out_path: str) -> None:
+    """Convert SWE-Bench instances (JSONL or a JSON array) into a tasks file for `corral batch run`."""
+    from .batch import SwebenchError, convert_instances, load_instances
+    from .batch._swebench import load_predictions, mirror_path
+
+    setups: dict[str, list[str]] = {}
+    for repo, command in _pairs_in_order(setup_cmds):
+        setups.setdefault(repo, []).append(command)
+    try:
+        instances = load_instances(instances_path)
+        tasks = convert_instances(instances, repos_dir=repos_dir, test_cmds=dict(_pairs_in_order(test_cmds)),
+                                  setup_cmds=setups, workdir=workdir, image=image, timeout_s=timeout_s,
+                                  predictions=load_predictions(predictions) if predictions else None)
+    except (SwebenchError, msgspec.DecodeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    with open(out_path, "wb") as f:
+        for task in tasks:
+            f.write(msgspec.json.encode(task) + b"\n")
+    absent = sorted({i.repo for i in instances if not os.path.isdir(mirror_path(repos_dir, i.repo))})
+    if absent:
+        click.echo(f"warning: no mirror on this host for {', '.join(absent)} under {repos_dir}", err=True)
+    click.echo(f"wrote {len(tasks)} tasks to {out_path}", err=True)
+
+
+def _pairs_in_order(items: tuple[str, ...]) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected REPO=CMD, got {item!r}")
+        out.append((key, value))
+    return out
 
 
 def main() -> None:

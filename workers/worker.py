@@ -32,6 +32,7 @@ from protocol import (
     SessionSpec,
     Subjects,
     WorkerInfo,
+    WorkerRef,
     codes,
     encode,
 )
@@ -82,6 +83,7 @@ class Worker:
         self._subs: list[Any] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._nc: Nats | None = None
+        self._draining = False
 
     @property
     def backend(self) -> Backend:
@@ -96,6 +98,7 @@ class Worker:
         await self._adopt()
         self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, "create"), cb=self._spawn(self._on_create)))
         self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, "close"), cb=self._spawn(self._on_close)))
+        self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, "drain"), cb=self._on_drain))
         for verb in ("pause", "resume"):
             self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, verb), cb=self._spawn(self._on_freeze)))
         await self._heartbeat()
@@ -153,7 +156,7 @@ class Worker:
         return WorkerInfo(
             worker_id=self.worker_id, backend=self._backend.name, capacity=self._config.capacity,
             running=len(self._runners), starting=self._starting, host=socket.gethostname(), version=VERSION,
-            warm=sum(self._pool.statistics().values()),
+            warm=sum(self._pool.statistics().values()), draining=self._draining,
             labels=dict(self._config.labels), seen_at=time.time(),
         )
 
@@ -178,6 +181,8 @@ class Worker:
             request = msgspec.msgpack.decode(msg.data, type=SandboxCreate)
         except msgspec.DecodeError as exc:
             return await self._reply(msg, ErrorReply(code=codes.BAD_PAYLOAD, message=f"bad create request: {exc}"))
+        if self._draining:
+            return await self._reply(msg, ErrorReply(code=codes.NO_CAPACITY, message=f"worker {self.worker_id} is draining"))
         if len(self._runners) + self._starting >= self._config.capacity:
             return await self._reply(msg, ErrorReply(code=codes.NO_CAPACITY, message=f"worker {self.worker_id} is full"))
         self._starting += 1
@@ -250,6 +255,16 @@ class Worker:
         await runner.publish_status(info)
         log.info("session_closed", session_id=session_id, status=status, reason=reason)
         return info
+
+    async def _on_drain(self, msg: Msg) -> None:
+        try:
+            ref = msgspec.msgpack.decode(msg.data, type=WorkerRef)
+        except msgspec.DecodeError as exc:
+            return await self._reply(msg, ErrorReply(code=codes.BAD_PAYLOAD, message=f"bad drain request: {exc}"))
+        self._draining = not ref.undo
+        log.info("worker_draining" if self._draining else "worker_undrained", worker_id=self.worker_id)
+        await self._reply(msg, self.info())
+        await self._heartbeat()
 
     async def _on_freeze(self, msg: Msg) -> None:
         verb = msg.subject.rsplit(".", 1)[-1]

@@ -11,7 +11,8 @@ from workers.worker import Worker, WorkerConfig
 
 @pytest.fixture
 async def controller(nats_server):
-    ctl = Controller(ControllerConfig(nats_url=nats_server.url, heartbeat_ttl_s=1.0, reap_interval_s=0.2))
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url, heartbeat_ttl_s=1.0, reap_interval_s=0.2,
+                                      create_queue_timeout_s=0.5))
     await ctl.start()
     yield ctl
     await ctl.aclose()

@@ -1,0 +1,94 @@
+"""The edge to the Docker engine: connecting, translating aiodocker errors, small queries."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import AsyncIterator, Iterator
+
+import aiodocker
+import msgspec
+from aiodocker.exceptions import DockerError
+
+from ._errors import EngineUnavailable, ImageError
+
+ENGINE_UNREACHABLE = 900  # aiodocker's status for "could not connect"
+
+
+@contextlib.contextmanager
+def engine_errors(what: str) -> Iterator[None]:
+    """Translate aiodocker's connection failures into EngineUnavailable; other errors into ImageError."""
+    try:
+        yield
+    except DockerError as exc:
+        if exc.status == ENGINE_UNREACHABLE:
+            raise EngineUnavailable(exc.message) from exc
+        raise ImageError(f"{what}: {exc.message}") from exc
+    except OSError as exc:
+        raise EngineUnavailable(str(exc)) from exc
+
+
+@contextlib.asynccontextmanager
+async def open_docker() -> AsyncIterator[aiodocker.Docker]:
+    """An aiodocker client whose engine has answered a version request."""
+    try:
+        docker = aiodocker.Docker()
+    except ValueError as exc:  # aiodocker found neither DOCKER_HOST nor a local socket
+        raise EngineUnavailable(str(exc)) from exc
+    try:
+        with engine_errors("asking the engine for its version"):
+            await docker.version()
+        yield docker
+    finally:
+        await docker.close()
+
+
+async def image_inspect(docker: aiodocker.Docker, name: str) -> dict | None:
+    """The engine's inspect document for an image, or None when it does not exist."""
+    try:
+        return await docker.images.inspect(name)
+    except DockerError as exc:
+        if exc.status == 404:
+            return None
+        if exc.status == ENGINE_UNREACHABLE:
+            raise EngineUnavailable(exc.message) from exc
+        raise ImageError(f"inspecting image {name!r}: {exc.message}") from exc
+
+
+_REPOSITORIES = {"base": "corral-base", "runtime": "corral-runtime"}
+
+
+class ImageSummary(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    tags: tuple[str, ...]
+    kind: str
+    size_bytes: int
+    created: int
+
+
+async def list_corral_images(docker: aiodocker.Docker) -> list[ImageSummary]:
+    """Images made by corral (labelled ``corral.kind``), newest first."""
+    with engine_errors("listing images"):
+        found = await docker.images.list(filters={"label": ["corral.kind"]})
+    out = []
+    for img in found:
+        tags = tuple(t for t in img.get("RepoTags") or () if t != "<none>:<none>")
+        kind = (img.get("Labels") or {}).get("corral.kind", "")
+        # Labels are inherited: an image built FROM corral-base carries kind=base too.
+        if kind in _REPOSITORIES and not any(t.startswith(_REPOSITORIES[kind] + ":") for t in tags):
+            kind = "derived"
+        out.append(ImageSummary(id=img["Id"], tags=tags, kind=kind, size_bytes=int(img.get("Size", 0)),
+                                created=int(img.get("Created", 0))))
+    return sorted(out, key=lambda s: s.created, reverse=True)
+
+
+async def run_to_completion(docker: aiodocker.Docker, config: dict, *, name_hint: str) -> tuple[int, str]:
+    """Run a throw-away container to its end; its exit code and its combined output."""
+    with engine_errors(f"running a {name_hint} container"):
+        container = await docker.containers.create(config=config)
+        try:
+            await container.start()
+            result = await container.wait()
+            logs = await container.log(stdout=True, stderr=True)
+        finally:
+            await container.delete(force=True)
+    return int(result.get("StatusCode", -1)), "".join(logs)

@@ -1,0 +1,1 @@
+"""Tests of the runtime image builder against the real Docker engine."""

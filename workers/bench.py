@@ -32,6 +32,8 @@ class BenchConfig(msgspec.Struct, frozen=True, kw_only=True):
     backend: str | None = None
     as_json: bool = False
     embedded: bool = False
+    workers: int = 1
+    """With ``embedded``: how many workers the private deployment runs."""
 
 
 def _ms(samples: list[float]) -> dict[str, float]:
@@ -176,6 +178,7 @@ async def _maybe_embedded(config: BenchConfig) -> AsyncIterator[str]:
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as data:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "workers.cli", "up", "--port", str(port), "--data-dir", data,
+            "--workers", str(config.workers),
             *(["--backend", config.backend] if config.backend else []),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
         )
@@ -187,3 +190,45 @@ async def _maybe_embedded(config: BenchConfig) -> AsyncIterator[str]:
         finally:
             proc.terminate()
             await proc.wait()
+
+
+async def run_scaling(config: BenchConfig, worker_counts: list[int], *, creates: int = 32,
+                      concurrency: int = 8) -> list[dict[str, object]]:
+    """For each worker count, a private deployment: sessions/s created and actions/s served."""
+    rows = []
+    for n in worker_counts:
+        cfg = msgspec.structs.replace(config, embedded=True, workers=n)
+        async with _maybe_embedded(cfg) as url:
+            async with await Client.connect(url) as client:
+                spec = {"backend": config.backend} if config.backend else {}
+                while len(await client.workers()) < n:
+                    await asyncio.sleep(0.1)
+                _say(config, f"{n} worker(s): {creates} creates, {concurrency} at a time ...")
+                slots = asyncio.Semaphore(concurrency)
+                sessions = []
+
+                async def create() -> None:
+                    async with slots:
+                        sessions.append(await client.create_session(**spec))
+
+                t = time.perf_counter()
+                await asyncio.gather(*(create() for _ in range(creates)))
+                create_rate = creates / (time.perf_counter() - t)
+                per = max(config.actions // len(sessions), 10)
+                _say(config, f"{n} worker(s): {per} echo round trips in each of {len(sessions)} sessions at once ...")
+                t = time.perf_counter()
+                parts = await asyncio.gather(*(_round_trips(s, per) for s in sessions))
+                elapsed = time.perf_counter() - t
+                flat = [x for part in parts for x in part]
+                placed = sorted({s.info.worker_id for s in sessions})
+                await asyncio.gather(*(s.close() for s in sessions))
+        rows.append({"workers": n, "sessions_per_s": round(create_rate, 1),
+                     "actions_per_s": round(len(flat) / elapsed, 1), **_ms(flat), "workers_used": len(placed)})
+    if config.as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"\ncorral bench --workers  ({os.cpu_count()} cores; each row is a fresh deployment)")
+        print(f"{'workers':>7} {'sessions/s':>11} {'actions/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+        for r in rows:
+            print(f"{r['workers']:>7} {r['sessions_per_s']:>11} {r['actions_per_s']:>10} {r['p50_ms']:>8} {r['p99_ms']:>8}")
+    return rows

@@ -421,14 +421,21 @@ def schema() -> None:
 @click.option("--parallel", default=4, show_default=True, help="Sessions driven at once for the throughput run")
 @click.option("--backend", default=None)
 @click.option("--embedded", is_flag=True, help="Start a private `corral up` in a separate process and measure that")
+@click.option("--workers", "worker_counts", default=None,
+              help="Comma-separated worker counts (e.g. 1,2,4): measure scaling, one private deployment each")
 @click.option("--json", "as_json", is_flag=True)
 def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend: str | None, embedded: bool,
-          as_json: bool) -> None:
+          worker_counts: str | None, as_json: bool) -> None:
     """Measure round trips and session starts against a running corral (see README)."""
-    from .bench import BenchConfig, run_bench
+    from .bench import BenchConfig, run_bench, run_scaling
 
-    _run(run_bench(BenchConfig(nats_url=nats_url, actions=n_actions, sessions=n_sessions, parallel=parallel,
-                               backend=backend, embedded=embedded, as_json=as_json)))
+    config = BenchConfig(nats_url=nats_url, actions=n_actions, sessions=n_sessions, parallel=parallel,
+                         backend=backend, embedded=embedded, as_json=as_json)
+    if worker_counts:
+        counts = [int(n) for n in worker_counts.split(",") if n.strip()]
+        _run(run_scaling(config, counts))
+    else:
+        _run(run_bench(config))
 
 
 # --- corral image: sandbox images built locally and offline (package `images`) ---------------

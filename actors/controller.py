@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import OrderedDict
 import time
 from typing import Any
 
@@ -43,10 +44,11 @@ from protocol import (
     new_id,
     wants_json,
 )
+from protocol._client import start_at
 from protocol._codec import ActionDecodeError, decode_action
 
 from . import metrics
-from ._broker import StreamConfigOptions, ensure_stream, sessions_bucket, workers_bucket
+from ._broker import StreamConfigOptions, ensure_stream, sessions_bucket, stream_name, workers_bucket
 from ._kernel import Actor, InboxFull, Supervisor
 from ._registry import SessionRecord, kv_delete, kv_items, record_decoder
 
@@ -63,6 +65,9 @@ class ControllerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     default_idle_timeout_s: float | None = 3600.0
     reap_interval_s: float = 1.0
     create_timeout_s: float = 120.0
+    lost_grace_s: float = 60.0
+    """How long a lost session may take to be recovered before its pending actions are answered
+    with `sandbox_lost` and it is closed."""
     create_queue_timeout_s: float = 60.0
     """How long a create waits in line for a free slot when every worker is full."""
     placement_choices: int = 3
@@ -88,6 +93,7 @@ class Controller(Actor[Msg]):
         self._worker_seen: dict[str, float] = {}
         self._supervisor = Supervisor("controller")
         self._queue: list[object] = []
+        self._graves: OrderedDict[str, str] = OrderedDict()
         self._capacity = asyncio.Condition()
         self._subs: list[Any] = []
 
@@ -365,22 +371,72 @@ class Controller(Actor[Msg]):
             return
         session_id = parsed[0]
         record = self._sessions.get(session_id)
-        if record is not None and record.info.status != "lost":
-            record.last_activity = time.time()
+        if record is not None:
+            if record.info.status != "lost":  # a lost session's actions wait in the stream for recovery
+                record.last_activity = time.time()
             return
-        as_json = wants_json(msg.headers)
+        why = self._graves.get(session_id)
+        if why is not None:
+            await self._answer_lost(session_id, msg.data, wants_json(msg.headers), codes.SANDBOX_LOST,
+                                    f"session {session_id} is lost: {why}")
+        else:
+            await self._answer_lost(session_id, msg.data, wants_json(msg.headers), codes.UNKNOWN_SESSION,
+                                    f"no session {session_id!r} (never created, or closed)")
+
+    def _bury(self, session_id: str, reason: str) -> None:
+        """Remember why a session ended by loss, so late actions get `sandbox_lost`, not `unknown_session`."""
+        self._graves[session_id] = reason
+        if len(self._graves) > 10_000:
+            self._graves.popitem(last=False)
+
+    async def _answer_lost(self, session_id: str, data: bytes, as_json: bool, code: str, message: str) -> None:
+        """Answer one action that no worker will ever execute."""
         try:
-            action_id: str | None = decode_action(msg.data, json=as_json).id
+            action_id: str | None = decode_action(data, json=as_json).id
         except ActionDecodeError as exc:
             action_id = exc.action_id
-        if record is None:
-            code, message = codes.UNKNOWN_SESSION, f"no session {session_id!r} (never created, or closed)"
-        else:
-            code, message = codes.SANDBOX_LOST, f"session {session_id} is lost: {record.info.reason}"
         error = Error(id=new_id(), cause=action_id, session_id=session_id, code=code, message=message)
         await self._nc.publish(  # type: ignore[union-attr]
             self._subjects.obs(session_id, "error"), encode(error, json=as_json), headers=headers_for(as_json)
         )
+
+    async def _abandon(self, record: SessionRecord) -> None:
+        """A lost session that did not recover: answer every action still pending, then close it.
+
+        The session's consumer remembers what its dead worker acked; everything after its ack
+        floor gets a `sandbox_lost` error, so no action is left without an answer.
+        """
+        sid = record.info.session_id
+        reason = f"{record.info.reason}; not recovered within {self._config.lost_grace_s:.0f} s"
+        js = self._nc.jetstream()  # type: ignore[union-attr]
+        stream = stream_name(self._subjects)
+        consumer = f"session_{sid}"
+        answered = 0
+        try:
+            info = await js.consumer_info(stream, consumer)
+            start = (info.ack_floor.stream_seq if info.ack_floor else 0) + 1
+            await js.delete_consumer(stream, consumer)
+        except nats.js.errors.NotFoundError:
+            start = 0
+        if start:
+            sub = await js.subscribe(self._subjects.actions(sid), stream=stream, ordered_consumer=True,
+                                     config=start_at(start))
+            try:
+                while True:
+                    try:
+                        msg = await sub.next_msg(timeout=0.3)
+                    except nats.errors.TimeoutError:
+                        break
+                    await self._answer_lost(sid, msg.data, wants_json(msg.headers), codes.SANDBOX_LOST,
+                                            f"session {sid} is lost: {reason}")
+                    answered += 1
+            finally:
+                await sub.unsubscribe()
+        self._sessions.pop(sid, None)
+        self._bury(sid, reason)
+        await kv_delete(self._kv_sessions, sid)
+        await self._publish_status(msgspec.structs.replace(record.info, status="closed", reason=reason))
+        log.warning("session_abandoned", session_id=sid, pending_answered=answered, reason=reason)
 
     async def _on_status(self, msg: Msg) -> None:
         """Workers report sandboxes that died or sessions they closed on their own."""
@@ -396,9 +452,10 @@ class Controller(Actor[Msg]):
         if info.status == "closed":  # closed by its worker (e.g. worker shutdown), not through ctl.close
             self._sessions.pop(info.session_id, None)
             await kv_delete(self._kv_sessions, info.session_id)
-        elif info.status == "lost":
-            record.info = msgspec.structs.replace(record.info, status="lost", reason=info.reason)
-            await self._kv_sessions.put(info.session_id, encode(record))
+        elif info.status == "lost":  # its worker saw the sandbox die and answered what it held
+            self._sessions.pop(info.session_id, None)
+            self._bury(info.session_id, info.reason or "the sandbox died")
+            await kv_delete(self._kv_sessions, info.session_id)
         elif info.status == "recovered":  # a restarted worker re-adopted the sandbox
             record.info = msgspec.structs.replace(record.info, status="ready", worker_id=info.worker_id, reason=None)
             record.last_activity = time.time()
@@ -429,6 +486,9 @@ class Controller(Actor[Msg]):
             if now - seen > self._config.heartbeat_ttl_s:
                 await self._worker_lost(wid, now - seen)
         for sid, record in list(self._sessions.items()):
+            if record.info.status == "lost" and now - record.last_activity > self._config.lost_grace_s:
+                await self._abandon(record)
+                continue
             idle = record.spec.idle_timeout_s or self._config.default_idle_timeout_s
             if idle and record.info.status == "ready" and now - record.last_activity > idle:
                 log.info("session_idle_reaped", session_id=sid, idle_s=round(now - record.last_activity, 1))
@@ -452,6 +512,7 @@ class Controller(Actor[Msg]):
             record.info = msgspec.structs.replace(
                 record.info, status="lost", reason=f"worker {wid} stopped sending heartbeats ({silent_s:.1f} s)"
             )
+            record.last_activity = time.time()  # the grace period for recovery starts now
             await self._kv_sessions.put(record.info.session_id, encode(record))
             await self._publish_status(record.info)
 

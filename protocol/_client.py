@@ -50,7 +50,6 @@ def start_at(seq: int) -> ConsumerConfig | None:
     if seq <= 0:
         return None
     return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=seq)
-_LOST = ("lost", "closed")
 
 
 class Client:
@@ -178,12 +177,13 @@ class Session:
         if not isinstance(info, SessionInfo):
             return
         self.status = info.status
-        if info.status in _LOST:
-            reason = info.reason or f"session {info.status}"
+        # `lost` may still turn into `recovered` (a restarted worker re-adopts the sandbox), and the
+        # controller answers every pending action if it does not: only `closed` ends the waits here.
+        if info.status == "closed":
+            reason = info.reason or "the session was closed"
             for cause, queue in self._waiters.items():
                 queue.put_nowait(Error(id=new_id(), cause=cause, session_id=self.session_id,
-                                       code=codes.SANDBOX_LOST if info.status == "lost" else codes.UNKNOWN_SESSION,
-                                       message=reason))
+                                       code=codes.UNKNOWN_SESSION, message=reason))
 
     async def stream(self, action: AnyAction, *, wait_s: float | None = None) -> AsyncIterator[AnyObservation]:
         """Publish one action; yield its chunks, then its final observation."""

@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable
 
 import msgspec
 import nats.errors
+import nats.js.errors
 import structlog
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
@@ -89,17 +90,23 @@ class SessionRunner:
         self._inflight: set[str] = set()
         self._subs: list[Any] = []
         self._closed = False
+        self._close_code, self._close_reason = codes.UNKNOWN_SESSION, "the session was closed"
         self.last_activity = time.time()
 
     @property
     def consumer_name(self) -> str:
         return f"session_{self.session_id}"
 
-    async def start(self) -> None:
+    async def start(self, *, recover: bool = False) -> None:
+        """Subscribe the session's actions. With ``recover`` (a restarted worker adopting the
+        sandbox), every action not yet acked is delivered again at once instead of after the
+        ack wait: the executor answers those it already ran from its own table."""
+        start_seq = await self._unacked_from() if recover else 0
         config = ConsumerConfig(
             durable_name=self.consumer_name,
             ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL,
+            opt_start_seq=start_seq or None,
             ack_wait=self._ack_wait_s,
             max_ack_pending=10_000,
             max_deliver=-1,
@@ -109,6 +116,15 @@ class SessionRunner:
             cb=self._on_action, manual_ack=True, config=config, pending_msgs_limit=-1, pending_bytes_limit=-1,
         ))
         self._subs.append(await self._nc.subscribe(self._subjects.lookup(self.session_id), cb=self._on_lookup))
+
+    async def _unacked_from(self) -> int:
+        """The first stream sequence not acked by the old consumer; the old consumer is removed."""
+        try:
+            info = await self._js.consumer_info(self._stream, self.consumer_name)
+        except nats.js.errors.NotFoundError:
+            return 0
+        await self._js.delete_consumer(self._stream, self.consumer_name)
+        return info.ack_floor.stream_seq + 1 if info.ack_floor and info.ack_floor.stream_seq else 0
 
     # ------------------------------------------------------------------ intake
     async def _on_action(self, msg: Msg) -> None:
@@ -131,6 +147,9 @@ class SessionRunner:
         if action.id in self._inflight:
             return  # a redelivery of something still running: the running one will ack it
         if self._closed:
+            await self._publish(Error(id=new_id(), cause=action.id, session_id=self.session_id,
+                                      code=self._close_code, message=self._close_reason), as_json)
+            await msg.ack()
             return
         self._inflight.add(action.id)
         lane_name = action.shell if isinstance(action, CmdRun) else "main"
@@ -222,11 +241,13 @@ class SessionRunner:
         await self._nc.publish(self._subjects.status(self.session_id), encode(info))
 
     # ------------------------------------------------------------------- close
-    async def aclose(self, *, delete_consumer: bool = True) -> None:
-        """Stop intake; in-flight actions are answered with an error; the consumer goes away."""
+    async def aclose(self, *, delete_consumer: bool = True, code: str = codes.UNKNOWN_SESSION,
+                     reason: str = "the session was closed before this action ran") -> None:
+        """Stop intake; queued actions are answered with an error; the consumer goes away."""
         if self._closed:
             return
         self._closed = True
+        self._close_code, self._close_reason = code, reason
         for sub in self._subs:
             try:
                 await sub.unsubscribe()
@@ -240,7 +261,7 @@ class SessionRunner:
             while not lane._inbox.empty():
                 job = lane._inbox.get_nowait()
                 await self._publish(Error(id=new_id(), cause=job.action.id, session_id=self.session_id,
-                                          code=codes.UNKNOWN_SESSION, message="the session was closed before this action ran"), job.json)
+                                          code=code, message=reason), job.json)
                 await job.msg.ack()
         if delete_consumer:
             try:

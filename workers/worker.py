@@ -119,7 +119,7 @@ class Worker:
                 continue
             runner = SessionRunner(self._nc, self._subjects, self._stream, handle,  # type: ignore[arg-type]
                                    ack_wait_s=self._config.ack_wait_s, on_dead=self._on_sandbox_dead)
-            await runner.start()
+            await runner.start(recover=True)
             self._runners[handle.session_id] = runner
             await runner.publish_status(SessionInfo(
                 session_id=handle.session_id, worker_id=self.worker_id, backend=self._backend.name,
@@ -248,7 +248,10 @@ class Worker:
             return ErrorReply(code=codes.UNKNOWN_SESSION, message=f"worker {self.worker_id} has no session {session_id!r}")
         await runner.publish_status(SessionInfo(session_id=session_id, worker_id=self.worker_id,
                                                 backend=self._backend.name, status="closing"))
-        await runner.aclose()
+        if status == "lost":
+            await runner.aclose(code=codes.SANDBOX_LOST, reason=reason or "the sandbox was lost")
+        else:
+            await runner.aclose()
         await self._backend.destroy(runner.handle)
         info = SessionInfo(session_id=session_id, worker_id=self.worker_id, backend=self._backend.name,
                            status=status, created_at=runner.handle.created_at, reason=reason)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from workers.worker import Worker, WorkerConfig
 @pytest.fixture
 async def controller(nats_server):
     ctl = Controller(ControllerConfig(nats_url=nats_server.url, heartbeat_ttl_s=1.0, reap_interval_s=0.2,
-                                      create_queue_timeout_s=0.5))
+                                      create_queue_timeout_s=0.5, lost_grace_s=1.0))
     await ctl.start()
     yield ctl
     await ctl.aclose()
@@ -130,8 +130,11 @@ async def test_worker_that_stops_heartbeating_loses_its_sessions(controller, bar
     status = await asyncio.wait_for(watcher, 10)
     assert status.status == "lost" and "heartbeat" in status.reason
     assert (await bare_client.get_session(s.session_id)).status == "lost"
+    # Sent while lost: it waits for a recovery that never comes, then is answered.
     out = await s.run(CmdRun(id=new_id(), command="echo hi"), wait_s=10)
-    assert isinstance(out, Error) and out.code == codes.SANDBOX_LOST
+    assert isinstance(out, Error) and out.code == codes.SANDBOX_LOST and "not recovered" in out.message
+    late = await s.run(CmdRun(id=new_id(), command="echo late"), wait_s=10)
+    assert isinstance(late, Error) and late.code == codes.SANDBOX_LOST
     await worker.aclose()
 
 

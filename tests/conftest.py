@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from actors.embedded import EmbeddedNats
@@ -32,3 +34,14 @@ async def client(deployment):
 async def session(client):
     async with await client.create_session() as s:
         yield s
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI (CORRAL_STRICT_SKIPS=1) a test skipped for a missing engine or tool is a failure, not a pass."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("CORRAL_STRICT_SKIPS"):
+        reason = str(report.longrepr).lower()
+        if any(word in reason for word in ("docker", "engine", "bwrap", "bubblewrap", "chromium", "compose")):
+            report.outcome = "failed"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -42,11 +43,30 @@ class UpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     warm_pool: int = 2
 
 
-def resolve_backend(name: str) -> str:
+async def resolve_backend(name: str) -> str:
+    """``auto``: docker when an engine answers, else local (which says loudly that it isolates nothing)."""
     if name != "auto":
         return name
-    # The Docker backend arrives with its own issue; until then `auto` is the local backend.
-    return "local"
+    try:
+        import aiodocker
+    except ImportError:
+        return "local"
+    try:
+        docker = aiodocker.Docker()
+    except (ValueError, OSError):
+        return "local"
+    try:
+        async with asyncio.timeout(2):
+            await docker.system.info()
+        return "docker"
+    except (aiodocker.exceptions.DockerError, OSError, TimeoutError):
+        return "local"
+    finally:
+        await docker.close()
+
+
+def _progress(line: str) -> None:
+    print(f"corral: {line}", file=sys.stderr, flush=True)
 
 
 class Deployment:
@@ -71,19 +91,20 @@ class Deployment:
         self.controller = Controller(ControllerConfig(nats_url=self.url, prefix=self.config.prefix))
         await self.controller.start()
         self._stack.push_async_callback(self.controller.aclose)
-        backend = resolve_backend(self.config.backend)
+        backend = await resolve_backend(self.config.backend)
         for n in range(self.config.workers):
             worker = Worker(WorkerConfig(
                 nats_url=self.url, prefix=self.config.prefix, backend=backend, capacity=self.config.capacity,
                 base_dir=str(data / "workers"), worker_id=f"{os.uname().nodename}-{backend}-{n}".replace(".", "-"),
                 warm_pool=self.config.warm_pool,
             ))
-            await worker.start()
+            await worker.start(progress=_progress)
             self._stack.push_async_callback(worker.aclose)
             self.workers.append(worker)
         if self.config.audit:
             nc = await connect_nats(self.url, name="corral-audit")
-            self._stack.push_async_callback(nc.drain)
+            # close, not drain: draining waits on the writer's cancelled pull request until it times out.
+            self._stack.push_async_callback(nc.close)
             (data / "audit").mkdir(exist_ok=True)
             writer = AuditWriter(nc, subjects, str(data / "audit" / "events.jsonl"))
             self._supervisor.start("audit", writer.run)

@@ -14,6 +14,8 @@ import click
 import msgspec
 import structlog
 
+from .backends._base import BackendError
+
 from protocol import (
     Client,
     CmdChunk,
@@ -44,6 +46,8 @@ def _run(coro: Awaitable[Any]) -> Any:
         return asyncio.run(coro)  # type: ignore[arg-type]
     except CorralError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    except BackendError as exc:
+        raise click.ClickException(f"{exc.code}: {exc}") from None
 
 
 nats_option = click.option("--nats", "nats_url", default=DEFAULT_NATS, show_default=True, help="NATS URL (env CORRAL_NATS_URL)")
@@ -62,7 +66,8 @@ def cli(log_level: str, log_json: bool) -> None:
 @click.option("--nats", "nats_url", default=None, help="Use an existing broker instead of the embedded one")
 @click.option("--port", "nats_port", default=4222, show_default=True, help="Port of the embedded broker")
 @click.option("--data-dir", default=".corral", show_default=True, help="Broker data, sandboxes, audit log")
-@click.option("--backend", default="auto", show_default=True, help="auto | local")
+@click.option("--backend", default="auto", show_default=True,
+              help="auto (docker when an engine answers, else local) | docker | bubblewrap | local")
 @click.option("--workers", default=1, show_default=True)
 @click.option("--capacity", default=64, show_default=True, help="Sandboxes per worker")
 @click.option("--warm-pool", default=2, show_default=True, help="Prestarted sandboxes per worker and pool key")
@@ -111,19 +116,22 @@ def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: i
 @click.option("--capacity", default=64, show_default=True)
 @click.option("--base-dir", default=".corral/workers", show_default=True)
 @click.option("--warm-pool", default=2, show_default=True, help="Prestarted sandboxes per pool key")
+@click.option("--image", default=None, help="docker backend: sandbox image (default: the runtime image, built if missing)")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port")
 def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_id: str | None, capacity: int,
-           base_dir: str, warm_pool: int, metrics_port: int | None) -> None:
+           base_dir: str, warm_pool: int, image: str | None, metrics_port: int | None) -> None:
     """Run one runtime worker (or manage workers: `corral worker drain ID`)."""
     if ctx.invoked_subcommand is not None:
         return
     from actors import metrics
+    from .backends import DockerConfig
     from .worker import Worker, WorkerConfig
 
     async def main() -> None:
         w = Worker(WorkerConfig(nats_url=nats_url, prefix=prefix, backend=backend, worker_id=worker_id,
-                                capacity=capacity, base_dir=os.path.abspath(base_dir), warm_pool=warm_pool))
-        await w.start()
+                                capacity=capacity, base_dir=os.path.abspath(base_dir), warm_pool=warm_pool,
+                                docker=DockerConfig(image=image)))
+        await w.start(progress=lambda line: print(f"corral: {line}", file=sys.stderr, flush=True))
         if metrics_port:
             metrics.serve(metrics_port, "0.0.0.0")
         print(f"corral worker {w.worker_id} ({backend}) on {nats_url}", flush=True)
@@ -423,14 +431,15 @@ def schema() -> None:
 @click.option("--embedded", is_flag=True, help="Start a private `corral up` in a separate process and measure that")
 @click.option("--workers", "worker_counts", default=None,
               help="Comma-separated worker counts (e.g. 1,2,4): measure scaling, one private deployment each")
+@click.option("--density", default=0, show_default=True, help="Also start N idle sandboxes and report executor RSS")
 @click.option("--json", "as_json", is_flag=True)
 def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend: str | None, embedded: bool,
-          worker_counts: str | None, as_json: bool) -> None:
+          worker_counts: str | None, density: int, as_json: bool) -> None:
     """Measure round trips and session starts against a running corral (see README)."""
     from .bench import BenchConfig, run_bench, run_scaling
 
     config = BenchConfig(nats_url=nats_url, actions=n_actions, sessions=n_sessions, parallel=parallel,
-                         backend=backend, embedded=embedded, as_json=as_json)
+                         backend=backend, embedded=embedded, as_json=as_json, density=density)
     if worker_counts:
         counts = [int(n) for n in worker_counts.split(",") if n.strip()]
         _run(run_scaling(config, counts))

@@ -10,7 +10,7 @@ import asyncio
 import os
 import socket
 import time
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 import nats
@@ -39,7 +39,7 @@ from protocol import (
 
 from ._pool import WarmPool
 from ._session import SessionRunner
-from .backends import Backend, BackendError, SandboxHandle, make_backend
+from .backends import Backend, BackendError, BubblewrapConfig, DockerConfig, SandboxHandle, make_backend
 
 log = structlog.get_logger()
 
@@ -63,6 +63,9 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     sweep_interval_s: float = 60.0
     labels: dict[str, str] = {}
     stream: StreamConfigOptions = StreamConfigOptions()
+    docker: DockerConfig = DockerConfig()
+    """Options of the docker backend (image, limits, transport, ...)."""
+    bubblewrap: BubblewrapConfig = BubblewrapConfig()
 
     def resolved_worker_id(self) -> str:
         return self.worker_id or f"{socket.gethostname()}-{self.backend}".replace(".", "-")
@@ -74,7 +77,8 @@ class Worker:
         self.worker_id = config.resolved_worker_id()
         self._subjects = Subjects(config.prefix)
         self._stream = stream_name(self._subjects)
-        self._backend = backend or make_backend(config.backend, base_dir=config.base_dir, worker_id=self.worker_id)
+        self._backend = backend or make_backend(config.backend, base_dir=config.base_dir, worker_id=self.worker_id,
+                                                docker=config.docker, bubblewrap=config.bubblewrap)
         self._runners: dict[str, SessionRunner] = {}
         self._starting = 0
         self._start_slots = asyncio.Semaphore(config.max_concurrent_starts)
@@ -89,7 +93,9 @@ class Worker:
     def backend(self) -> Backend:
         return self._backend
 
-    async def start(self, nc: Nats | None = None) -> None:
+    async def start(self, nc: Nats | None = None, *, progress: Callable[[str], None] | None = None) -> None:
+        """Prepare the backend (a broken engine or a missing image fails here), then serve."""
+        await self._backend.prepare(progress)
         self._nc = nc or await connect_nats(self._config.nats_url, name=f"corral-worker-{self.worker_id}")
         js = self._nc.jetstream()
         await ensure_stream(js, self._subjects, self._config.stream)

@@ -1,12 +1,25 @@
 """Sandbox backends: where a session's executor runs."""
 
 from ._base import Backend, BackendError, SandboxHandle
+from ._docker_spec import DockerConfig
+from .bubblewrap import BubblewrapConfig
 from .local import LocalBackend
 
-__all__ = ["Backend", "BackendError", "SandboxHandle", "LocalBackend", "make_backend"]
+__all__ = ["Backend", "BackendError", "BubblewrapConfig", "DockerConfig", "SandboxHandle", "LocalBackend", "make_backend"]
+
+BACKENDS = ("local", "docker", "bubblewrap")
 
 
-def make_backend(name: str, *, base_dir: str, worker_id: str) -> Backend:
+def make_backend(name: str, *, base_dir: str, worker_id: str, docker: DockerConfig | None = None,
+                 bubblewrap: BubblewrapConfig | None = None) -> Backend:
     if name == "local":
         return LocalBackend(base_dir=base_dir, worker_id=worker_id)
-    raise BackendError(f"unknown backend {name!r} (available: local)")
+    if name == "docker":
+        from .docker import DockerBackend  # aiodocker is loaded only by workers that use it
+
+        return DockerBackend(base_dir=base_dir, worker_id=worker_id, config=docker)
+    if name == "bubblewrap":
+        from .bubblewrap import BubblewrapBackend
+
+        return BubblewrapBackend(base_dir=base_dir, worker_id=worker_id, config=bubblewrap or BubblewrapConfig())
+    raise BackendError(f"unknown backend {name!r} (available: {', '.join(BACKENDS)})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from typing import Callable
 
 import msgspec
 
@@ -73,6 +74,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def alive(self, handle: SandboxHandle) -> str | None:
         """None if the sandbox is running, else why not (e.g. 'exited with code 137')."""
+
+    async def prepare(self, progress: Callable[[str], None] | None = None) -> None:
+        """Get ready to start sandboxes (reach the engine, build a missing image), reporting progress.
+
+        Called once when a worker starts, so a broken set-up fails there with a clear error
+        rather than at the first session."""
 
     async def pause(self, handle: SandboxHandle) -> None:
         """Freeze every process of the sandbox (a real freeze, not a stop)."""

@@ -1,0 +1,298 @@
+"""The bubblewrap backend with real bwrap and a real executor: isolation, limits, lifecycle."""
+
+import asyncio
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from actors.controller import Controller, ControllerConfig
+from protocol import Client, CmdOutput, CmdRun, Resources, SessionSpec, codes, new_id
+from workers.backends import BackendError
+from workers.backends.bubblewrap import BubblewrapBackend, BubblewrapConfig
+from workers.executor.client import ExecutorClient
+from workers.worker import Worker, WorkerConfig
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
+
+
+@pytest.fixture
+async def backend(tmp_path):
+    async with BubblewrapBackend(base_dir=str(tmp_path / "data"), worker_id="wb") as b:
+        yield b
+
+
+@pytest.fixture
+async def sandbox(backend):
+    """Start sessions on the backend; whatever a test leaves running is destroyed after it."""
+    handles = []
+
+    async def start(**spec):
+        handle = await backend.create("s-" + new_id(), SessionSpec(**spec))
+        handles.append(handle)
+        return handle
+
+    yield start
+    for handle in handles:
+        await backend.destroy(handle)
+
+
+async def run(handle, command, **fields) -> CmdOutput:
+    client = ExecutorClient(key=handle.key, socket_path=handle.socket_path)
+    try:
+        observations = [o async for o in client.execute(CmdRun(id=new_id(), command=command, **fields))]
+    finally:
+        await client.aclose()
+    assert isinstance(observations[-1], CmdOutput), observations[-1]
+    return observations[-1]
+
+
+def require_cgroup(backend, controller, handle) -> Path:
+    path = backend.cgroup_path(controller, handle.sandbox_id)
+    if path is None:
+        pytest.skip(f"cgroup v1 '{controller}' hierarchy is not mounted or not writable on this host")
+    return path
+
+
+async def until(predicate, timeout_s=20.0):
+    """Wait for a fact on the host (a cgroup counter), bounded by a deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        await asyncio.sleep(0.05)
+
+
+async def test_echo_round_trip(sandbox):
+    handle = await sandbox()
+    out = await run(handle, "echo hello from $(hostname)")
+    assert out.content == "hello from corral\n" and out.exit_code == 0 and out.working_dir == "/workspace"
+
+
+async def test_runs_as_uid_1000_without_capabilities(sandbox):
+    handle = await sandbox()
+    out = await run(handle, "id -u; id -g; grep CapEff /proc/self/status")
+    assert out.content.split() == ["1000", "1000", "CapEff:", "0000000000000000"]
+
+
+async def test_host_files_outside_the_binds_are_invisible(sandbox, tmp_path):
+    (tmp_path / "secret").write_text("host only")
+    handle = await sandbox()
+    out = await run(handle, f"cat {tmp_path / 'secret'}; ls -A /root; test -e /etc/shadow; echo shadow=$?")
+    assert "host only" not in out.content and "No such file" in out.content
+    assert "shadow=1" in out.content
+    assert set(out.content.splitlines()[1:-1]) <= {".pyenv"}, "only the interpreter's own dir may show in /root"
+
+
+async def test_writes_outside_workspace_and_tmp_fail(sandbox, backend, tmp_path):
+    handle = await sandbox()
+    targets = ["/x", "/usr/x", "/etc/x", f"{sys.prefix}/x", "/workspace/ok", "/tmp/ok"]
+    out = await run(handle, "; ".join(f"touch {t} 2>/dev/null; echo $?" for t in targets))
+    assert out.content.split() == ["1", "1", "1", "1", "0", "0"]
+    assert (tmp_path / "data" / "bubblewrap" / "wb" / handle.sandbox_id / "workspace" / "ok").exists()
+
+
+async def test_tmp_is_private(sandbox):
+    handle = await sandbox()
+    name = f"corral-private-{new_id()}"
+    out = await run(handle, f"echo x > /tmp/{name} && ls /tmp")
+    assert name in out.content
+    assert not os.path.exists(f"/tmp/{name}")
+
+
+async def _connect_from(handle, port) -> str:
+    probe = (f"{sys.executable} -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), timeout=3); "
+             "print(\"connected\")' 2>&1 | tail -1")
+    return (await run(handle, probe)).content
+
+
+@pytest.fixture
+async def host_server():
+    connected = asyncio.Event()
+
+    async def on_connect(reader, writer):
+        connected.set()
+        writer.close()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1], connected
+    server.close()
+
+
+async def test_network_none_cannot_reach_the_host(sandbox, host_server):
+    port, connected = host_server
+    handle = await sandbox()
+    assert "ConnectionRefusedError" in await _connect_from(handle, port)
+    assert not connected.is_set()
+
+
+async def test_network_egress_reaches_the_host(sandbox, host_server):
+    port, connected = host_server
+    handle = await sandbox(network="egress")
+    assert "connected" in await _connect_from(handle, port)
+    await asyncio.wait_for(connected.wait(), 5)
+
+
+async def test_pid_namespace_shows_only_the_sandbox(sandbox):
+    handle = await sandbox()
+    client = ExecutorClient(key=handle.key, socket_path=handle.socket_path)
+    health = await client.health()
+    await client.aclose()
+    assert health["pid"] <= 3
+    out = await run(handle, "ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '; echo; ps -eo comm=")
+    pids = [int(p) for p in out.content.splitlines()[0].split()]
+    assert len(pids) < 10 and max(pids) < 50
+    assert set(out.content.splitlines()[1:]) <= {"bwrap", "python", "python3", "bash", "ps", "ls", "grep", "sort", "tr"}
+
+
+async def test_fork_bomb_is_stopped_by_the_pids_limit(sandbox, backend):
+    handle = await sandbox(resources=Resources(pids=64))
+    cgroup = require_cgroup(backend, "pids", handle)
+    await run(handle, "for i in $(seq 2000); do sleep 100 & done", soft_timeout_s=0.5)
+
+    def refused() -> int:
+        return int((cgroup / "pids.events").read_text().split()[1])
+
+    await until(lambda: refused() > 0)
+    assert int((cgroup / "pids.current").read_text()) <= 64
+
+
+async def test_memory_hog_is_killed_by_the_memory_limit(sandbox, backend):
+    handle = await sandbox(resources=Resources(memory_mb=128))
+    require_cgroup(backend, "memory", handle)
+    out = await run(handle, f"{sys.executable} -c 'b = bytearray(512 << 20); print(\"survived\")'; echo rc=$?")
+    assert "survived" not in out.content and "rc=137" in out.content
+    assert (await run(handle, "echo still here")).content == "still here\n"
+
+
+async def test_cpu_limit_sets_the_cfs_quota(sandbox, backend):
+    handle = await sandbox(resources=Resources(cpus=0.5))
+    cgroup = require_cgroup(backend, "cpu", handle)
+    assert (cgroup / "cpu.cfs_quota_us").read_text().strip() == "50000"
+    assert handle.sandbox_id in (await run(handle, "cat /proc/self/cgroup")).content
+
+
+async def test_without_writable_cgroups_sandboxes_still_start(tmp_path):
+    config = BubblewrapConfig(cgroup_root=str(tmp_path / "no-cgroups"))
+    async with BubblewrapBackend(base_dir=str(tmp_path / "data"), worker_id="wn", config=config) as backend:
+        handle = await backend.create("s1", SessionSpec(resources=Resources(memory_mb=64, pids=16)))
+        try:
+            assert backend.cgroup_path("memory", handle.sandbox_id) is None
+            assert (await run(handle, "echo unlimited")).content == "unlimited\n"
+        finally:
+            await backend.destroy(handle)
+
+
+async def test_destroy_leaves_no_process_and_no_directories(backend, tmp_path):
+    handle = await backend.create("s1", SessionSpec())
+    await run(handle, "sleep 1000 & setsid sleep 1000 & echo started")
+    cgroups = [backend.cgroup_path(c, handle.sandbox_id) for c in ("memory", "pids")]
+    await backend.destroy(handle)
+    assert await backend.alive(handle) is not None
+    leftovers = []
+    for proc in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if handle.sandbox_id.encode() in proc.read_bytes():
+                leftovers.append(proc)
+        except OSError:
+            pass
+    assert leftovers == []
+    assert not (tmp_path / "data" / "bubblewrap" / "wb" / handle.sandbox_id).exists()
+    assert not Path(handle.socket_path).parent.exists()
+    assert not any(c is not None and c.exists() for c in cgroups)
+    await backend.destroy(handle)  # idempotent
+
+
+@pytest.mark.parametrize("resources", [Resources(memory_mb=0), Resources(pids=-1), Resources(cpus=0)])
+async def test_bad_resources_are_invalid_spec(backend, resources):
+    spec = SessionSpec(resources=resources)
+    assert backend.pool_key(spec) is None
+    with pytest.raises(BackendError) as info:
+        await backend.create("s1", spec)
+    assert info.value.code == codes.INVALID_SPEC
+
+
+async def test_unknown_network_is_invalid_spec(backend):
+    with pytest.raises(BackendError) as info:
+        await backend.prestart(SessionSpec(network="bridge"))
+    assert info.value.code == codes.INVALID_SPEC
+
+
+@pytest.mark.parametrize("workdir", ["/etc/app", "../outside", "/workspace/../usr"])
+async def test_workdir_outside_writable_areas_is_invalid_spec(backend, workdir):
+    with pytest.raises(BackendError) as info:
+        await backend.create("s1", SessionSpec(workdir=workdir))
+    assert info.value.code == codes.INVALID_SPEC
+    assert await backend.list() == []
+
+
+async def test_warm_sandbox_takes_the_sessions_env_and_workdir_at_claim(backend):
+    warm = await backend.prestart(SessionSpec())
+    handle = await backend.claim(warm, "s1", SessionSpec(env={"WHO": "warm"}, workdir="proj/a"))
+    try:
+        out = await run(handle, "echo $WHO; pwd")
+        assert out.content == "warm\n/workspace/proj/a\n"
+    finally:
+        await backend.destroy(handle)
+
+
+async def test_pool_key_follows_network_and_resources_only(backend):
+    base = backend.pool_key(SessionSpec())
+    assert backend.pool_key(SessionSpec(env={"A": "1"}, workdir="x", timeout_s=5)) == base
+    assert backend.pool_key(SessionSpec(network="egress")) != base
+    assert backend.pool_key(SessionSpec(resources=Resources(memory_mb=256))) != base
+
+
+async def test_a_restarted_backend_lists_and_destroys_running_sandboxes(backend, tmp_path):
+    handle = await backend.create("s1", SessionSpec())
+    async with BubblewrapBackend(base_dir=str(tmp_path / "data"), worker_id="wb") as restarted:
+        assert [h.session_id for h in await restarted.list()] == ["s1"]
+        assert (await run(handle, "echo survived")).content == "survived\n"
+        await restarted.destroy(handle)
+        assert await restarted.list() == []
+        assert await restarted.alive(handle) is not None
+
+
+ORPHANING_WORKER = """
+import asyncio, os, sys
+from protocol import SessionSpec
+from workers.backends.bubblewrap import BubblewrapBackend, BubblewrapConfig
+
+async def main():
+    handle = await BubblewrapBackend(base_dir=sys.argv[1], worker_id="wb").create("s-orphan", SessionSpec())
+    print(handle.sandbox_id, flush=True)
+    os._exit(0)  # the worker dies without destroying anything
+
+asyncio.run(main())
+"""
+
+
+async def test_a_sandbox_outlives_the_worker_process_that_started_it(backend, tmp_path):
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", ORPHANING_WORKER, str(tmp_path / "data"),
+                                                stdout=asyncio.subprocess.PIPE)
+    stdout, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    [handle] = await backend.list()
+    assert handle.sandbox_id == stdout.decode().strip() and handle.session_id == "s-orphan"
+    assert (await run(handle, "echo still running")).content == "still running\n"
+    await backend.destroy(handle)
+    assert await backend.list() == []
+
+
+async def test_a_session_on_a_bubblewrap_worker_runs_commands(nats_server, tmp_path):
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url))
+    await ctl.start()
+    worker = Worker(WorkerConfig(nats_url=nats_server.url, worker_id="wbw", backend="bubblewrap",
+                                 base_dir=str(tmp_path / "w"), warm_pool=1))
+    await worker.start()
+    try:
+        async with await Client.connect(nats_server.url) as client:
+            async with await client.create_session(env={"WHO": "bwrap"}, workdir="proj") as s:
+                out = await s.cmd("echo $WHO; pwd; hostname")
+                assert out.content == "bwrap\n/workspace/proj\ncorral\n"
+                assert s.info.backend == "bubblewrap"
+    finally:
+        await worker.aclose()
+        await ctl.aclose()

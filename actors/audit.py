@@ -83,8 +83,8 @@ class AuditWriter:
             while True:
                 try:
                     msgs = await sub.fetch(512, timeout=1.0)
-                except nats.errors.TimeoutError:
-                    continue
+                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                    continue  # nothing new within the second
                 lines = []
                 for msg in msgs:
                     parsed = self._subjects.parse_session_subject(msg.subject)

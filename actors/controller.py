@@ -254,7 +254,7 @@ class Controller(Actor[Msg]):
         """Place, and count the start against the worker at once (its next heartbeat may be seconds away)."""
         placed = self._place(spec)
         if isinstance(placed, WorkerInfo):
-            placed = msgspec.structs.replace(placed, starting=placed.starting + 1)
+            placed = msgspec.structs.replace(placed, starting=placed.starting + 1, warm=max(placed.warm - 1, 0))
             self._workers[placed.worker_id] = placed
         return placed
 

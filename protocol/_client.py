@@ -43,6 +43,8 @@ from ._ids import new_id
 from ._subjects import DEFAULT_PREFIX, Subjects
 
 CONTROL_TIMEOUT_S = 30.0
+NO_CONTROLLER_WAIT_S = 3.0
+"""How long a control request keeps retrying while no controller is subscribed."""
 
 
 def start_at(seq: int) -> ConsumerConfig | None:
@@ -73,12 +75,22 @@ class Client:
     async def request(self, verb: str, body: msgspec.Struct | None = None, *, timeout_s: float = CONTROL_TIMEOUT_S) -> AnyReply:
         """One control request; an error reply raises RequestError with its code."""
         payload = encode(body) if body is not None else b""
-        try:
-            msg = await self._nc.request(self.subjects.ctl(verb), payload, timeout=timeout_s)
-        except nats.errors.NoRespondersError:
-            raise ConnectionLost(codes.WORKER_UNAVAILABLE, "no corral controller is answering (is `corral up` running?)") from None
-        except nats.errors.TimeoutError:
-            raise ConnectionLost(codes.TIMEOUT, f"controller did not answer {verb} within {timeout_s} s") from None
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + NO_CONTROLLER_WAIT_S
+        delay = 0.05
+        while True:
+            try:
+                msg = await self._nc.request(self.subjects.ctl(verb), payload, timeout=timeout_s)
+                break
+            except nats.errors.NoRespondersError:
+                # A controller restarting or failing over is gone for a moment: ride it out briefly.
+                if loop.time() + delay > give_up:
+                    raise ConnectionLost(codes.WORKER_UNAVAILABLE,
+                                         "no corral controller is answering (is `corral up` running?)") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+            except nats.errors.TimeoutError:
+                raise ConnectionLost(codes.TIMEOUT, f"controller did not answer {verb} within {timeout_s} s") from None
         reply = decode_reply(msg.data, json=wants_json(msg.headers))
         if isinstance(reply, ErrorReply):
             raise RequestError(reply.code, reply.message)

@@ -34,6 +34,8 @@ class BenchConfig(msgspec.Struct, frozen=True, kw_only=True):
     embedded: bool = False
     workers: int = 1
     """With ``embedded``: how many workers the private deployment runs."""
+    density: int = 0
+    """Also start this many idle sandboxes at once and report the executor's RSS in each."""
 
 
 def _ms(samples: list[float]) -> dict[str, float]:
@@ -144,8 +146,67 @@ async def run_bench(config: BenchConfig) -> dict[str, object]:
                                             "actions_per_s": round(len(flat) / elapsed, 1)}
             finally:
                 await asyncio.gather(*(s.close() for s in sessions))
+            if config.density:
+                _say(config, f"density: {config.density} idle sandboxes at once ...")
+                results["density"] = await _density(client, config.density, spec)
+    if config.backend == "docker":
+        _say(config, "floor: the Docker engine itself (run `true`, exec `echo hi`) ...")
+        results["docker_floor"] = await _docker_floors()
     _report(config, results)
     return results
+
+
+async def _density(client: Client, n: int, spec: dict[str, str]) -> dict[str, float]:
+    """``n`` idle sandboxes on one worker: how long they take to start, and each executor's RSS.
+
+    The RSS is read from inside each sandbox (its shell's parent is the executor), so it works
+    for every backend without touching the host."""
+    t = time.perf_counter()
+    sessions = await asyncio.gather(*(client.create_session(**spec) for _ in range(n)))
+    started = time.perf_counter() - t
+    try:
+        rss_kb = []
+        for session in sessions:
+            out = await session.cmd("awk '/VmRSS/ {print $2}' /proc/$PPID/status")
+            rss_kb.append(int(out.content.strip()))
+    finally:
+        await asyncio.gather(*(s.close() for s in sessions))
+    return {"n": n, "start_all_s": round(started, 2), "executor_rss_mb_p50": round(statistics.median(rss_kb) / 1024, 1),
+            "executor_rss_mb_max": round(max(rss_kb) / 1024, 1)}
+
+
+async def _docker_floors(n_run: int = 5, n_exec: int = 50) -> dict[str, object]:
+    """What the engine itself costs: run `true` in a fresh container, and exec `echo hi` in one."""
+    import aiodocker
+
+    import images
+
+    async with aiodocker.Docker() as docker:
+        image = await images.ensure_runtime_image(docker)
+        runs = []
+        for _ in range(n_run):
+            t = time.perf_counter()
+            container = await docker.containers.create({"Image": image, "Cmd": ["true"], "Entrypoint": [],
+                                                        "HostConfig": {"NetworkMode": "none"}})
+            await container.start()
+            await container.wait()
+            await container.delete(force=True)
+            runs.append(time.perf_counter() - t)
+        idle = await docker.containers.create({"Image": image, "Cmd": ["sleep", "600"], "Entrypoint": [],
+                                               "HostConfig": {"NetworkMode": "none"}})
+        await idle.start()
+        execs = []
+        try:
+            for _ in range(n_exec):
+                t = time.perf_counter()
+                execution = await idle.exec(["echo", "hi"], stdout=True, stderr=True)
+                async with execution.start(detach=False) as stream:
+                    while await stream.read_out() is not None:
+                        pass
+                execs.append(time.perf_counter() - t)
+        finally:
+            await idle.delete(force=True)
+    return {"image": image, "docker_run_true": _ms(runs), "docker_exec_echo": _ms(execs)}
 
 
 def _say(config: BenchConfig, text: str) -> None:
@@ -159,11 +220,19 @@ def _report(config: BenchConfig, results: dict[str, object]) -> None:
         return
     print(f"\ncorral bench  ({results['nats_url']}, backend {results['backend']}, {os.cpu_count()} cores)")
     print(f"{'measure':34} {'n':>6} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'per s':>9}")
-    for name in ("floor_nats_request", "floor_bash_spawn", "create_warm", "create_cold", "echo_round_trip", "echo_parallel"):
-        r = results[name]
+    rows = [(name, results[name]) for name in ("floor_nats_request", "floor_bash_spawn", "create_warm", "create_cold",
+                                               "echo_round_trip", "echo_parallel")]
+    floor = results.get("docker_floor")
+    if isinstance(floor, dict):
+        rows += [("floor_docker_run_true", floor["docker_run_true"]), ("floor_docker_exec_echo", floor["docker_exec_echo"])]
+    for name, r in rows:
         assert isinstance(r, dict)
         rate = r.get("actions_per_s", "")
         print(f"{name:34} {r['n']:>6} {r['p50_ms']:>9} {r['p90_ms']:>9} {r['p99_ms']:>9} {rate:>9}")
+    density = results.get("density")
+    if isinstance(density, dict):
+        print(f"density: {density['n']} idle sandboxes started in {density['start_all_s']} s; executor RSS "
+              f"p50 {density['executor_rss_mb_p50']} MB, max {density['executor_rss_mb_max']} MB")
 
 
 @contextlib.asynccontextmanager

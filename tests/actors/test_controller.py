@@ -25,6 +25,7 @@ async def bare_client(nats_server):
 
 
 def _worker(nats_server, tmp_path, name="w1", **kw):
+    kw.setdefault("warm_pool", 0)  # placement by load; warm preference has its own test
     config = WorkerConfig(nats_url=nats_server.url, worker_id=name, base_dir=str(tmp_path / name),
                           heartbeat_interval_s=0.2, **kw)
     return Worker(config)

@@ -524,4 +524,6 @@ def _validate(spec: SessionSpec) -> str | None:
             return f"{name} must be positive, got {value}"
     if spec.network not in (None, "none", "egress"):
         return f"network must be 'none' or 'egress', got {spec.network!r}"
+    if spec.isolation not in (None, "default", "gvisor"):
+        return f"isolation must be 'default' or 'gvisor', got {spec.isolation!r}"
     return None

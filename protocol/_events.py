@@ -182,6 +182,8 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     plugins: list[str] = []
     resources: Resources | None = None
     network: str | None = None
+    isolation: str | None = None
+    """``default`` (the backend's own) or ``gvisor`` (the Docker engine's runsc runtime, when it has one)."""
     # MCP server definitions are the MCP bridge's own format (a later issue gives them meaning).
     mcp: dict[str, Any] = {}
 

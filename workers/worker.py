@@ -61,6 +61,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Prestarted sandboxes kept ready per pool key (0 disables the pool)."""
     ack_wait_s: float = 30.0
     sweep_interval_s: float = 60.0
+    watch_interval_s: float = 5.0
+    """How often every sandbox's liveness is checked with the backend."""
     labels: dict[str, str] = {}
     stream: StreamConfigOptions = StreamConfigOptions()
     docker: DockerConfig = DockerConfig()
@@ -110,6 +112,7 @@ class Worker:
         await self._heartbeat()
         self._supervisor.start("heartbeat", self._heartbeat_forever)
         self._supervisor.start("sweeper", self._sweep_forever)
+        self._supervisor.start("watchdog", self._watch_forever)
         self._pool.prime(SessionSpec())
         await self._nc.flush()
         log.info("worker_started", worker_id=self.worker_id, backend=self._backend.name, capacity=self._config.capacity)
@@ -131,6 +134,21 @@ class Worker:
                 session_id=handle.session_id, worker_id=self.worker_id, backend=self._backend.name,
                 status="recovered", created_at=handle.created_at, labels=dict(handle.labels)))
             log.info("session_recovered", session_id=handle.session_id, sandbox_id=handle.sandbox_id)
+
+    async def _watch_forever(self) -> None:
+        """Notice sandboxes that died (OOM, killed, removed behind our back) even when no action runs."""
+        while True:
+            await asyncio.sleep(self._config.watch_interval_s)
+            await self.watch_once()
+
+    async def watch_once(self) -> list[str]:
+        dead = []
+        for sid, runner in list(self._runners.items()):
+            reason = await self._backend.alive(runner.handle)
+            if reason is not None and sid in self._runners:
+                dead.append(sid)
+                await self._on_sandbox_dead(sid, reason)
+        return dead
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -227,6 +245,7 @@ class Worker:
 
     async def _sandbox_for(self, session_id: str, spec: SessionSpec) -> tuple[SandboxHandle, bool]:
         """A warm sandbox claimed for the session, else a cold start (bounded by the start semaphore)."""
+        self._backend.validate(spec)
         warm = self._pool.take(spec)
         if warm is not None:
             try:

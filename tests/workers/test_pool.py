@@ -100,3 +100,27 @@ async def _status(client, session_id, wanted):
                 return info
     finally:
         await sub.unsubscribe()
+
+
+async def test_a_sandbox_killed_while_idle_is_noticed_and_its_session_lost(nats_server, tmp_path):
+    import os
+    import signal
+
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url))
+    await ctl.start()
+    worker = Worker(WorkerConfig(nats_url=nats_server.url, worker_id="wd", base_dir=str(tmp_path / "w"),
+                                 warm_pool=0, watch_interval_s=0.1))
+    await worker.start()
+    try:
+        async with await Client.connect(nats_server.url) as client:
+            s = await client.create_session()
+            lost = asyncio.create_task(_status(client, s.session_id, "lost"))
+            await asyncio.sleep(0)
+            os.kill(worker._runners[s.session_id].handle.pid, signal.SIGKILL)
+            info = await asyncio.wait_for(lost, 10)
+            assert "sandbox died" in info.reason
+            late = await s.cmd("echo too late")
+            assert late.code == codes.SANDBOX_LOST
+    finally:
+        await worker.aclose()
+        await ctl.aclose()

@@ -59,6 +59,12 @@ class Backend(abc.ABC):
     async def claim(self, handle: SandboxHandle, session_id: str, spec: SessionSpec) -> SandboxHandle:
         """Bind a prestarted sandbox to a session: its env, workdir and default timeouts."""
 
+    def validate(self, spec: SessionSpec) -> None:
+        """Raise BackendError(invalid_spec) for what this backend cannot give the session."""
+        if spec.isolation not in (None, "default"):
+            raise BackendError(f"the {self.name} backend offers no isolation={spec.isolation!r} "
+                               "(gvisor needs the docker backend on an engine with runsc)", "invalid_spec")
+
     def pool_key(self, spec: SessionSpec) -> str | None:
         """Sandboxes prestarted for one key can serve any spec with that key; None: never pooled."""
         return None

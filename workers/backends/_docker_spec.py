@@ -81,13 +81,15 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     memory_mb: int
     pids: int
     network: Literal["none", "egress"]
+    runtime: str | None = None
+    """The engine's OCI runtime (``runsc`` for gVisor); None: the engine's default."""
 
     def pool_key(self) -> str:
-        return json.dumps([self.image or "", self.cpus, self.memory_mb, self.pids, self.network])
+        return json.dumps([self.image or "", self.cpus, self.memory_mb, self.pids, self.network, self.runtime or ""])
 
 
 def resolve_limits(spec: SessionSpec, config: DockerConfig, *, engine_cpus: float | None = None,
-                   engine_memory_mb: int | None = None) -> Limits:
+                   engine_memory_mb: int | None = None, engine_runtimes: frozenset[str] = frozenset()) -> Limits:
     """The session's limits, validated; BackendError ``invalid_spec`` names the first bad value."""
     res = spec.resources
     cpus = res.cpus if res is not None and res.cpus is not None else config.cpus
@@ -108,8 +110,20 @@ def resolve_limits(spec: SessionSpec, config: DockerConfig, *, engine_cpus: floa
         _invalid("image is empty")
     if spec.workdir is not None and not spec.workdir.startswith("/"):
         _invalid(f"workdir={spec.workdir!r} must be an absolute path inside the sandbox (e.g. {WORKSPACE})")
+    runtime = None
+    if spec.isolation == "gvisor":
+        if GVISOR_RUNTIME not in engine_runtimes:
+            have = ", ".join(sorted(engine_runtimes)) or "unknown"
+            _invalid(f"isolation='gvisor' needs the engine's {GVISOR_RUNTIME} runtime, which this engine lacks "
+                     f"(runtimes: {have})")
+        runtime = GVISOR_RUNTIME
+    elif spec.isolation not in (None, "default"):
+        _invalid(f"isolation={spec.isolation!r} is not one of default, gvisor")
     return Limits(image=spec.image or config.image, cpus=round(float(cpus), 3), memory_mb=int(memory_mb),
-                  pids=int(pids), network=network)  # type: ignore[arg-type]
+                  pids=int(pids), network=network, runtime=runtime)  # type: ignore[arg-type]
+
+
+GVISOR_RUNTIME = "runsc"
 
 
 def _invalid(message: str) -> None:
@@ -155,6 +169,8 @@ def container_body(*, image: str, limits: Limits, config: DockerConfig, labels: 
         "RestartPolicy": {"Name": "no"},
         "LogConfig": {"Type": "json-file", "Config": {"max-size": config.log_max_size, "max-file": "1"}},
     }
+    if limits.runtime is not None:
+        host["Runtime"] = limits.runtime
     if config.readonly_rootfs:
         host["Tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={config.tmp_size_mb}m,mode=1777"}
     body: dict[str, Any] = {

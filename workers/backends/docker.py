@@ -89,6 +89,7 @@ class DockerBackend(Backend):
         self._image_lock = asyncio.Lock()
         self._default_image: str | None = None
         self._engine_cpus: float | None = None
+        self._engine_runtimes: frozenset[str] = frozenset()
         self._engine_memory_mb: int | None = None
         self._ports: PortAllocator | None = None
         self._owned: set[str] = set()
@@ -118,6 +119,7 @@ class DockerBackend(Backend):
         except (DockerError, OSError, TimeoutError) as exc:
             await docker.close()
             raise BackendError(f"{hint} ({exc})") from exc
+        self._engine_runtimes = frozenset(info.get("Runtimes") or {})
         self._engine_cpus = float(info.get("NCPU") or 0) or None
         self._engine_memory_mb = int(info.get("MemTotal") or 0) // (1024 * 1024) or None
         self._root.mkdir(parents=True, exist_ok=True)
@@ -125,7 +127,11 @@ class DockerBackend(Backend):
         return docker
 
     def limits(self, spec: SessionSpec) -> Limits:
-        return resolve_limits(spec, self.config, engine_cpus=self._engine_cpus, engine_memory_mb=self._engine_memory_mb)
+        return resolve_limits(spec, self.config, engine_cpus=self._engine_cpus, engine_memory_mb=self._engine_memory_mb,
+                              engine_runtimes=self._engine_runtimes)
+
+    def validate(self, spec: SessionSpec) -> None:
+        self.limits(spec)
 
     def pool_key(self, spec: SessionSpec) -> str | None:
         try:

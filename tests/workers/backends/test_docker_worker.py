@@ -12,6 +12,7 @@ from actors.controller import Controller, ControllerConfig
 from protocol import (
     Client, CmdChunk, CmdRun, Error, SandboxCreate, SessionInfo, SessionSpec, codes, decode_observation, encode, new_id,
 )
+from workers.backends import BackendError
 from workers.backends.docker import DockerBackend, DockerConfig
 from workers.worker import Worker, WorkerConfig
 
@@ -83,3 +84,24 @@ async def test_container_killed_mid_action_answers_sandbox_died_and_the_session_
         seen.append(msgspec.msgpack.decode((await statuses.next_msg(timeout=20)).data, type=SessionInfo))
     assert "sandbox died" in (seen[-1].reason or "")
     assert await worker.backend.alive(handle) == "container removed"  # the lost session's container is gone
+
+
+async def test_gvisor_on_an_engine_without_runsc_is_invalid_spec(tmp_path):
+    from workers.backends.docker import DockerBackend
+
+    backend = DockerBackend(base_dir=str(tmp_path), worker_id="wg")
+    try:
+        await backend.engine()
+        with pytest.raises(BackendError) as info:
+            backend.validate(SessionSpec(isolation="gvisor"))
+        assert info.value.code == "invalid_spec" and "runsc" in str(info.value)
+    finally:
+        await backend.aclose()
+
+
+async def test_gvisor_on_the_local_backend_is_invalid_spec(tmp_path):
+    from workers.backends.local import LocalBackend
+
+    with pytest.raises(BackendError) as info:
+        LocalBackend(base_dir=str(tmp_path), worker_id="wl", warn=False).validate(SessionSpec(isolation="gvisor"))
+    assert info.value.code == "invalid_spec"

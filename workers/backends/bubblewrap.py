@@ -299,7 +299,9 @@ class BubblewrapBackend(Backend):
         root = self._config.rootfs or "/"
         python = _python_paths()
         python_tops = {p.split("/")[1] for p in python}
-        args: list[str] = []
+        # /proc, /dev and the private /tmp first: binds made after them (the executor's Python,
+        # which may live under /tmp, e.g. a CI checkout) show through instead of being hidden.
+        args: list[str] = ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         for name in sorted(os.listdir(root)):
             path = os.path.join(root, name)
             keep = name in HOST_ROOT if root == "/" else name not in SKIP_IN_ROOTFS and name not in python_tops
@@ -325,7 +327,7 @@ class BubblewrapBackend(Backend):
             args += ["--ro-bind", os.path.join(root, "etc"), "/etc"]
             args += [a for name in SYNTHETIC_ETC if _plain_file(os.path.join(root, "etc", name))
                      for a in ("--ro-bind", str(etc_dir / name), f"/etc/{name}")]
-        return args + ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        return args
 
     def _sandbox_args(self, sandbox_dir: Path, run_dir: Path, network: str) -> list[str]:
         args = ["--bind", str(sandbox_dir / "workspace"), WORKSPACE, "--bind", str(sandbox_dir / "outputs"), OUTPUTS,

@@ -38,15 +38,16 @@ class WarmPool:
             self._refill(key)
 
     def take(self, spec: SessionSpec) -> SandboxHandle | None:
-        """A warm sandbox for ``spec``, or None (the caller starts one cold); refills either way."""
+        """A warm sandbox for ``spec``, or None (the caller starts one cold).
+
+        It does not refill: starting a sandbox forks, which would stall the claim in progress.
+        The caller primes the pool again once its session is answered."""
         key = self._backend.pool_key(spec)
         if key is None or self._size <= 0:
             return None
         self._specs.setdefault(key, spec)
         queue = self._ready.get(key)
-        handle = queue.popleft() if queue else None
-        self._refill(key)
-        return handle
+        return queue.popleft() if queue else None
 
     def sandbox_ids(self) -> set[str]:
         return {h.sandbox_id for q in self._ready.values() for h in q}

@@ -215,6 +215,7 @@ class Worker:
         finally:
             self._starting -= 1
         await self._reply(msg, info)
+        self._pool.prime(request.spec)  # refill only now: a sandbox start must not slow the claim
         await self._heartbeat()
 
     async def create_session(self, request: SandboxCreate) -> SessionInfo | ErrorReply:

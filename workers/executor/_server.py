@@ -13,6 +13,7 @@ import asyncio
 import hmac
 import json
 import os
+import shlex
 import time
 from collections import OrderedDict
 from typing import Callable
@@ -44,7 +45,7 @@ from protocol import ActionDecodeError
 from . import _http
 from ._editor import Editor
 from ._files import file_read, file_write
-from ._shell import ShellManager
+from ._shell import ShellManager, base_env
 
 MSGPACK = "application/msgpack"
 RESULTS_KEPT = 10_000
@@ -88,6 +89,7 @@ class Executor:
         self._config = config
         self._session_id = ""
         self._shells: ShellManager | None = None
+        self._warm: ShellManager | None = None
         self._editor: Editor | None = None
         self._started_at = time.time()
         self._results: OrderedDict[str, AnyObservation] = OrderedDict()
@@ -99,6 +101,13 @@ class Executor:
             await self.claim(Claim(session_id=config.session_id, env=config.env, workdir=config.workdir,
                                    default_timeout_s=config.default_timeout_s,
                                    default_soft_timeout_s=config.default_soft_timeout_s))
+        else:
+            # Unclaimed (a warm-pool sandbox): start the main shell now, so a claim only has to
+            # type `cd` and `export` into it instead of paying for a bash start.
+            os.makedirs(config.workdir, exist_ok=True)
+            self._warm = ShellManager(session_id="", workdir=config.workdir, env=config.env,
+                                      output_dir=config.output_dir)
+            await self._warm.start()
 
     async def claim(self, claim: Claim) -> None:
         """Become the sandbox of one session: its env, its workdir, its main shell."""
@@ -106,21 +115,25 @@ class Executor:
             raise AlreadyClaimed(f"this executor already serves session {self._session_id}")
         workdir = claim.workdir or self._config.workdir
         os.makedirs(workdir, exist_ok=True)
+        env = {**self._config.env, **claim.env}
+        shells, self._warm = self._warm, None
+        if shells is None or not await _adopt_warm_shells(shells, claim, workdir, env):
+            if shells is not None:
+                await shells.aclose()
+            shells = ShellManager(session_id=claim.session_id, workdir=workdir, env=env,
+                                  output_dir=self._config.output_dir)
+            await shells.start()
+        shells.session_id = claim.session_id
+        shells.default_timeout_s = claim.default_timeout_s
+        shells.default_soft_timeout_s = claim.default_soft_timeout_s
         self._session_id = claim.session_id
-        self._shells = ShellManager(
-            session_id=claim.session_id,
-            workdir=workdir,
-            env={**self._config.env, **claim.env},
-            output_dir=self._config.output_dir,
-            default_timeout_s=claim.default_timeout_s,
-            default_soft_timeout_s=claim.default_soft_timeout_s,
-        )
+        self._shells = shells
         self._editor = Editor(session_id=claim.session_id, max_bytes=self._config.max_read_bytes)
-        await self._shells.start()
 
     async def aclose(self) -> None:
-        if self._shells is not None:
-            await self._shells.aclose()
+        for shells in (self._shells, self._warm):
+            if shells is not None:
+                await shells.aclose()
 
     @property
     def session_id(self) -> str:
@@ -177,6 +190,18 @@ class Executor:
                     id=new_id(), cause=action.id, session_id=sid, code=codes.UNSUPPORTED,
                     message=f"action kind {kind!r} is not supported by this sandbox's executor",
                 )
+
+
+async def _adopt_warm_shells(shells: ShellManager, claim: Claim, workdir: str, env: dict[str, str]) -> bool:
+    """Give a prestarted main shell the session's directory and environment; False if it fails."""
+    if not all(name.isidentifier() for name in claim.env):
+        return False  # `export` cannot set it; a fresh shell gets it through its environment
+    shells.workdir = workdir
+    shells.env = base_env(env)  # for shells started later under other names
+    exports = " ".join(f"{name}={shlex.quote(value)}" for name, value in claim.env.items())
+    command = f"cd -- {shlex.quote(workdir)}" + (f" && export {exports}" if exports else "")
+    result = await shells.run(CmdRun(id="claim-" + new_id(), command=command, timeout_s=10))
+    return result.status == "completed" and result.exit_code == 0
 
 
 class ExecutorServer:

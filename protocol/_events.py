@@ -184,6 +184,8 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     network: str | None = None
     isolation: str | None = None
     """``default`` (the backend's own) or ``gvisor`` (the Docker engine's runsc runtime, when it has one)."""
+    keep: bool = False
+    """On close, stop the sandbox but keep it (container, workspace) for inspection instead of removing it."""
     # MCP server definitions are the MCP bridge's own format (a later issue gives them meaning).
     mcp: dict[str, Any] = {}
 

@@ -17,6 +17,7 @@ import msgspec
 import structlog
 
 from actors import metrics
+from actors._broker import StreamConfigOptions
 from actors.audit import AuditWriter
 from actors.controller import Controller, ControllerConfig
 from actors.embedded import EmbeddedNats
@@ -41,6 +42,8 @@ class UpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     metrics_port: int | None = None
     """Serve Prometheus /metrics of every part of this deployment on this port."""
     warm_pool: int = 2
+    retention_s: float = 7 * 24 * 3600
+    """How long the stream keeps every action and observation."""
 
 
 async def resolve_backend(name: str) -> str:
@@ -88,7 +91,8 @@ class Deployment:
             await self._stack.enter_async_context(broker)
             self.url = broker.url
         subjects = Subjects(self.config.prefix)
-        self.controller = Controller(ControllerConfig(nats_url=self.url, prefix=self.config.prefix))
+        stream = StreamConfigOptions(max_age_s=self.config.retention_s)
+        self.controller = Controller(ControllerConfig(nats_url=self.url, prefix=self.config.prefix, stream=stream))
         await self.controller.start()
         self._stack.push_async_callback(self.controller.aclose)
         backend = await resolve_backend(self.config.backend)
@@ -96,7 +100,7 @@ class Deployment:
             worker = Worker(WorkerConfig(
                 nats_url=self.url, prefix=self.config.prefix, backend=backend, capacity=self.config.capacity,
                 base_dir=str(data / "workers"), worker_id=f"{os.uname().nodename}-{backend}-{n}".replace(".", "-"),
-                warm_pool=self.config.warm_pool,
+                warm_pool=self.config.warm_pool, stream=stream,
             ))
             await worker.start(progress=_progress)
             self._stack.push_async_callback(worker.aclose)

@@ -72,15 +72,17 @@ def cli(log_level: str, log_json: bool) -> None:
 @click.option("--capacity", default=64, show_default=True, help="Sandboxes per worker")
 @click.option("--warm-pool", default=2, show_default=True, help="Prestarted sandboxes per worker and pool key")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port")
+@click.option("--retention-days", type=float, default=7.0, show_default=True,
+              help="How long the stream keeps every action and observation")
 @prefix_option
 def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, workers: int, capacity: int,
-       warm_pool: int, metrics_port: int | None, prefix: str) -> None:
+       warm_pool: int, metrics_port: int | None, retention_days: float, prefix: str) -> None:
     """Run NATS, the controller, workers and the audit writer in the foreground."""
     from ._up import UpConfig, run_until_signalled
 
     _run(run_until_signalled(UpConfig(nats_url=nats_url, nats_port=nats_port, data_dir=data_dir, backend=backend,
                                       workers=workers, capacity=capacity, prefix=prefix, warm_pool=warm_pool,
-                                      metrics_port=metrics_port)))
+                                      metrics_port=metrics_port, retention_s=retention_days * 86400)))
 
 
 @cli.command()

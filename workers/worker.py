@@ -45,6 +45,8 @@ log = structlog.get_logger()
 
 VERSION = "0.1.0"
 SWEEP_GRACE_S = 60.0
+IMAGES_EVERY_BEATS = 15
+"""Refresh the list of images present every this many heartbeats (30 s by default)."""
 
 
 class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -90,6 +92,7 @@ class Worker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._nc: Nats | None = None
         self._draining = False
+        self._images: list[str] = []
 
     @property
     def backend(self) -> Backend:
@@ -98,6 +101,7 @@ class Worker:
     async def start(self, nc: Nats | None = None, *, progress: Callable[[str], None] | None = None) -> None:
         """Prepare the backend (a broken engine or a missing image fails here), then serve."""
         await self._backend.prepare(progress)
+        self._images = await self._backend.images_present()
         self._nc = nc or await connect_nats(self._config.nats_url, name=f"corral-worker-{self.worker_id}")
         js = self._nc.jetstream()
         await ensure_stream(js, self._subjects, self._config.stream)
@@ -180,7 +184,7 @@ class Worker:
         return WorkerInfo(
             worker_id=self.worker_id, backend=self._backend.name, capacity=self._config.capacity,
             running=len(self._runners), starting=self._starting, host=socket.gethostname(), version=VERSION,
-            warm=sum(self._pool.statistics().values()), draining=self._draining,
+            warm=sum(self._pool.statistics().values()), draining=self._draining, images=self._images,
             labels=dict(self._config.labels), seen_at=time.time(),
         )
 
@@ -195,8 +199,12 @@ class Worker:
         await self._kv.put(self.worker_id, data)
 
     async def _heartbeat_forever(self) -> None:
+        beats = 0
         while True:
             await asyncio.sleep(self._config.heartbeat_interval_s)
+            if beats % IMAGES_EVERY_BEATS == 0:
+                self._images = await self._backend.images_present()
+            beats += 1
             await self._heartbeat()
 
     # ------------------------------------------------------------------ create
@@ -235,6 +243,7 @@ class Worker:
         except nats.errors.Error as exc:
             await self._backend.destroy(handle)
             return ErrorReply(code=codes.SANDBOX_FAILED, message=f"cannot subscribe the session's actions: {exc!r}")
+        runner.keep = request.spec.keep
         self._runners[sid] = runner
         info = SessionInfo(session_id=sid, worker_id=self.worker_id, backend=self._backend.name, status="ready",
                            created_at=handle.created_at, labels=dict(request.spec.labels), warm=warm)
@@ -278,7 +287,11 @@ class Worker:
             await runner.aclose(code=codes.SANDBOX_LOST, reason=reason or "the sandbox was lost")
         else:
             await runner.aclose()
-        await self._backend.destroy(runner.handle)
+        if runner.keep and status == "closed":
+            await self._backend.keep(runner.handle)
+            log.info("sandbox_kept", session_id=session_id, sandbox_id=runner.handle.sandbox_id)
+        else:
+            await self._backend.destroy(runner.handle)
         info = SessionInfo(session_id=session_id, worker_id=self.worker_id, backend=self._backend.name,
                            status=status, created_at=runner.handle.created_at, reason=reason)  # type: ignore[arg-type]
         await runner.publish_status(info)

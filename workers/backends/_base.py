@@ -59,8 +59,21 @@ class Backend(abc.ABC):
     async def claim(self, handle: SandboxHandle, session_id: str, spec: SessionSpec) -> SandboxHandle:
         """Bind a prestarted sandbox to a session: its env, workdir and default timeouts."""
 
+    async def images_present(self) -> list[str]:
+        """Sandbox images this backend's host already has (placement prefers such workers)."""
+        return []
+
+    can_keep = False
+    """Whether ``keep`` (stop but do not remove a closed session's sandbox) is supported."""
+
+    async def keep(self, handle: SandboxHandle) -> None:
+        """Stop every process of the sandbox and keep its files (and container) for inspection."""
+        raise BackendError(f"the {self.name} backend cannot keep sandboxes", "unsupported")
+
     def validate(self, spec: SessionSpec) -> None:
         """Raise BackendError(invalid_spec) for what this backend cannot give the session."""
+        if spec.keep and not self.can_keep:
+            raise BackendError(f"the {self.name} backend cannot keep a closed session's sandbox", "invalid_spec")
         if spec.isolation not in (None, "default"):
             raise BackendError(f"the {self.name} backend offers no isolation={spec.isolation!r} "
                                "(gvisor needs the docker backend on an engine with runsc)", "invalid_spec")

@@ -131,6 +131,7 @@ class DockerBackend(Backend):
                               engine_runtimes=self._engine_runtimes)
 
     def validate(self, spec: SessionSpec) -> None:
+        super().validate(msgspec.structs.replace(spec, isolation=None))  # isolation is ours to judge
         self.limits(spec)
 
     def pool_key(self, spec: SessionSpec) -> str | None:
@@ -353,6 +354,28 @@ class DockerBackend(Backend):
 
     def _save(self, handle: SandboxHandle) -> None:
         (self._root / handle.sandbox_id / HANDLE_FILE).write_bytes(msgspec.json.encode(handle))
+
+    can_keep = True
+
+    async def images_present(self) -> list[str]:
+        docker = await self.engine()
+        try:
+            found = await docker.images.list()
+        except DockerError:
+            return []
+        return sorted({tag for image in found for tag in (image.get("RepoTags") or []) if tag != "<none>:<none>"})
+
+    async def keep(self, handle: SandboxHandle) -> None:
+        """Stop the container and leave it, its workspace and its logs for `docker start`/inspection."""
+        docker = await self.engine()
+        try:
+            await docker.containers.container(handle.container_id or f"corral-{handle.sandbox_id}").stop(t=3)
+        except DockerError as exc:
+            if exc.status != 404:
+                raise BackendError(f"cannot stop container for keeping: {exc.message}") from exc
+        if self._ports is not None and handle.port is not None and handle.host == "127.0.0.1":
+            self._ports.release(handle.port)
+        self._owned.discard(handle.sandbox_id)
 
     async def destroy(self, handle: SandboxHandle) -> None:
         docker = await self.engine()

@@ -105,3 +105,26 @@ async def test_gvisor_on_the_local_backend_is_invalid_spec(tmp_path):
     with pytest.raises(BackendError) as info:
         LocalBackend(base_dir=str(tmp_path), worker_id="wl", warn=False).validate(SessionSpec(isolation="gvisor"))
     assert info.value.code == "invalid_spec"
+
+
+async def test_a_session_that_asked_to_be_kept_leaves_its_stopped_container(deployment):
+    worker, client = deployment
+    session = await client.create_session(keep=True)
+    await session.cmd("echo evidence > /workspace/notes.txt")
+    handle = worker._runners[session.session_id].handle
+    await session.close()
+    async with aiodocker.Docker() as docker:
+        container = docker.containers.container(handle.container_id)
+        state = (await container.show())["State"]
+        assert state["Running"] is False
+        await container.delete(force=True)
+    # The bind-mounted workspace stays on the host with the sandbox's files.
+    assert "evidence" in (worker.backend._root / handle.sandbox_id / "workspace" / "notes.txt").read_text()
+
+
+async def test_keep_on_a_backend_that_cannot_is_invalid_spec(tmp_path):
+    from workers.backends.local import LocalBackend
+
+    with pytest.raises(BackendError) as info:
+        LocalBackend(base_dir=str(tmp_path), worker_id="wk", warn=False).validate(SessionSpec(keep=True))
+    assert info.value.code == "invalid_spec"

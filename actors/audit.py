@@ -11,7 +11,7 @@ import nats.errors
 from nats.aio.client import Client as Nats
 
 from protocol import Subjects, wants_json
-from protocol._client import start_at
+from protocol._client import replay
 
 from ._broker import stream_name
 
@@ -35,33 +35,21 @@ _any_json = msgspec.json.Decoder()
 async def records(nc: Nats, subjects: Subjects, *, session_id: str | None = None, follow: bool = False,
                   since_seq: int | None = None, idle_s: float = 0.5) -> AsyncIterator[AuditRecord]:
     """Yield stored records in order; with ``follow``, keep yielding new ones as they arrive."""
-    js = nc.jetstream()
     subject = subjects.session(session_id or "*")
-    sub = await js.subscribe(subject, stream=stream_name(subjects), ordered_consumer=True, config=start_at(since_seq or 0))
-    try:
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=None if follow else idle_s)
-            except nats.errors.TimeoutError:
-                return
-            parsed = subjects.parse_session_subject(msg.subject)
-            if parsed is None:
-                continue
-            try:
-                event = (_any_json if wants_json(msg.headers) else _any_mp).decode(msg.data)
-            except msgspec.DecodeError:
-                event = {"undecodable": msg.data[:200].hex()}
-            meta = msg.metadata
-            stamp = meta.timestamp
-            when = stamp.isoformat() if isinstance(stamp, datetime.datetime) else str(stamp)
-            kind = parsed[2] or (event.get("status", "") if isinstance(event, dict) else "")
-            yield AuditRecord(seq=meta.sequence.stream, time=when, subject=msg.subject, session_id=parsed[0],
-                              channel=parsed[1], kind=kind, event=event if isinstance(event, dict) else {"value": event})
-    finally:
+    async for msg in replay(nc, subject, since=since_seq or 0, follow=follow, idle_s=idle_s, stream=stream_name(subjects)):
+        parsed = subjects.parse_session_subject(msg.subject)
+        if parsed is None:
+            continue
         try:
-            await sub.unsubscribe()
-        except (nats.errors.Error, asyncio.CancelledError):
-            pass
+            event = (_any_json if wants_json(msg.headers) else _any_mp).decode(msg.data)
+        except msgspec.DecodeError:
+            event = {"undecodable": msg.data[:200].hex()}
+        meta = msg.metadata
+        stamp = meta.timestamp
+        when = stamp.isoformat() if isinstance(stamp, datetime.datetime) else str(stamp)
+        kind = parsed[2] or (event.get("status", "") if isinstance(event, dict) else "")
+        yield AuditRecord(seq=meta.sequence.stream, time=when, subject=msg.subject, session_id=parsed[0],
+                          channel=parsed[1], kind=kind, event=event if isinstance(event, dict) else {"value": event})
 
 
 class AuditWriter:

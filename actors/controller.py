@@ -44,7 +44,7 @@ from protocol import (
     new_id,
     wants_json,
 )
-from protocol._client import start_at
+from protocol._client import replay
 from protocol._codec import ActionDecodeError, decode_action
 
 from . import metrics
@@ -419,19 +419,10 @@ class Controller(Actor[Msg]):
         except nats.js.errors.NotFoundError:
             start = 0
         if start:
-            sub = await js.subscribe(self._subjects.actions(sid), stream=stream, ordered_consumer=True,
-                                     config=start_at(start))
-            try:
-                while True:
-                    try:
-                        msg = await sub.next_msg(timeout=0.3)
-                    except nats.errors.TimeoutError:
-                        break
-                    await self._answer_lost(sid, msg.data, wants_json(msg.headers), codes.SANDBOX_LOST,
-                                            f"session {sid} is lost: {reason}")
-                    answered += 1
-            finally:
-                await sub.unsubscribe()
+            async for msg in replay(self._nc, self._subjects.actions(sid), since=start, idle_s=0.3, stream=stream):  # type: ignore[arg-type]
+                await self._answer_lost(sid, msg.data, wants_json(msg.headers), codes.SANDBOX_LOST,
+                                        f"session {sid} is lost: {reason}")
+                answered += 1
         self._sessions.pop(sid, None)
         self._bury(sid, reason)
         await kv_delete(self._kv_sessions, sid)

@@ -47,6 +47,25 @@ NO_CONTROLLER_WAIT_S = 3.0
 """How long a control request keeps retrying while no controller is subscribed."""
 
 
+async def replay(nc: Nats, subject: str, *, since: int = 0, follow: bool = False, idle_s: float = 0.5,
+                 stream: str | None = None) -> AsyncIterator[Msg]:
+    """Stored messages on ``subject`` from stream sequence ``since``, oldest first, through an
+    ordered consumer; with ``follow`` it keeps yielding new ones, else it stops once ``idle_s``
+    passes without one."""
+    sub = await nc.jetstream().subscribe(subject, stream=stream, ordered_consumer=True, config=start_at(since))
+    try:
+        while True:
+            try:
+                yield await sub.next_msg(timeout=None if follow else idle_s)
+            except nats.errors.TimeoutError:
+                return
+    finally:
+        try:
+            await sub.unsubscribe()
+        except nats.errors.Error:
+            pass
+
+
 def start_at(seq: int) -> ConsumerConfig | None:
     """Consumer config that starts at stream sequence ``seq`` (None: from the beginning)."""
     if seq <= 0:
@@ -266,22 +285,13 @@ class Session:
         A client that reconnects passes the last sequence it saw + 1 as ``since`` and misses
         nothing. With ``follow`` it keeps yielding live ones; without, it stops once caught up.
         """
-        js = self._client.nats.jetstream()
         subject = self._client.subjects.observations(self.session_id)
-        sub = await js.subscribe(subject, ordered_consumer=True, config=start_at(since))
-        try:
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=None if follow else idle_s)
-                except nats.errors.TimeoutError:
-                    return
-                try:
-                    obs = decode_observation(msg.data, json=wants_json(msg.headers))
-                except msgspec.DecodeError:
-                    continue
-                yield msg.metadata.sequence.stream, obs
-        finally:
-            await sub.unsubscribe()
+        async for msg in replay(self._client.nats, subject, since=since, follow=follow, idle_s=idle_s):
+            try:
+                obs = decode_observation(msg.data, json=wants_json(msg.headers))
+            except msgspec.DecodeError:
+                continue
+            yield msg.metadata.sequence.stream, obs
 
     async def close(self) -> SessionInfo:
         info = await self._client.close_session(self.session_id)

@@ -7,7 +7,6 @@ heartbeats its capacity and load to the controller (subject + KV ``corral_worker
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import time
 from typing import Any, Callable

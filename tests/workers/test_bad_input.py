@@ -1,8 +1,6 @@
 """Bad input: each yields an error observation with a stable code, and nothing dies."""
 
-import asyncio
 
-import pytest
 
 from protocol import CmdOutput, CmdRun, Error, FileWrite, codes, decode_observation, encode, new_id
 from protocol._codec import JSON_HEADERS

@@ -2,8 +2,6 @@
 
 import asyncio
 
-import msgspec
-import pytest
 
 from protocol import (
     CmdChunk, CmdOutput, CmdRun, Error, FileContent, FileEdit, FileEdited, FileRead, FileWrite, FileWritten,

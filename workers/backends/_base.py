@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from typing import Callable
 
 import msgspec
@@ -116,3 +117,22 @@ class Backend(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+async def claim_executor(handle: SandboxHandle, session_id: str, spec: SessionSpec, workdir: str) -> SandboxHandle:
+    """Bind the sandbox's executor to a session (POST /v1/claim); the handle as it is now claimed.
+
+    Shared by every backend: only where the executor listens and which workdir it gets differ."""
+    from ..executor.client import ExecutorClient, ExecutorUnavailable
+
+    client = ExecutorClient(key=handle.key, socket_path=handle.socket_path, host=handle.host, port=handle.port)
+    try:
+        await client.claim({"session_id": session_id, "env": spec.env, "workdir": workdir,
+                            "default_timeout_s": spec.timeout_s, "default_soft_timeout_s": spec.soft_timeout_s})
+    except ExecutorUnavailable as exc:
+        code = "invalid_spec" if "workdir" in str(exc) else "sandbox_failed"
+        raise BackendError(f"the sandbox refused the session: {exc}", code) from exc
+    finally:
+        await client.aclose()
+    return msgspec.structs.replace(handle, session_id=session_id, workdir=workdir, labels=dict(spec.labels),
+                                   created_at=time.time())

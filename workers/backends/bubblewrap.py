@@ -38,8 +38,8 @@ import protocol
 import workers
 from protocol import SessionSpec, codes, new_id
 
-from ..executor.client import ExecutorClient, ExecutorUnavailable
-from ._base import Backend, BackendError, SandboxHandle
+
+from ._base import Backend, BackendError, SandboxHandle, claim_executor
 
 log = structlog.get_logger()
 
@@ -227,18 +227,7 @@ class BubblewrapBackend(Backend):
 
     # ------------------------------------------------------------------ claim
     async def claim(self, handle: SandboxHandle, session_id: str, spec: SessionSpec) -> SandboxHandle:
-        workdir = sandbox_workdir(spec.workdir)
-        client = ExecutorClient(key=handle.key, socket_path=handle.socket_path)
-        try:
-            await client.claim({"session_id": session_id, "env": spec.env, "workdir": workdir,
-                                "default_timeout_s": spec.timeout_s, "default_soft_timeout_s": spec.soft_timeout_s})
-        except ExecutorUnavailable as exc:
-            raise BackendError(f"the sandbox refused the session: {exc}", codes.INVALID_SPEC
-                               if "workdir" in str(exc) else codes.SANDBOX_FAILED) from exc
-        finally:
-            await client.aclose()
-        claimed = msgspec.structs.replace(handle, session_id=session_id, workdir=workdir, labels=dict(spec.labels),
-                                          created_at=time.time())
+        claimed = await claim_executor(handle, session_id, spec, sandbox_workdir(spec.workdir))
         self._save(claimed)
         return claimed
 

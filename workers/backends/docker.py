@@ -29,8 +29,8 @@ from aiodocker.volumes import DockerVolume
 from protocol import SessionSpec, codes, new_id
 
 from .._ports import PortAllocator, PortsExhausted
-from ..executor.client import ExecutorClient, ExecutorUnavailable
-from ._base import Backend, BackendError, SandboxHandle
+from ..executor.client import ExecutorClient
+from ._base import Backend, BackendError, SandboxHandle, claim_executor
 from ._docker_spec import (
     EXEC_PORT,
     INTERNAL_NETWORK,
@@ -334,18 +334,7 @@ class DockerBackend(Backend):
 
     async def claim(self, handle: SandboxHandle, session_id: str, spec: SessionSpec) -> SandboxHandle:
         self.limits(spec)  # validates workdir and the rest before the sandbox is bound
-        workdir = spec.workdir or WORKSPACE
-        client = self._client(handle)
-        try:
-            await client.claim({"session_id": session_id, "env": spec.env, "workdir": workdir,
-                                "default_timeout_s": spec.timeout_s, "default_soft_timeout_s": spec.soft_timeout_s})
-        except ExecutorUnavailable as exc:
-            code = codes.INVALID_SPEC if "workdir" in str(exc) else codes.SANDBOX_FAILED
-            raise BackendError(f"the sandbox refused the session: {exc}", code) from exc
-        finally:
-            await client.aclose()
-        claimed = msgspec.structs.replace(handle, session_id=session_id, workdir=workdir, labels=dict(spec.labels),
-                                          created_at=time.time())
+        claimed = await claim_executor(handle, session_id, spec, spec.workdir or WORKSPACE)
         await asyncio.to_thread(self._save, claimed)
         return claimed
 

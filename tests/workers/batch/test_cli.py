@@ -1,19 +1,9 @@
 """`corral batch` as a real process: exit 0 when the batch ran, 1 when any task ended in `error`."""
 
-import asyncio
 import json
-import sys
 
+from ..test_cli import corral
 from .helpers import read_results, write_tasks
-
-
-async def corral(url, *args, timeout=60):
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers.cli", *args, env={"CORRAL_NATS_URL": url, "PATH": "/usr/bin:/bin"},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_batch_run_exits_0_when_the_batch_ran_even_with_failures(deployment, tmp_path):

@@ -89,8 +89,6 @@ class SessionRunner:
         self._done: OrderedDict[str, AnyObservation] = OrderedDict()
         self._inflight: set[str] = set()
         self._subs: list[Any] = []
-        self.keep = False
-        """Stop but do not remove the sandbox when the session closes (SessionSpec.keep)."""
         self._closed = False
         self._close_code, self._close_reason = codes.UNKNOWN_SESSION, "the session was closed"
         self.last_activity = time.time()

@@ -242,7 +242,6 @@ class Worker:
         except nats.errors.Error as exc:
             await self._backend.destroy(handle)
             return ErrorReply(code=codes.SANDBOX_FAILED, message=f"cannot subscribe the session's actions: {exc!r}")
-        runner.keep = request.spec.keep
         self._runners[sid] = runner
         info = SessionInfo(session_id=sid, worker_id=self.worker_id, backend=self._backend.name, status="ready",
                            created_at=handle.created_at, labels=dict(request.spec.labels), warm=warm)
@@ -286,7 +285,7 @@ class Worker:
             await runner.aclose(code=codes.SANDBOX_LOST, reason=reason or "the sandbox was lost")
         else:
             await runner.aclose()
-        if runner.keep and status == "closed":
+        if runner.handle.keep and status == "closed":
             await self._backend.keep(runner.handle)
             log.info("sandbox_kept", session_id=session_id, sandbox_id=runner.handle.sandbox_id)
         else:

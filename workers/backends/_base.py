@@ -36,6 +36,8 @@ class SandboxHandle(msgspec.Struct, frozen=True, kw_only=True):
     workdir: str = ""
     created_at: float = 0.0
     labels: dict[str, str] = {}
+    keep: bool = False
+    """Stop but do not remove the sandbox when its session closes (SessionSpec.keep); survives re-adoption."""
 
 
 class Backend(abc.ABC):
@@ -135,4 +137,4 @@ async def claim_executor(handle: SandboxHandle, session_id: str, spec: SessionSp
     finally:
         await client.aclose()
     return msgspec.structs.replace(handle, session_id=session_id, workdir=workdir, labels=dict(spec.labels),
-                                   created_at=time.time())
+                                   created_at=time.time(), keep=spec.keep)

@@ -24,6 +24,7 @@ async def connect_nats(url: str, *, name: str, first_attempts: int = 3, **option
     options.setdefault("connect_timeout", 5)
     options.setdefault("reconnect_time_wait", 0.5)
     options.setdefault("error_cb", _quiet_error)
+    options.setdefault("drain_timeout", 2)  # a subscription nobody reads must not hold a close for 30 s
     try:
         nc = await nats.connect(url, name=name, max_reconnect_attempts=first_attempts, **options)
     except (OSError, nats.errors.Error, TimeoutError) as exc:

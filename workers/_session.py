@@ -45,6 +45,8 @@ from .executor.client import ExecutorClient, ExecutorUnavailable
 
 log = structlog.get_logger()
 
+PAYLOAD_HEADROOM = 4096
+"""Bytes kept free under the broker's max payload for headers and protocol framing."""
 DONE_CAPACITY = 10_000
 """Final observations kept per session to answer repeated action ids."""
 
@@ -188,9 +190,15 @@ class SessionRunner:
                     final = obs
         except ExecutorUnavailable as exc:
             final = await self._sandbox_failed(action, exc)
+        except Exception as exc:  # a bug here must still answer the action, or it would be redelivered forever
+            log.exception("action_failed", session_id=self.session_id, action_id=action.id)
+            final = Error(id=new_id(), cause=action.id, session_id=self.session_id, code=codes.INTERNAL,
+                          message=f"the worker failed on this action: {exc!r}")
         finally:
             keepalive.cancel()
-        assert final is not None
+        if final is None:
+            final = Error(id=new_id(), cause=action.id, session_id=self.session_id, code=codes.SANDBOX_FAILED,
+                          message="the executor ended its answer without a final observation")
         metrics.action_seconds.labels(action.__struct_config__.tag).observe(time.time() - started)
         if isinstance(final, Error):
             metrics.failures.labels("worker", final.code).inc()
@@ -234,8 +242,21 @@ class SessionRunner:
             self._done.popitem(last=False)
 
     async def _publish(self, obs: AnyObservation, as_json: bool) -> None:
+        data = encode(obs, json=as_json)
+        if len(data) > self._nc.max_payload - PAYLOAD_HEADROOM:
+            obs, data = self._too_large(obs, len(data), as_json)
         subject = self._subjects.obs(self.session_id, obs.__struct_config__.tag)
-        await self._nc.publish(subject, encode(obs, json=as_json), headers=headers_for(as_json))
+        await self._nc.publish(subject, data, headers=headers_for(as_json))
+
+    def _too_large(self, obs: AnyObservation, size: int, as_json: bool) -> tuple[AnyObservation, bytes]:
+        """An observation over the broker's max payload (e.g. a big file read as JSON, where escaping
+        grows it) becomes an error that says so, instead of a failed publish and a lost answer."""
+        replacement = Error(
+            id=obs.id, cause=obs.cause, session_id=self.session_id, code=codes.PAYLOAD_TOO_LARGE,
+            message=f"the {obs.__struct_config__.tag} observation is {size} bytes encoded, over the broker's "
+                    f"max payload of {self._nc.max_payload}; read or print it in smaller parts",
+        )
+        return replacement, encode(replacement, json=as_json)
 
     async def publish_status(self, info: SessionInfo) -> None:
         await self._nc.publish(self._subjects.status(self.session_id), encode(info))

@@ -86,3 +86,18 @@ async def test_bad_control_request_gets_error_reply(client):
 async def test_unknown_spec_field_is_invalid_spec(client):
     msg = await client.nats.request(client.subjects.ctl("create"), b'{"colour": "red"}', timeout=5, headers=JSON_HEADERS)
     assert b'"code":"invalid_spec"' in msg.data and b"colour" in msg.data
+
+
+async def test_an_answer_over_the_broker_max_becomes_payload_too_large(session, client):
+    # 600 000 quotes: fine as MessagePack, ~1.2 MB as JSON once escaped — over the 1 MB max.
+    from protocol import FileRead
+    await session.run(FileWrite(id=new_id(), path="quotes.txt", content='"' * 600_000))
+    nc = client.nats
+    sub = await nc.subscribe(client.subjects.observations(session.session_id))
+    action = FileRead(id=new_id(), path="quotes.txt")
+    await nc.publish(client.subjects.action(session.session_id, "file_read"), encode(action, json=True),
+                     headers=JSON_HEADERS)
+    obs = decode_observation((await sub.next_msg(timeout=10)).data, json=True)
+    await sub.unsubscribe()
+    assert isinstance(obs, Error) and obs.code == codes.PAYLOAD_TOO_LARGE and obs.cause == action.id
+    await _still_works(session)

@@ -124,8 +124,7 @@ async def test_worker_that_stops_heartbeating_loses_its_sessions(controller, bar
     worker = _worker(nats_server, tmp_path)
     await worker.start()
     s = await bare_client.create_session()
-    watcher = asyncio.create_task(_next_status(bare_client, s.session_id, {"lost"}))
-    await asyncio.sleep(0)
+    watcher = await _watch_status(bare_client, s.session_id, {"lost"})
     # Cut the worker off the broker without closing its sessions: its heartbeats stop.
     await worker._nc.close()
     status = await asyncio.wait_for(watcher, 10)
@@ -159,16 +158,25 @@ async def test_controller_restart_keeps_the_registry(nats_server, bare_client, t
         await worker.aclose()
 
 
-async def _next_status(client, session_id, wanted):
+async def _watch_status(client, session_id, wanted):
+    """Subscribe now (flushed: nothing published afterwards is missed); a task for the first ``wanted``."""
     sub = await client.nats.subscribe(Subjects().status(session_id))
-    try:
-        while True:
-            msg = await sub.next_msg(timeout=10)
-            info = decode_reply(msg.data)
-            if info.status in wanted:
-                return info
-    finally:
-        await sub.unsubscribe()
+    await client.nats.flush()
+
+    async def wait():
+        try:
+            while True:
+                info = decode_reply((await sub.next_msg(timeout=10)).data)
+                if info.status in wanted:
+                    return info
+        finally:
+            await sub.unsubscribe()
+
+    return asyncio.create_task(wait())
+
+
+async def _next_status(client, session_id, wanted):
+    return await (await _watch_status(client, session_id, wanted))
 
 
 async def test_pause_freezes_the_sandbox_until_resume(controller, bare_client, nats_server, tmp_path):

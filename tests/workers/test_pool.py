@@ -64,7 +64,7 @@ async def test_a_restarted_worker_readopts_its_running_sandboxes(nats_server, tm
         await s.cmd("export KEPT=yes; cd /tmp")
         await first.aclose(destroy_sandboxes=False)  # the sandbox outlives its worker
         second = Worker(config)
-        status = asyncio.create_task(_status(client, s.session_id, "recovered"))
+        status = await _watch_status(client, s.session_id, "recovered")
         await second.start()
         assert (await asyncio.wait_for(status, 10)).worker_id == "wr"
         out = await s.cmd("echo $KEPT; pwd")
@@ -90,16 +90,23 @@ async def test_sweep_removes_sandboxes_no_session_owns(nats_server, tmp_path):
         await worker.aclose()
 
 
-async def _status(client, session_id, wanted):
+async def _watch_status(client, session_id, wanted):
+    """Subscribe now (flushed, so nothing published after this returns is missed); a task that
+    resolves to the first status event ``wanted``."""
     from protocol import decode_reply
     sub = await client.nats.subscribe(client.subjects.status(session_id))
-    try:
-        while True:
-            info = decode_reply((await sub.next_msg(timeout=10)).data)
-            if info.status == wanted:
-                return info
-    finally:
-        await sub.unsubscribe()
+    await client.nats.flush()
+
+    async def wait():
+        try:
+            while True:
+                info = decode_reply((await sub.next_msg(timeout=10)).data)
+                if info.status == wanted:
+                    return info
+        finally:
+            await sub.unsubscribe()
+
+    return asyncio.create_task(wait())
 
 
 async def test_a_sandbox_killed_while_idle_is_noticed_and_its_session_lost(nats_server, tmp_path):
@@ -114,8 +121,7 @@ async def test_a_sandbox_killed_while_idle_is_noticed_and_its_session_lost(nats_
     try:
         async with await Client.connect(nats_server.url) as client:
             s = await client.create_session()
-            lost = asyncio.create_task(_status(client, s.session_id, "lost"))
-            await asyncio.sleep(0)
+            lost = await _watch_status(client, s.session_id, "lost")
             os.kill(worker._runners[s.session_id].handle.pid, signal.SIGKILL)
             info = await asyncio.wait_for(lost, 10)
             assert "sandbox died" in info.reason

@@ -36,7 +36,8 @@ HANDLE_FILE = "sandbox.json"
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, *, base_dir: str, worker_id: str, socket_dir: str | None = None, warn: bool = True) -> None:
+    def __init__(self, *, base_dir: str, worker_id: str, socket_dir: str | None = None, warn: bool = True,
+                 use_zygote: bool = True) -> None:
         self._root = Path(base_dir) / "local" / worker_id
         self._root.mkdir(parents=True, exist_ok=True)
         # Unix socket paths are limited to ~107 bytes: keep them short, outside deep data dirs.
@@ -44,6 +45,10 @@ class LocalBackend(Backend):
         self._socket_dir.mkdir(mode=0o700, exist_ok=True)
         self._worker_id = worker_id
         self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._use_zygote = use_zygote
+        self._zygote_path = str(self._socket_dir / f"zygote-{worker_id}.sock")
+        self._zygote_proc: asyncio.subprocess.Process | None = None
+        self._zygote_lock = asyncio.Lock()
         if warn:
             print(f"WARNING: {NO_ISOLATION_WARNING}", file=sys.stderr)
             log.warning("local_backend_no_isolation", worker_id=worker_id)
@@ -60,7 +65,18 @@ class LocalBackend(Backend):
         config = {"key": key, "workdir": str(sandbox_dir / "workspace"), "output_dir": str(sandbox_dir / "outputs"),
                   "socket_path": socket_path}
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CORRAL_", "NATS_"))}
-        env["CORRAL_EXECUTOR_CONFIG"] = json.dumps(config)
+        info = await self._fork(config, sandbox_dir, env) if self._use_zygote else None
+        if info is None:
+            info = await self._spawn(config, sandbox_dir, env)
+        handle = SandboxHandle(sandbox_id=sandbox_id, session_id="", worker_id=self._worker_id, backend=self.name,
+                               key=key, socket_path=socket_path, pid=info["pid"],
+                               workdir=str(sandbox_dir / "workspace"), created_at=time.time())
+        self._save(handle)
+        return handle
+
+    async def _spawn(self, config: dict[str, object], sandbox_dir: Path, env: dict[str, str]) -> dict[str, int]:
+        """A fresh Python process for the executor (~100 ms: imports dominate)."""
+        env = {**env, "CORRAL_EXECUTOR_CONFIG": json.dumps(config)}
         with open(sandbox_dir / "executor.log", "ab") as stderr:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "workers.executor", env=env, cwd=str(sandbox_dir),
@@ -73,12 +89,44 @@ class LocalBackend(Backend):
             _kill_group(proc.pid)
             tail = (sandbox_dir / "executor.log").read_text(errors="replace")[-800:]
             raise BackendError(f"executor did not become ready: {exc!r}; log: {tail}") from exc
-        self._procs[sandbox_id] = proc
-        handle = SandboxHandle(sandbox_id=sandbox_id, session_id="", worker_id=self._worker_id, backend=self.name,
-                               key=key, socket_path=socket_path, pid=info["pid"],
-                               workdir=str(sandbox_dir / "workspace"), created_at=time.time())
-        self._save(handle)
-        return handle
+        self._procs[sandbox_dir.name] = proc
+        return info
+
+    async def _fork(self, config: dict[str, object], sandbox_dir: Path, env: dict[str, str]) -> dict[str, int] | None:
+        """An executor forked from the zygote (a few ms); None when the zygote cannot serve."""
+        try:
+            path = await self._zygote()
+            reader, writer = await asyncio.open_unix_connection(path)
+        except (OSError, BackendError) as exc:
+            log.warning("zygote_unavailable", error=str(exc))
+            return None
+        try:
+            request = {"config": config, "cwd": str(sandbox_dir), "log": str(sandbox_dir / "executor.log"), "env": env}
+            writer.write(json.dumps(request).encode() + b"\n")
+            line = await asyncio.wait_for(reader.readline(), READY_TIMEOUT_S)
+            return json.loads(line)
+        except (OSError, asyncio.TimeoutError, ValueError) as exc:
+            tail = (sandbox_dir / "executor.log").read_text(errors="replace")[-800:] if (sandbox_dir / "executor.log").exists() else ""
+            raise BackendError(f"forked executor did not become ready: {exc!r}; log: {tail}") from exc
+        finally:
+            writer.close()
+
+    async def _zygote(self) -> str:
+        """The fork server's socket, starting the server on first use (or after it died)."""
+        async with self._zygote_lock:
+            if self._zygote_proc is not None and self._zygote_proc.returncode is None:
+                return self._zygote_path
+            self._zygote_proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "workers.executor.zygote", self._zygote_path,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            try:
+                json.loads(await asyncio.wait_for(self._zygote_proc.stdout.readline(), READY_TIMEOUT_S))  # type: ignore[union-attr]
+            except (asyncio.TimeoutError, ValueError) as exc:
+                self._zygote_proc.kill()
+                raise BackendError(f"the executor fork server did not start: {exc!r}") from exc
+            return self._zygote_path
 
     async def claim(self, handle: SandboxHandle, session_id: str, spec: SessionSpec) -> SandboxHandle:
         claimed = await claim_executor(handle, session_id, spec, spec.workdir or handle.workdir)
@@ -91,14 +139,14 @@ class LocalBackend(Backend):
     async def destroy(self, handle: SandboxHandle) -> None:
         proc = self._procs.pop(handle.sandbox_id, None)
         if handle.pid:
-            _signal_group(handle.pid, signal.SIGTERM)
+            _signal_group(handle.pid, signal.SIGTERM)  # the executor closes its shells on SIGTERM
             if proc is not None:
                 try:
                     await asyncio.wait_for(proc.wait(), 3)
                 except asyncio.TimeoutError:
                     _kill_group(handle.pid)
                     await proc.wait()
-            else:
+            elif not await _exited(handle.pid, 3):
                 _kill_group(handle.pid)
         if handle.socket_path:
             Path(handle.socket_path).unlink(missing_ok=True)
@@ -136,7 +184,12 @@ class LocalBackend(Backend):
         await asyncio.to_thread(_signal_tree, handle.pid, signal.SIGCONT)
 
     async def aclose(self) -> None:
+        """Stop the fork server; sandboxes it forked live on (they are their own sessions)."""
         self._procs.clear()
+        if self._zygote_proc is not None and self._zygote_proc.returncode is None:
+            self._zygote_proc.terminate()
+            await self._zygote_proc.wait()
+        Path(self._zygote_path).unlink(missing_ok=True)
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -144,6 +197,25 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+async def _exited(pid: int, timeout_s: float) -> bool:
+    """Wait for a process that is not our child to exit (a pidfd becomes readable); True if it did."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (ProcessLookupError, OSError):
+        return True
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await asyncio.wait_for(done, timeout_s)
+        return True
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
 
 
 def _signal_tree(root: int | None, sig: int) -> None:

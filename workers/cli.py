@@ -4,54 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import shlex
 import sys
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import click
 import msgspec
-import structlog
 
-from .backends._base import BackendError
+from protocol import Client, CmdChunk, CmdOutput, CmdRun, Error, Subjects, json_schema, new_id
 
-from protocol import (
-    Client,
-    CmdChunk,
-    CmdOutput,
-    CmdRun,
-    CorralError,
-    Error,
-    Subjects,
-    json_schema,
-    new_id,
-)
-
-DEFAULT_NATS = os.environ.get("CORRAL_NATS_URL", "nats://127.0.0.1:4222")
-
-
-def _configure_logging(level: str, as_json: bool) -> None:
-    processors: list[Any] = [structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso")]
-    renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    structlog.configure(
-        processors=[*processors, structlog.processors.format_exc_info, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
-
-
-def _run(coro: Awaitable[Any]) -> Any:
-    try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    except CorralError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.message}") from None
-    except BackendError as exc:
-        raise click.ClickException(f"{exc.code}: {exc}") from None
-
-
-nats_option = click.option("--nats", "nats_url", default=DEFAULT_NATS, show_default=True, help="NATS URL (env CORRAL_NATS_URL)")
-prefix_option = click.option("--prefix", default="corral", show_default=True, help="Subject prefix")
+from ._cli_common import configure_logging, print_json, run_cli, with_client, nats_option, prefix_option
 
 
 @click.group()
@@ -59,7 +22,7 @@ prefix_option = click.option("--prefix", default="corral", show_default=True, he
 @click.option("--log-json", is_flag=True, help="Structured JSON logs on stderr")
 def cli(log_level: str, log_json: bool) -> None:
     """corral: sandboxed computers for AI agents, over NATS."""
-    _configure_logging(log_level, log_json)
+    configure_logging(log_level, log_json)
 
 
 @cli.command()
@@ -80,7 +43,7 @@ def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, worker
     """Run NATS, the controller, workers and the audit writer in the foreground."""
     from ._up import UpConfig, run_until_signalled
 
-    _run(run_until_signalled(UpConfig(nats_url=nats_url, nats_port=nats_port, data_dir=data_dir, backend=backend,
+    run_cli(run_until_signalled(UpConfig(nats_url=nats_url, nats_port=nats_port, data_dir=data_dir, backend=backend,
                                       workers=workers, capacity=capacity, prefix=prefix, warm_pool=warm_pool,
                                       metrics_port=metrics_port, retention_s=retention_days * 86400)))
 
@@ -106,7 +69,7 @@ def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: i
         finally:
             await ctl.aclose()
 
-    _run(main())
+    run_cli(main())
 
 
 @cli.group(invoke_without_command=True)
@@ -142,7 +105,7 @@ def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_
         finally:
             await w.aclose()
 
-    _run(main())
+    run_cli(main())
 
 
 async def _wait_for_signal() -> None:
@@ -181,7 +144,7 @@ def exec_(nats_url: str, session_id: str | None, backend: str | None, shell: str
                 else:
                     await session.close()
 
-    sys.exit(_run(main()))
+    sys.exit(run_cli(main()))
 
 
 async def _stream_command(session: Any, action: CmdRun) -> int:
@@ -217,15 +180,8 @@ def session() -> None:
     """Create, list, inspect and close sessions."""
 
 
-def _print_json(obj: Any) -> None:
-    click.echo(msgspec.json.format(msgspec.json.encode(obj), indent=2).decode())
 
 
-def _with_client(nats_url: str, fn: Callable[[Client], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        async with await Client.connect(nats_url) as client:
-            return await fn(client)
-    return _run(main())
 
 
 @session.command("create")
@@ -249,8 +205,8 @@ def session_create(nats_url: str, backend: str | None, image: str | None, workdi
         await s.detach()
         return s.info
 
-    info = _with_client(nats_url, create)
-    _print_json(info) if as_json else click.echo(info.session_id)
+    info = with_client(nats_url, create)
+    print_json(info) if as_json else click.echo(info.session_id)
 
 
 def _pairs(items: tuple[str, ...]) -> dict[str, str]:
@@ -267,9 +223,9 @@ def _pairs(items: tuple[str, ...]) -> dict[str, str]:
 @nats_option
 @click.option("--json", "as_json", is_flag=True)
 def session_list(nats_url: str, as_json: bool) -> None:
-    sessions = _with_client(nats_url, lambda c: c.list_sessions())
+    sessions = with_client(nats_url, lambda c: c.list_sessions())
     if as_json:
-        return _print_json(sessions)
+        return print_json(sessions)
     click.echo(f"{'SESSION':28} {'WORKER':28} {'BACKEND':8} STATUS")
     for s in sessions:
         click.echo(f"{s.session_id:28} {s.worker_id:28} {s.backend:8} {s.status}")
@@ -279,7 +235,7 @@ def session_list(nats_url: str, as_json: bool) -> None:
 @nats_option
 @click.argument("session_id")
 def session_get(nats_url: str, session_id: str) -> None:
-    _print_json(_with_client(nats_url, lambda c: c.get_session(session_id)))
+    print_json(with_client(nats_url, lambda c: c.get_session(session_id)))
 
 
 @session.command("close")
@@ -290,7 +246,7 @@ def session_close(nats_url: str, session_ids: tuple[str, ...]) -> None:
         for sid in session_ids:
             info = await client.close_session(sid)
             click.echo(f"{info.session_id} {info.status}")
-    _with_client(nats_url, close)
+    with_client(nats_url, close)
 
 
 @session.command("pause")
@@ -298,7 +254,7 @@ def session_close(nats_url: str, session_ids: tuple[str, ...]) -> None:
 @click.argument("session_id")
 def session_pause(nats_url: str, session_id: str) -> None:
     """Freeze every process of the session's sandbox."""
-    info = _with_client(nats_url, lambda c: c.pause_session(session_id))
+    info = with_client(nats_url, lambda c: c.pause_session(session_id))
     click.echo(f"{info.session_id} {info.status}")
 
 
@@ -307,7 +263,7 @@ def session_pause(nats_url: str, session_id: str) -> None:
 @click.argument("session_id")
 def session_resume(nats_url: str, session_id: str) -> None:
     """Thaw a paused session."""
-    info = _with_client(nats_url, lambda c: c.resume_session(session_id))
+    info = with_client(nats_url, lambda c: c.resume_session(session_id))
     click.echo(f"{info.session_id} {info.status}")
 
 
@@ -317,7 +273,7 @@ def session_resume(nats_url: str, session_id: str) -> None:
 @click.option("--undo", is_flag=True, help="Accept new sessions again")
 def worker_drain(nats_url: str, worker_id: str, undo: bool) -> None:
     """Stop placing new sessions on WORKER_ID; its sessions carry on."""
-    info = _with_client(nats_url, lambda c: c.drain_worker(worker_id, undo=undo))
+    info = with_client(nats_url, lambda c: c.drain_worker(worker_id, undo=undo))
     click.echo(f"{info.worker_id} {'draining' if info.draining else 'accepting'} ({info.running} running)")
 
 
@@ -326,9 +282,9 @@ def worker_drain(nats_url: str, worker_id: str, undo: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def workers(nats_url: str, as_json: bool) -> None:
     """List live workers with capacity and load."""
-    found = _with_client(nats_url, lambda c: c.workers())
+    found = with_client(nats_url, lambda c: c.workers())
     if as_json:
-        return _print_json(found)
+        return print_json(found)
     click.echo(f"{'WORKER':32} {'BACKEND':8} {'RUNNING':>7} {'STARTING':>8} {'CAPACITY':>8}")
     for w in found:
         click.echo(f"{w.worker_id:32} {w.backend:8} {w.running:>7} {w.starting:>8} {w.capacity:>8}")
@@ -355,7 +311,7 @@ def status(nats_url: str, once: bool, interval: float) -> None:
                 await asyncio.sleep(interval)
 
     try:
-        _run(main())
+        run_cli(main())
     except KeyboardInterrupt:
         pass
 
@@ -403,7 +359,7 @@ def audit_tail(nats_url: str, prefix: str, session_id: str | None, follow: bool,
                     click.echo(f"{rec.seq:>8} {rec.time[:23]} {rec.session_id} {rec.channel:6} {rec.kind:12} {_summary(rec.event)}")
 
     try:
-        _run(main())
+        run_cli(main())
     except KeyboardInterrupt:
         pass
 
@@ -444,214 +400,18 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
                          backend=backend, embedded=embedded, as_json=as_json, density=density)
     if worker_counts:
         counts = [int(n) for n in worker_counts.split(",") if n.strip()]
-        _run(run_scaling(config, counts))
+        run_cli(run_scaling(config, counts))
     else:
-        _run(run_bench(config))
+        run_cli(run_bench(config))
 
 
 # --- corral image: sandbox images built locally and offline (package `images`) ---------------
 
+from ._cli_batch import batch  # noqa: E402
+from ._cli_image import image  # noqa: E402
 
-@cli.group()
-def image() -> None:
-    """Make sandbox images locally: no registry is needed (see images/)."""
-
-
-def _image_call(fn: Callable[[Any], Awaitable[Any]]) -> Any:
-    """Run fn(docker) against the engine; image errors become one clear message."""
-    from images import ImageError, open_docker
-
-    async def main() -> Any:
-        async with open_docker() as docker:
-            return await fn(docker)
-
-    try:
-        return asyncio.run(main())
-    except ImageError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _image_progress(quiet: bool) -> Callable[[Any], None]:
-    def show(p: Any) -> None:
-        if not quiet or p.stage in ("reuse", "done"):
-            click.echo(f"[{p.stage}] {p.message}", err=True)
-    return show
-
-
-async def _image_size_mb(docker: Any, name: str) -> float:
-    return (await docker.images.inspect(name)).get("Size", 0) / 1e6
-
-
-@image.command("bootstrap")
-@click.option("--mirror", default=None, help="Debian mirror (default http://deb.debian.org/debian)")
-@click.option("--suite", default=None, help="Debian suite (default bookworm)")
-@click.option("--cache-dir", default=None, help="Where the rootfs tarball is cached (default /var/cache/corral, env CORRAL_CACHE_DIR)")
-@click.option("--refresh", is_flag=True, help="Run debootstrap and import again even when the image or the cached rootfs exists")
-@click.option("--quiet", "-q", is_flag=True, help="No debootstrap log")
-def image_bootstrap(mirror: str | None, suite: str | None, cache_dir: str | None, refresh: bool, quiet: bool) -> None:
-    """Make the base image corral-base:<suite> with debootstrap (python3, tini, ca-certificates)."""
-    import time
-
-    from images import BootstrapConfig, bootstrap_base_image
-
-    overrides = {k: v for k, v in (("mirror", mirror), ("suite", suite), ("cache_dir", cache_dir)) if v}
-    config = BootstrapConfig(**overrides)
-
-    async def run(docker: Any) -> None:
-        started = time.monotonic()
-        name = await bootstrap_base_image(docker, config, progress=_image_progress(quiet), refresh=refresh)
-        size = await _image_size_mb(docker, name)
-        click.echo(f"[done] {name} {size:.0f}MB {time.monotonic() - started:.1f}s", err=True)
-        click.echo(name)
-
-    _image_call(run)
-
-
-@image.command("build")
-@click.option("--base", default=None, help="Base image with python3 >= 3.11 (default corral-base:bookworm, bootstrapped when missing)")
-@click.option("--with", "variants", multiple=True, help="Add a variant (browser, vscode, jupyter); repeatable")
-@click.option("--uid", default=1000, show_default=True, help="uid of the sandbox user `corral`")
-@click.option("--gid", default=None, type=int, help="gid of the sandbox user (default: the uid)")
-@click.option("--ca-cert", "ca_certs", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="PEM CA certificate to trust inside the image; repeatable")
-@click.option("--host-ca", is_flag=True, help="Trust the host's CA bundle inside the image")
-@click.option("--cache-dir", default=None, help="Wheelhouse and rootfs cache (default /var/cache/corral)")
-@click.option("--quiet", "-q", is_flag=True, help="No build log")
-def image_build(base: str | None, variants: tuple[str, ...], uid: int, gid: int | None, ca_certs: tuple[str, ...],
-                host_ca: bool, cache_dir: str | None, quiet: bool) -> None:
-    """Build the runtime image (reused when its content hash exists); prints its tag."""
-    import time
-
-    from images import HOST_CA_BUNDLE, ensure_runtime_image
-
-    certs = [*ca_certs, *([str(HOST_CA_BUNDLE)] if host_ca else [])]
-
-    async def run(docker: Any) -> None:
-        started = time.monotonic()
-        tag = await ensure_runtime_image(docker, base=base, variants=variants, uid=uid, gid=gid, ca_certs=certs,
-                                         cache_dir=cache_dir, progress=_image_progress(quiet))
-        size = await _image_size_mb(docker, tag)
-        click.echo(f"[image] {tag} {size:.0f}MB {time.monotonic() - started:.1f}s", err=True)
-        click.echo(tag)
-
-    _image_call(run)
-
-
-@image.command("ls")
-@click.option("--json", "as_json", is_flag=True)
-def image_ls(as_json: bool) -> None:
-    """List corral's images (bases and runtimes) with size and age."""
-    import datetime
-
-    from images import list_corral_images
-
-    found = _image_call(list_corral_images)
-    if as_json:
-        return _print_json(found)
-    click.echo(f"{'IMAGE':44} {'KIND':8} {'SIZE':>8}  CREATED")
-    for img in found:
-        created = datetime.datetime.fromtimestamp(img.created).strftime("%Y-%m-%d %H:%M:%S")
-        for name in img.tags or (img.id[7:19],):
-            click.echo(f"{name:44} {img.kind:8} {img.size_bytes / 1e6:>6.0f}MB  {created}")
-
-
-# ------------------------------------------------------------------------------------ batch
-
-
-@cli.group()
-def batch() -> None:
-    """Evaluation batches (SWE-Bench style): tasks.jsonl in, results.jsonl out."""
-
-
-@batch.command("run")
-@click.argument("tasks_path", type=click.Path(exists=True, dir_okay=False))
-@nats_option
-@click.option("--concurrency", "-j", default=4, show_default=True, type=click.IntRange(min=1), help="Tasks at once")
-@click.option("--backend", default=None, help="Backend for every session (default: the controller's choice)")
-@click.option("--out", "out_path", default=None,
-              help="Results JSONL (default: <tasks>.results.jsonl); ids already in it are skipped")
-@click.option("--retries", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Re-run a task that ended in `error` up to this many more times")
-@click.option("--quiet", "-q", is_flag=True, help="No progress line on stderr")
-def batch_run(tasks_path: str, nats_url: str, concurrency: int, backend: str | None, out_path: str | None,
-              retries: int, quiet: bool) -> None:
-    """Run the tasks of TASKS_PATH over concurrent sessions.
-
-    Prints the summary as JSON on stdout. Exit status: 0 when the batch ran (whatever tasks
-    passed or failed), 1 when any task ended in `error` (infrastructure, or a malformed line)
-    or corral could not be reached.
-    """
-    from .batch import ProgressBar, run_batch
-
-    if out_path is None:
-        stem = tasks_path[: -len(".jsonl")] if tasks_path.endswith(".jsonl") else tasks_path
-        out_path = stem + ".results.jsonl"
-    bar = None if quiet else ProgressBar(sys.stderr)
-
-    async def main() -> Any:
-        async with await Client.connect(nats_url) as client:
-            return await run_batch(client, tasks_path, concurrency=concurrency, out_path=out_path, backend=backend,
-                                   progress=bar, retries=retries)
-
-    try:
-        summary = _run(main())
-    except KeyboardInterrupt:
-        click.echo(f"\n[batch] interrupted; run the same command again to resume from {out_path}", err=True)
-        sys.exit(130)
-    finally:
-        if bar is not None:
-            bar.close()
-    click.echo(f"[batch] {summary.ran} ran, {summary.skipped} skipped (already in {out_path}), "
-               f"{summary.passed} passed, {summary.failed} failed, {summary.errors} errors, {summary.timeouts} timeouts "
-               f"in {summary.wall_s:.1f} s ({summary.tasks_per_min:.1f} tasks/min)", err=True)
-    _print_json(summary)
-    sys.exit(1 if summary.errors else 0)
-
-
-@batch.command("swebench")
-@click.argument("instances_path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--repos-dir", required=True, help="Mirrors as <owner>__<name> (a path the sandboxes can read)")
-@click.option("--test-cmd", "test_cmds", multiple=True, required=True, help="REPO=CMD, e.g. owner/name='pytest -rA'")
-@click.option("--setup-cmd", "setup_cmds", multiple=True, help="REPO=CMD run in the checkout after it; repeatable")
-@click.option("--predictions", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Model predictions (instance_id, model_patch): use them instead of the gold patches")
-@click.option("--workdir", default="repo", show_default=True, help="Where the checkout goes in the sandbox")
-@click.option("--image", default=None, help="Image for every session")
-@click.option("--timeout", "timeout_s", default=1800.0, show_default=True, type=float, help="Budget per task")
-@click.option("--out", "out_path", required=True, help="The tasks JSONL to write")
-def batch_swebench(instances_path: str, repos_dir: str, test_cmds: tuple[str, ...], setup_cmds: tuple[str, ...],
-                   predictions: str | None, workdir: str, image: str | None, timeout_s: float, out_path: str) -> None:
-    """Convert SWE-Bench instances (JSONL or a JSON array) into a tasks file for `corral batch run`."""
-    from .batch import SwebenchError, convert_instances, load_instances
-    from .batch._swebench import load_predictions, mirror_path
-
-    setups: dict[str, list[str]] = {}
-    for repo, command in _pairs_in_order(setup_cmds):
-        setups.setdefault(repo, []).append(command)
-    try:
-        instances = load_instances(instances_path)
-        tasks = convert_instances(instances, repos_dir=repos_dir, test_cmds=dict(_pairs_in_order(test_cmds)),
-                                  setup_cmds=setups, workdir=workdir, image=image, timeout_s=timeout_s,
-                                  predictions=load_predictions(predictions) if predictions else None)
-    except (SwebenchError, msgspec.DecodeError) as exc:
-        raise click.ClickException(str(exc)) from None
-    with open(out_path, "wb") as f:
-        for task in tasks:
-            f.write(msgspec.json.encode(task) + b"\n")
-    absent = sorted({i.repo for i in instances if not os.path.isdir(mirror_path(repos_dir, i.repo))})
-    if absent:
-        click.echo(f"warning: no mirror on this host for {', '.join(absent)} under {repos_dir}", err=True)
-    click.echo(f"wrote {len(tasks)} tasks to {out_path}", err=True)
-
-
-def _pairs_in_order(items: tuple[str, ...]) -> list[tuple[str, str]]:
-    out = []
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected REPO=CMD, got {item!r}")
-        out.append((key, value))
-    return out
+cli.add_command(batch)
+cli.add_command(image)
 
 
 def main() -> None:

@@ -1,0 +1,52 @@
+"""What every `corral` command shares: logging set-up, running a coroutine, the --nats option."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from typing import Any, Awaitable, Callable
+
+import click
+import msgspec
+import structlog
+
+from protocol import Client, CorralError
+
+from .backends._base import BackendError
+
+DEFAULT_NATS = os.environ.get("CORRAL_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def configure_logging(level: str, as_json: bool) -> None:
+    processors: list[Any] = [structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso")]
+    renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    structlog.configure(
+        processors=[*processors, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+def run_cli(coro: Awaitable[Any]) -> Any:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except CorralError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    except BackendError as exc:
+        raise click.ClickException(f"{exc.code}: {exc}") from None
+
+
+nats_option = click.option("--nats", "nats_url", default=DEFAULT_NATS, show_default=True, help="NATS URL (env CORRAL_NATS_URL)")
+prefix_option = click.option("--prefix", default="corral", show_default=True, help="Subject prefix")
+
+def print_json(obj: Any) -> None:
+    click.echo(msgspec.json.format(msgspec.json.encode(obj), indent=2).decode())
+
+
+def with_client(nats_url: str, fn: Callable[[Client], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        async with await Client.connect(nats_url) as client:
+            return await fn(client)
+    return run_cli(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import time
+from pathlib import Path
 from typing import Callable
 
 import msgspec
@@ -38,6 +39,26 @@ class SandboxHandle(msgspec.Struct, frozen=True, kw_only=True):
     labels: dict[str, str] = {}
     keep: bool = False
     """Stop but do not remove the sandbox when its session closes (SessionSpec.keep); survives re-adoption."""
+
+
+HANDLE_FILE = "sandbox.json"
+"""Beside each sandbox's files on the worker's host: its handle, so a restarted worker finds it."""
+
+
+def save_handle(sandbox_dir: Path, handle: SandboxHandle) -> None:
+    (sandbox_dir / HANDLE_FILE).write_bytes(msgspec.json.encode(handle))
+
+
+def load_handle(sandbox_dir: Path) -> SandboxHandle | None:
+    try:
+        return msgspec.json.decode((sandbox_dir / HANDLE_FILE).read_bytes(), type=SandboxHandle)
+    except (OSError, msgspec.DecodeError):
+        return None
+
+
+def load_handles(root: Path) -> list[SandboxHandle]:
+    """The handles of every sandbox directory under ``root``."""
+    return [h for path in root.glob(f"*/{HANDLE_FILE}") if (h := load_handle(path.parent)) is not None]
 
 
 class Backend(abc.ABC):

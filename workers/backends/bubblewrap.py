@@ -39,12 +39,11 @@ import workers
 from protocol import SessionSpec, codes, new_id
 
 
-from ._base import Backend, BackendError, SandboxHandle, claim_executor
+from ._base import Backend, BackendError, SandboxHandle, claim_executor, load_handles, save_handle
 
 log = structlog.get_logger()
 
 READY_TIMEOUT_S = 15.0
-HANDLE_FILE = "sandbox.json"
 WORKSPACE = "/workspace"
 OUTPUTS = "/outputs"
 RUN_DIR = "/run/corral"
@@ -232,7 +231,7 @@ class BubblewrapBackend(Backend):
         return claimed
 
     def _save(self, handle: SandboxHandle) -> None:
-        (self._root / handle.sandbox_id / HANDLE_FILE).write_bytes(msgspec.json.encode(handle))
+        save_handle(self._root / handle.sandbox_id, handle)
 
     # ---------------------------------------------------------------- destroy
     async def destroy(self, handle: SandboxHandle) -> None:
@@ -253,15 +252,7 @@ class BubblewrapBackend(Backend):
         await asyncio.to_thread(shutil.rmtree, self._root / sandbox_id, True)
 
     async def list(self) -> list[SandboxHandle]:
-        handles = []
-        for path in self._root.glob(f"*/{HANDLE_FILE}"):
-            try:
-                handle = msgspec.json.decode(path.read_bytes(), type=SandboxHandle)
-            except (OSError, msgspec.DecodeError):
-                continue
-            if await self.alive(handle) is None:
-                handles.append(handle)
-        return handles
+        return [h for h in await asyncio.to_thread(load_handles, self._root) if await self.alive(h) is None]
 
     async def alive(self, handle: SandboxHandle) -> str | None:
         proc = self._procs.get(handle.sandbox_id)

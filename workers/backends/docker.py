@@ -30,7 +30,7 @@ from protocol import SessionSpec, codes, new_id
 
 from .._ports import PortAllocator, PortsExhausted
 from ..executor.client import ExecutorClient
-from ._base import Backend, BackendError, SandboxHandle, claim_executor
+from ._base import Backend, BackendError, SandboxHandle, claim_executor, load_handle, save_handle
 from ._docker_spec import (
     EXEC_PORT,
     INTERNAL_NETWORK,
@@ -51,7 +51,6 @@ from ._docker_spec import (
 
 log = structlog.get_logger()
 
-HANDLE_FILE = "sandbox.json"
 BUILD_HINT = "build it with `corral image build`"
 ENGINE_TIMEOUT_S = 10.0
 
@@ -342,7 +341,7 @@ class DockerBackend(Backend):
         return ExecutorClient(key=handle.key, socket_path=handle.socket_path, host=handle.host, port=handle.port)
 
     def _save(self, handle: SandboxHandle) -> None:
-        (self._root / handle.sandbox_id / HANDLE_FILE).write_bytes(msgspec.json.encode(handle))
+        save_handle(self._root / handle.sandbox_id, handle)
 
     can_keep = True
 
@@ -400,11 +399,7 @@ class DockerBackend(Backend):
 
     def _load(self, summary: dict[str, Any]) -> SandboxHandle | None:
         labels = summary.get("Labels") or {}
-        path = Path(labels.get(LABEL_DIR) or self._root / labels.get(LABEL_SANDBOX, "?")) / HANDLE_FILE
-        try:
-            return msgspec.json.decode(path.read_bytes(), type=SandboxHandle)
-        except (OSError, msgspec.DecodeError):
-            return None
+        return load_handle(Path(labels.get(LABEL_DIR) or self._root / labels.get(LABEL_SANDBOX, "?")))
 
     async def list(self) -> list[SandboxHandle]:
         handles = []

@@ -15,13 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-import msgspec
 import structlog
 
 from protocol import SessionSpec, new_id
 
 
-from ._base import Backend, BackendError, SandboxHandle, claim_executor
+from ._base import Backend, BackendError, SandboxHandle, claim_executor, load_handles, save_handle
 
 log = structlog.get_logger()
 
@@ -30,7 +29,6 @@ NO_ISOLATION_WARNING = (
     "(same user, same filesystem, same network). Use an isolated backend for untrusted code."
 )
 READY_TIMEOUT_S = 15.0
-HANDLE_FILE = "sandbox.json"
 
 
 class LocalBackend(Backend):
@@ -134,7 +132,7 @@ class LocalBackend(Backend):
         return claimed
 
     def _save(self, handle: SandboxHandle) -> None:
-        (self._root / handle.sandbox_id / HANDLE_FILE).write_bytes(msgspec.json.encode(handle))
+        save_handle(self._root / handle.sandbox_id, handle)
 
     async def destroy(self, handle: SandboxHandle) -> None:
         proc = self._procs.pop(handle.sandbox_id, None)
@@ -153,15 +151,7 @@ class LocalBackend(Backend):
         await asyncio.to_thread(shutil.rmtree, self._root / handle.sandbox_id, True)
 
     async def list(self) -> list[SandboxHandle]:
-        handles = []
-        for path in self._root.glob(f"*/{HANDLE_FILE}"):
-            try:
-                handle = msgspec.json.decode(path.read_bytes(), type=SandboxHandle)
-            except (OSError, msgspec.DecodeError):
-                continue
-            if await self.alive(handle) is None:
-                handles.append(handle)
-        return handles
+        return [h for h in await asyncio.to_thread(load_handles, self._root) if await self.alive(h) is None]
 
     async def alive(self, handle: SandboxHandle) -> str | None:
         proc = self._procs.get(handle.sandbox_id)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import msgspec
-import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+import nats.js.errors
 from nats.js.kv import KeyValue
 
 from protocol import KV_SESSIONS, KV_WORKERS, STREAM, Subjects

@@ -7,8 +7,8 @@ import datetime
 from typing import AsyncIterator
 
 import msgspec
-import nats.errors
 from nats.aio.client import Client as Nats
+import nats.errors
 
 from protocol import Subjects, wants_json
 from protocol._client import replay

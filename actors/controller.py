@@ -9,21 +9,20 @@ path itself (action -> worker -> observation) never passes through the controlle
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import OrderedDict
+import random
 import time
 from typing import Any
 
 import msgspec
 import nats
+from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
 import nats.errors
 import nats.js.errors
 import structlog
-from nats.aio.client import Client as Nats
-from nats.aio.msg import Msg
 
 from protocol import (
-    connect_nats,
     Empty,
     Error,
     ErrorReply,
@@ -37,6 +36,7 @@ from protocol import (
     WorkerList,
     WorkerRef,
     codes,
+    connect_nats,
     decode_as,
     decode_reply,
     encode,

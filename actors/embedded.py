@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 import shutil
 import socket
 import sys
 import tempfile
-from pathlib import Path
 
 import structlog
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 import shutil
 import time
-import urllib.parse
-from pathlib import Path
 from typing import AsyncIterator
+import urllib.parse
 
 import aiodocker
-import msgspec
 from aiodocker.exceptions import DockerError
 from aiodocker.jsonstream import json_stream_stream
+import msgspec
 
 from ._engine import ENGINE_UNREACHABLE, engine_errors, image_inspect
 from ._errors import BootstrapError, DebootstrapMissing

@@ -12,8 +12,8 @@ import time
 from typing import Mapping, Sequence
 
 import aiodocker
-import msgspec
 from aiodocker.exceptions import DockerError, DockerStreamError
+import msgspec
 
 from ._engine import ENGINE_UNREACHABLE, engine_errors, image_inspect
 from ._errors import BuildFailed, EngineUnavailable

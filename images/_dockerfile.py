@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import re
 from pathlib import Path
+import re
 
 import msgspec
 

@@ -6,8 +6,8 @@ import contextlib
 from typing import AsyncIterator, Iterator
 
 import aiodocker
-import msgspec
 from aiodocker.exceptions import DockerError
+import msgspec
 
 from ._errors import EngineUnavailable, ImageError
 

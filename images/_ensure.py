@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
-import weakref
 from pathlib import Path
+import time
 from typing import Sequence
+import weakref
 
 import aiodocker
 

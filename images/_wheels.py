@@ -8,15 +8,15 @@ base image's Python, machine and glibc) and of pip (to install them), caching al
 from __future__ import annotations
 
 import asyncio
+from fnmatch import fnmatch
 import hashlib
 import importlib.metadata
 import os
+from pathlib import Path
 import shutil
 import sys
 import tempfile
 import tomllib
-from fnmatch import fnmatch
-from pathlib import Path
 
 from ._base import BaseFacts
 from ._dockerfile import PACKAGE_DIR

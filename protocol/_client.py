@@ -12,11 +12,11 @@ from typing import Any, AsyncIterator
 
 import msgspec
 import nats
-import nats.errors
-import nats.js.errors
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
+import nats.errors
 from nats.js.api import ConsumerConfig, DeliverPolicy
+import nats.js.errors
 
 from . import _errors as codes
 from ._codec import decode_observation, decode_reply, encode, wants_json

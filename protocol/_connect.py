@@ -6,8 +6,8 @@ import logging
 from typing import Any
 
 import nats
-import nats.errors
 from nats.aio.client import Client as Nats
+import nats.errors
 
 from . import _errors as codes
 from ._errors import ConnectionLost

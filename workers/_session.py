@@ -9,17 +9,17 @@ observation is published: a worker that dies mid-action leaves it in the stream.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
+import time
 from typing import Any, Awaitable, Callable
 
 import msgspec
-import nats.errors
-import nats.js.errors
-import structlog
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
+import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+import nats.js.errors
+import structlog
 
 from actors import metrics
 from actors._kernel import Actor, InboxFull

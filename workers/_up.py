@@ -7,21 +7,21 @@ one or more workers, and the audit writer. Ctrl-C drains and stops everything.
 from __future__ import annotations
 
 import asyncio
+from contextlib import AsyncExitStack
 import os
+from pathlib import Path
 import signal
 import sys
-from contextlib import AsyncExitStack
-from pathlib import Path
 
 import msgspec
 import structlog
 
 from actors import metrics
 from actors._broker import StreamConfigOptions
+from actors._kernel import Supervisor
 from actors.audit import AuditWriter
 from actors.controller import Controller, ControllerConfig
 from actors.embedded import EmbeddedNats
-from actors._kernel import Supervisor
 from protocol import Subjects, connect_nats
 
 from .worker import Worker, WorkerConfig

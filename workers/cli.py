@@ -14,7 +14,7 @@ import msgspec
 
 from protocol import Client, CmdChunk, CmdOutput, CmdRun, Error, Subjects, json_schema, new_id
 
-from ._cli_common import configure_logging, print_json, run_cli, with_client, nats_option, prefix_option
+from ._cli_common import configure_logging, nats_option, prefix_option, print_json, run_cli, with_client
 
 
 @click.group()
@@ -89,6 +89,7 @@ def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_
     if ctx.invoked_subcommand is not None:
         return
     from actors import metrics
+
     from .backends import DockerConfig
     from .worker import Worker, WorkerConfig
 

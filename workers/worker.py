@@ -1,7 +1,8 @@
 """The runtime worker: owns sandboxes through one backend and serves their sessions.
 
-Listens on ``corral.worker.<wid>.create|close``, runs one SessionRunner per session, and
-heartbeats its capacity and load to the controller (subject + KV ``corral_workers``).
+Listens on ``corral.worker.<wid>.create|close|pause|resume|drain``, runs one SessionRunner per
+session, keeps a warm pool, re-adopts its sandboxes after a restart, sweeps orphans, watches
+sandbox liveness, and heartbeats its capacity and load (subject + KV ``corral_workers``).
 """
 
 from __future__ import annotations
@@ -12,18 +13,16 @@ import time
 from typing import Any, Callable
 
 import msgspec
-import nats
-import nats.errors
-import structlog
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
+import nats.errors
+import structlog
 
-from actors._broker import StreamConfigOptions, ensure_stream, sessions_bucket, stream_name, workers_bucket
-from actors._registry import load_sessions
 from actors import metrics
+from actors._broker import StreamConfigOptions, ensure_stream, sessions_bucket, stream_name, workers_bucket
 from actors._kernel import Supervisor
+from actors._registry import load_sessions
 from protocol import (
-    connect_nats,
     ErrorReply,
     SandboxCreate,
     SessionInfo,
@@ -33,6 +32,7 @@ from protocol import (
     WorkerInfo,
     WorkerRef,
     codes,
+    connect_nats,
     encode,
 )
 

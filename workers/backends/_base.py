@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import abc
-import time
 from pathlib import Path
+import time
 from typing import Callable
 
 import msgspec

@@ -24,20 +24,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from pathlib import Path
 import posixpath
 import shutil
 import signal
 import sys
 import time
-from pathlib import Path
 
 import msgspec
 import structlog
 
 import protocol
-import workers
 from protocol import SessionSpec, codes, new_id
-
+import workers
 
 from ._base import Backend, BackendError, SandboxHandle, claim_executor, load_handles, save_handle
 

@@ -15,16 +15,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from pathlib import Path
 import shutil
 import time
-from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import aiodocker
-import msgspec
-import structlog
 from aiodocker.exceptions import DockerError
 from aiodocker.volumes import DockerVolume
+import msgspec
+import structlog
 
 from protocol import SessionSpec, codes, new_id
 

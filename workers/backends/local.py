@@ -9,16 +9,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from pathlib import Path
 import shutil
 import signal
 import sys
 import time
-from pathlib import Path
 
 import structlog
 
 from protocol import SessionSpec, new_id
-
 
 from ._base import Backend, BackendError, SandboxHandle, claim_executor, load_handles, save_handle
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import deque
+import os
 from typing import Any, Sequence
 
 import msgspec

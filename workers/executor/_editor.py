@@ -8,10 +8,10 @@ model can act on: a numbered view, or a message with a numbered snippet of the e
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 import difflib
 import os
 import threading
-from collections import deque
 from typing import NamedTuple, assert_never
 
 from protocol import Error, FileEdit, FileEdited, codes, new_id

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections import deque
 import contextlib
 import os
-from collections import deque
 from typing import IO
 
 from protocol import new_id

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+from collections.abc import Callable
 import contextlib
 import fcntl
 import logging
@@ -23,7 +24,6 @@ import signal
 import struct
 import subprocess
 import termios
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import msgspec

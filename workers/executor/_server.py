@@ -10,17 +10,18 @@ Every request carries ``Authorization: Bearer <key>``; the key is per session.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 import hmac
 import json
 import os
 import shlex
 import time
-from collections import OrderedDict
 from typing import Callable
 
 import msgspec
 
 from protocol import (
+    ActionDecodeError,
     AnyAction,
     AnyObservation,
     BrowseInteractive,
@@ -40,7 +41,6 @@ from protocol import (
     encode,
     new_id,
 )
-from protocol import ActionDecodeError
 
 from . import _http
 from ._editor import Editor

@@ -16,17 +16,17 @@ from protocol import CmdOutput, CmdRun, CmdStatus, new_id
 
 from ._output import _Output
 from ._pty import (
+    _ENV_NAME,
     DEFAULT_PATH,
-    Emit,
     INPUT_QUIET_S,
     INTERRUPT_GRACE_S,
     KEYS,
     KILL_GRACE_S,
     START_TIMEOUT_S,
-    _ENV_NAME,
+    Emit,
     _Shell,
-    _Waiter,
     _short,
+    _Waiter,
     _with_hint,
 )
 

@@ -102,7 +102,9 @@ ACTION_KINDS: tuple[str, ...] = tuple(t.__struct_config__.tag for t in AnyAction
 # ---------------------------------------------------------------------- observations
 
 
-class Observation(Event, frozen=True, kw_only=True):
+class Observation(Event, frozen=True, kw_only=True, omit_defaults=False):
+    """Every field is always on the wire, so a plain JSON consumer sees e.g. ``status: completed``."""
+
     id: str
     cause: str | None = None
     """The id of the action this answers (None when the action's id could not be read)."""
@@ -207,8 +209,8 @@ class Empty(msgspec.Struct, frozen=True, kw_only=True):
     """What `corral.ctl.list` and `corral.ctl.workers` take (any fields are ignored)."""
 
 
-class Reply(Event, frozen=True, kw_only=True):
-    """Root of every control reply."""
+class Reply(Event, frozen=True, kw_only=True, omit_defaults=False):
+    """Root of every control reply (all fields always present, like observations)."""
 
 
 class SessionInfo(Reply, frozen=True, kw_only=True, tag="session_info"):

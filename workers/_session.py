@@ -47,6 +47,8 @@ log = structlog.get_logger()
 
 PAYLOAD_HEADROOM = 4096
 """Bytes kept free under the broker's max payload for headers and protocol framing."""
+OUT_OF_BAND_KEYS = frozenset({"C-c", "C-d", "C-z", "C-\\"})
+"""``is_input`` keys that bypass their shell's queue (an interrupt must not wait behind what it interrupts)."""
 DONE_CAPACITY = 10_000
 """Final observations kept per session to answer repeated action ids."""
 
@@ -154,6 +156,11 @@ class SessionRunner:
             await msg.ack()
             return
         self._inflight.add(action.id)
+        if isinstance(action, CmdRun) and action.is_input and action.command in OUT_OF_BAND_KEYS:
+            # C-c and friends must reach a command that blocks its shell's lane, so they skip the queue.
+            task = asyncio.create_task(self.execute(_Job(action=action, msg=msg, json=as_json)))
+            self._lane_tasks.append(task)
+            return
         lane_name = action.shell if isinstance(action, CmdRun) else "main"
         lane = self._lanes.get(lane_name)
         if lane is None:

@@ -104,3 +104,15 @@ async def test_session_env_and_workdir_apply(client, tmp_path):
     async with await client.create_session(env={"GREETING": "hello"}, workdir=str(workdir)) as s:
         out = await s.run(CmdRun(id=new_id(), command="echo $GREETING; pwd"))
         assert out.content == f"hello\n{workdir}\n"
+
+
+async def test_c_c_reaches_a_command_that_blocks_its_shell(session):
+    stream = session.stream(CmdRun(id=new_id(), command="echo started; sleep 100"))
+    first = await stream.__anext__()  # its first chunk: the command is running and blocks the lane
+    assert isinstance(first, CmdChunk) and first.data == "started\n"
+    sent = await session.run(CmdRun(id=new_id(), command="C-c", is_input=True))
+    assert sent.status == "running" and "C-c" in sent.hint
+    final = await asyncio.wait_for(stream.__anext__(), 10)
+    while isinstance(final, CmdChunk):  # what the terminal prints on the interrupt
+        final = await asyncio.wait_for(stream.__anext__(), 10)
+    assert isinstance(final, CmdOutput) and final.status == "interrupted"

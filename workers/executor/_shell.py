@@ -180,6 +180,14 @@ class ShellManager:
     async def _input(self, action: CmdRun, emit: Emit | None) -> CmdOutput:
         sh = self._shells.get(action.shell)
         if sh is not None and sh.waiter is not None:
+            key = KEYS.get(action.command)
+            if key is not None and sh.job is not None:
+                # A key is out of band: it reaches the command another action is waiting on (C-c
+                # interrupts it), and that action carries the outcome.
+                sh.send(key, interrupt=key == b"\x03")
+                sh.job.interrupted = sh.job.interrupted or key == b"\x03"
+                hint = f"Sent {action.command} to the running command; action {sh.waiter.action.id} gets its outcome."
+                return self._obs(action, "running", hint=hint)
             hint = f"Another action is already waiting on shell {action.shell!r}; try again when it returns."
             return self._obs(action, "not_executed", hint=hint)
         if sh is None or sh.job is None:

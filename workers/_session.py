@@ -175,7 +175,15 @@ class SessionRunner:
             await msg.ack()
 
     async def _on_lookup(self, msg: Msg) -> None:
-        done = self._done.get(msg.data.decode(errors="replace"))
+        """A client repeated an action id (the stream dropped the copy): its stored answer, or an
+        empty reply while it is still pending. After a worker restart the executor remembers."""
+        action_id = msg.data.decode(errors="replace")
+        done = self._done.get(action_id)
+        if done is None and action_id not in self._inflight:
+            try:
+                done = await self._client.result(action_id)
+            except ExecutorUnavailable:
+                done = None
         if msg.reply:
             await self._nc.publish(msg.reply, encode(done) if done is not None else b"")
 

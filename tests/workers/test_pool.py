@@ -130,3 +130,27 @@ async def test_a_sandbox_killed_while_idle_is_noticed_and_its_session_lost(nats_
     finally:
         await worker.aclose()
         await ctl.aclose()
+
+
+async def test_a_repeated_id_after_a_worker_restart_gets_the_executors_stored_answer(nats_server, tmp_path):
+    from protocol import CmdRun, new_id
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url))
+    await ctl.start()
+    config = WorkerConfig(nats_url=nats_server.url, worker_id="wi", base_dir=str(tmp_path / "w"), warm_pool=0)
+    first = Worker(config)
+    await first.start()
+    async with await Client.connect(nats_server.url) as client:
+        s = await client.create_session()
+        action = CmdRun(id=new_id(), command="echo once >> m; wc -l < m")
+        answer = await s.run(action)
+        await first.aclose(destroy_sandboxes=False)
+        second = Worker(config)
+        recovered = await _watch_status(client, s.session_id, "recovered")
+        await second.start()
+        await asyncio.wait_for(recovered, 10)
+        again = await asyncio.wait_for(s.run(action), 10)  # deduplicated by the stream: answered by lookup
+        assert again == answer
+        assert (await s.cmd("wc -l < m")).content == "1\n"
+        await s.close()
+        await second.aclose()
+    await ctl.aclose()

@@ -135,6 +135,9 @@ class Executor:
             if shells is not None:
                 await shells.aclose()
 
+    def result(self, action_id: str) -> AnyObservation | None:
+        return self._results.get(action_id)
+
     @property
     def session_id(self) -> str:
         return self._session_id
@@ -263,11 +266,22 @@ class ExecutorServer:
             return await self._action(request, writer)
         if request.method == "POST" and request.path == "/v1/claim":
             return await self._claim(request, writer)
+        if request.method == "GET" and request.path.startswith("/v1/result/"):
+            return await self._result(request.path.removeprefix("/v1/result/"), writer)
         await self._reply(writer, 404, "Not Found", {"error": f"no route {request.method} {request.path}"})
 
     async def _reply(self, writer: asyncio.StreamWriter, status: int, reason: str, body: dict[str, object]) -> None:
         data = json.dumps(body).encode()
         writer.write(_http.response_head(status, reason, JSON, length=len(data)) + data)
+        await writer.drain()
+
+    async def _result(self, action_id: str, writer: asyncio.StreamWriter) -> None:
+        """The stored final observation of an action id (404 while unknown or still running)."""
+        done = self._executor.result(action_id)
+        if done is None:
+            return await self._reply(writer, 404, "Not Found", {"error": f"no answer stored for {action_id!r}"})
+        data = encode(done)
+        writer.write(_http.response_head(200, "OK", MSGPACK, length=len(data)) + data)
         await writer.drain()
 
     async def _claim(self, request: _http.Request, writer: asyncio.StreamWriter) -> None:

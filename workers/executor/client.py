@@ -56,6 +56,21 @@ class ExecutorClient:
         """Bind a warm executor to a session (see executor Claim)."""
         return await self._json_call("POST", "/v1/claim", claim)
 
+    async def result(self, action_id: str) -> AnyObservation | None:
+        """The executor's stored answer to an action id, or None (unknown, or still running)."""
+        reader, writer = await self._connect()
+        try:
+            writer.write(f"GET /v1/result/{action_id} HTTP/1.1\r\nHost: executor\r\n".encode() + self._auth + b"\r\n")
+            head = await _http.read_head(reader)
+            if head is None:
+                raise ExecutorUnavailable("executor closed the connection")
+            body = await _http.read_body(reader, head[1])
+        except (OSError, asyncio.IncompleteReadError, _http.HttpError) as exc:
+            writer.close()
+            raise ExecutorUnavailable(f"executor result lookup failed: {exc!r}") from exc
+        self._release((reader, writer))
+        return decode_observation(body) if head[0].split(" ", 2)[1] == "200" else None
+
     async def _json_call(self, method: str, path: str, body: dict[str, object] | None = None) -> dict[str, object]:
         reader, writer = await self._connect()
         data = json.dumps(body).encode() if body is not None else b""

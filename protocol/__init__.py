@@ -43,6 +43,7 @@ from ._events import (
     IPythonRun,
     McpCall,
     McpList,
+    Mount,
     Observation,
     Reply,
     Resources,

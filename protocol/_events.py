@@ -170,6 +170,14 @@ class Resources(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     pids: int | None = None
 
 
+class Mount(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A host directory shown inside the sandbox (workers allow only what they are configured to)."""
+
+    source: str
+    target: str
+    read_only: bool = True
+
+
 class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """What `corral.ctl.create` takes. Every field is optional."""
 
@@ -188,6 +196,9 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """``default`` (the backend's own) or ``gvisor`` (the Docker engine's runsc runtime, when it has one)."""
     keep: bool = False
     """On close, stop the sandbox but keep it (container, workspace) for inspection instead of removing it."""
+    mounts: list[Mount] = []
+    """Host directories to show inside the sandbox, e.g. repository mirrors for a batch; a worker
+    refuses any source outside the roots it was started with (``--allow-mount``)."""
     # MCP server definitions are the MCP bridge's own format (a later issue gives them meaning).
     mcp: dict[str, Any] = {}
 

@@ -19,7 +19,8 @@ async def nats_server(tmp_path):
 
 @pytest.fixture
 async def deployment(nats_server, tmp_path):
-    config = UpConfig(nats_url=nats_server.url, data_dir=str(tmp_path / "corral"), backend="local", audit=False)
+    config = UpConfig(nats_url=nats_server.url, data_dir=str(tmp_path / "corral"), backend="local", audit=False,
+                      allowed_mounts=[str(tmp_path)])
     async with Deployment(config) as dep:
         yield dep
 

@@ -42,6 +42,8 @@ class UpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     metrics_port: int | None = None
     """Serve Prometheus /metrics of every part of this deployment on this port."""
     warm_pool: int = 2
+    allowed_mounts: list[str] = []
+    """Host directories sessions may mount (SessionSpec.mounts)."""
     retention_s: float = 7 * 24 * 3600
     """How long the stream keeps every action and observation."""
 
@@ -100,7 +102,7 @@ class Deployment:
             worker = Worker(WorkerConfig(
                 nats_url=self.url, prefix=self.config.prefix, backend=backend, capacity=self.config.capacity,
                 base_dir=str(data / "workers"), worker_id=f"{os.uname().nodename}-{backend}-{n}".replace(".", "-"),
-                warm_pool=self.config.warm_pool, stream=stream,
+                warm_pool=self.config.warm_pool, stream=stream, allowed_mounts=list(self.config.allowed_mounts),
             ))
             await worker.start(progress=_progress)
             self._stack.push_async_callback(worker.aclose)

@@ -37,15 +37,19 @@ def cli(log_level: str, log_json: bool) -> None:
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port")
 @click.option("--retention-days", type=float, default=7.0, show_default=True,
               help="How long the stream keeps every action and observation")
+@click.option("--allow-mount", "allowed_mounts", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="A host directory sessions may mount (e.g. repository mirrors); repeatable")
 @prefix_option
 def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, workers: int, capacity: int,
-       warm_pool: int, metrics_port: int | None, retention_days: float, prefix: str) -> None:
+       warm_pool: int, metrics_port: int | None, retention_days: float, allowed_mounts: tuple[str, ...],
+       prefix: str) -> None:
     """Run NATS, the controller, workers and the audit writer in the foreground."""
     from ._up import UpConfig, run_until_signalled
 
     run_cli(run_until_signalled(UpConfig(nats_url=nats_url, nats_port=nats_port, data_dir=data_dir, backend=backend,
                                       workers=workers, capacity=capacity, prefix=prefix, warm_pool=warm_pool,
-                                      metrics_port=metrics_port, retention_s=retention_days * 86400)))
+                                      metrics_port=metrics_port, retention_s=retention_days * 86400,
+                                      allowed_mounts=[os.path.abspath(p) for p in allowed_mounts])))
 
 
 @cli.command()
@@ -82,9 +86,12 @@ def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: i
 @click.option("--base-dir", default=".corral/workers", show_default=True)
 @click.option("--warm-pool", default=2, show_default=True, help="Prestarted sandboxes per pool key")
 @click.option("--image", default=None, help="docker backend: sandbox image (default: the runtime image, built if missing)")
+@click.option("--allow-mount", "allowed_mounts", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="A host directory sessions may mount (e.g. repository mirrors); repeatable")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port")
 def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_id: str | None, capacity: int,
-           base_dir: str, warm_pool: int, image: str | None, metrics_port: int | None) -> None:
+           base_dir: str, warm_pool: int, image: str | None, allowed_mounts: tuple[str, ...],
+           metrics_port: int | None) -> None:
     """Run one runtime worker (or manage workers: `corral worker drain ID`)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -96,7 +103,8 @@ def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_
     async def main() -> None:
         w = Worker(WorkerConfig(nats_url=nats_url, prefix=prefix, backend=backend, worker_id=worker_id,
                                 capacity=capacity, base_dir=os.path.abspath(base_dir), warm_pool=warm_pool,
-                                docker=DockerConfig(image=image)))
+                                docker=DockerConfig(image=image),
+                                allowed_mounts=[os.path.abspath(p) for p in allowed_mounts]))
         await w.start(progress=lambda line: print(f"corral: {line}", file=sys.stderr, flush=True))
         if metrics_port:
             metrics.serve(metrics_port, "0.0.0.0")

@@ -65,6 +65,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     watch_interval_s: float = 5.0
     """How often every sandbox's liveness is checked with the backend."""
     labels: dict[str, str] = {}
+    allowed_mounts: list[str] = []
+    """Host directories sessions may mount (SessionSpec.mounts); nothing by default."""
     stream: StreamConfigOptions = StreamConfigOptions()
     docker: DockerConfig = DockerConfig()
     """Options of the docker backend (image, limits, transport, ...)."""
@@ -81,7 +83,8 @@ class Worker:
         self._subjects = Subjects(config.prefix)
         self._stream = stream_name(self._subjects)
         self._backend = backend or make_backend(config.backend, base_dir=config.base_dir, worker_id=self.worker_id,
-                                                docker=config.docker, bubblewrap=config.bubblewrap)
+                                                docker=config.docker, bubblewrap=config.bubblewrap,
+                                                allowed_mounts=tuple(config.allowed_mounts))
         self._runners: dict[str, SessionRunner] = {}
         self._starting = 0
         self._start_slots = asyncio.Semaphore(config.max_concurrent_starts)

@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 
 from protocol import (
     CmdChunk, CmdOutput, CmdRun, Error, FileContent, FileEdit, FileEdited, FileRead, FileWrite, FileWritten,
@@ -116,3 +118,18 @@ async def test_c_c_reaches_a_command_that_blocks_its_shell(session):
     while isinstance(final, CmdChunk):  # what the terminal prints on the interrupt
         final = await asyncio.wait_for(stream.__anext__(), 10)
     assert isinstance(final, CmdOutput) and final.status == "interrupted"
+
+
+async def test_a_mount_outside_the_allowed_roots_is_invalid_spec(client):
+    from protocol import RequestError
+    with pytest.raises(RequestError) as info:
+        await client.create_session(mounts=[{"source": "/etc", "target": "/etc"}])
+    assert info.value.code == codes.INVALID_SPEC and "allowed root" in info.value.message
+
+
+async def test_an_allowed_mount_is_visible_in_the_sandbox(client, tmp_path):
+    shared = tmp_path / "mirrors"
+    shared.mkdir()
+    (shared / "hello.txt").write_text("mirrored\n")
+    async with await client.create_session(mounts=[{"source": str(shared), "target": str(shared)}]) as s:
+        assert (await s.cmd(f"cat {shared}/hello.txt")).content == "mirrored\n"

@@ -11,7 +11,14 @@ BACKENDS = ("local", "docker", "bubblewrap")
 
 
 def make_backend(name: str, *, base_dir: str, worker_id: str, docker: DockerConfig | None = None,
-                 bubblewrap: BubblewrapConfig | None = None) -> Backend:
+                 bubblewrap: BubblewrapConfig | None = None, allowed_mounts: tuple[str, ...] = ()) -> Backend:
+    backend = _make(name, base_dir=base_dir, worker_id=worker_id, docker=docker, bubblewrap=bubblewrap)
+    backend.allowed_mounts = allowed_mounts
+    return backend
+
+
+def _make(name: str, *, base_dir: str, worker_id: str, docker: DockerConfig | None,
+          bubblewrap: BubblewrapConfig | None) -> Backend:
     if name == "local":
         return LocalBackend(base_dir=base_dir, worker_id=worker_id)
     if name == "docker":

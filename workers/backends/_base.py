@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import os
 from pathlib import Path
 import time
 from typing import Callable
@@ -94,8 +95,26 @@ class Backend(abc.ABC):
         """Stop every process of the sandbox and keep its files (and container) for inspection."""
         raise BackendError(f"the {self.name} backend cannot keep sandboxes", "unsupported")
 
+    allowed_mounts: tuple[str, ...] = ()
+    """Host directories sessions may mount (set by the worker from ``--allow-mount``); none by default."""
+
+    def check_mounts(self, spec: SessionSpec) -> None:
+        """Every mount's source must lie under an allowed root; targets are absolute and plain."""
+        for mount in spec.mounts:
+            source = os.path.realpath(mount.source)
+            if not any(source == root or source.startswith(root.rstrip("/") + "/")
+                       for root in map(os.path.realpath, self.allowed_mounts)):
+                allowed = ", ".join(self.allowed_mounts) or "none (start the worker with --allow-mount DIR)"
+                raise BackendError(f"mount source {mount.source!r} is not under an allowed root ({allowed})", "invalid_spec")
+            if not os.path.isdir(source):
+                raise BackendError(f"mount source {mount.source!r} is not a directory on the worker's host", "invalid_spec")
+            if not mount.target.startswith("/") or "/../" in mount.target + "/" or mount.target.rstrip("/") in ("", "/proc", "/dev", "/sys"):
+                raise BackendError(f"mount target {mount.target!r} must be an absolute path outside /proc, /dev and /sys",
+                                   "invalid_spec")
+
     def validate(self, spec: SessionSpec) -> None:
         """Raise BackendError(invalid_spec) for what this backend cannot give the session."""
+        self.check_mounts(spec)
         if spec.keep and not self.can_keep:
             raise BackendError(f"the {self.name} backend cannot keep a closed session's sandbox", "invalid_spec")
         if spec.isolation not in (None, "default"):

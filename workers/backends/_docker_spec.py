@@ -83,9 +83,12 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     network: Literal["none", "egress"]
     runtime: str | None = None
     """The engine's OCI runtime (``runsc`` for gVisor); None: the engine's default."""
+    mounts: tuple[tuple[str, str, bool], ...] = ()
+    """(host source, target, read-only) of the session's mounts: fixed when the container starts."""
 
     def pool_key(self) -> str:
-        return json.dumps([self.image or "", self.cpus, self.memory_mb, self.pids, self.network, self.runtime or ""])
+        return json.dumps([self.image or "", self.cpus, self.memory_mb, self.pids, self.network, self.runtime or "",
+                           list(self.mounts)])
 
 
 def resolve_limits(spec: SessionSpec, config: DockerConfig, *, engine_cpus: float | None = None,
@@ -120,7 +123,8 @@ def resolve_limits(spec: SessionSpec, config: DockerConfig, *, engine_cpus: floa
     elif spec.isolation not in (None, "default"):
         _invalid(f"isolation={spec.isolation!r} is not one of default, gvisor")
     return Limits(image=spec.image or config.image, cpus=round(float(cpus), 3), memory_mb=int(memory_mb),
-                  pids=int(pids), network=network, runtime=runtime)  # type: ignore[arg-type]
+                  pids=int(pids), network=network, runtime=runtime,  # type: ignore[arg-type]
+                  mounts=tuple((m.source, m.target, m.read_only) for m in spec.mounts))
 
 
 GVISOR_RUNTIME = "runsc"
@@ -155,6 +159,8 @@ def container_body(*, image: str, limits: Limits, config: DockerConfig, labels: 
     ]
     if socket_dir is not None:
         mounts.append({"Type": "bind", "Source": socket_dir, "Target": SOCKET_MOUNT})
+    mounts += [{"Type": "bind", "Source": source, "Target": target, "ReadOnly": read_only}
+               for source, target, read_only in limits.mounts]
     host: dict[str, Any] = {
         "NetworkMode": network_mode(limits, config),
         "CapDrop": ["ALL"],

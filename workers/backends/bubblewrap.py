@@ -35,7 +35,7 @@ import msgspec
 import structlog
 
 import protocol
-from protocol import SessionSpec, codes, new_id
+from protocol import Mount, SessionSpec, codes, new_id
 import workers
 
 from ._base import Backend, BackendError, SandboxHandle, claim_executor, load_handles, save_handle
@@ -141,7 +141,8 @@ class BubblewrapBackend(Backend):
             limits, network = limits_for(spec, self._config), network_for(spec)
         except BackendError:
             return None  # never pooled: the cold start reports the error
-        return f"bwrap:{network}:{limits.memory_mb}m:{limits.pids}p:{limits.cpus or 0}c"
+        mounts = ",".join(f"{m.source}>{m.target}:{'ro' if m.read_only else 'rw'}" for m in spec.mounts)
+        return f"bwrap:{network}:{limits.memory_mb}m:{limits.pids}p:{limits.cpus or 0}c:{mounts}"
 
     def cgroup_path(self, controller: str, sandbox_id: str) -> Path | None:
         """The sandbox's cgroup of one controller ('memory', 'pids', 'cpu'); None where not writable."""
@@ -160,7 +161,8 @@ class BubblewrapBackend(Backend):
         config = {"key": key, "workdir": WORKSPACE, "output_dir": OUTPUTS, "socket_path": f"{RUN_DIR}/executor.sock"}
         try:
             cgroups = self._cgroups.create(sandbox_id, limits)
-            proc, init_pid = await self._spawn(sandbox_id, sandbox_dir, run_dir, network, config, cgroups)
+            proc, init_pid = await self._spawn(sandbox_id, sandbox_dir, run_dir, network, config, cgroups,
+                                               spec.mounts)
         except BaseException:
             await self._cleanup(sandbox_id)
             raise
@@ -171,8 +173,8 @@ class BubblewrapBackend(Backend):
         self._save(handle)
         return handle
 
-    async def _spawn(self, sandbox_id: str, sandbox_dir: Path, run_dir: Path, network: str,
-                     config: dict[str, str], cgroups: list[Path]) -> tuple[asyncio.subprocess.Process, int]:
+    async def _spawn(self, sandbox_id: str, sandbox_dir: Path, run_dir: Path, network: str, config: dict[str, str],
+                     cgroups: list[Path], mounts: list[Mount]) -> tuple[asyncio.subprocess.Process, int]:
         """Start bwrap; return it and the host pid of the sandbox's init once the executor is ready."""
         config_r, config_w = os.pipe()  # the key reaches the executor through a pipe: no argv, no environ
         os.write(config_w, json.dumps(config).encode())
@@ -180,7 +182,7 @@ class BubblewrapBackend(Backend):
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe() if cgroups else (-1, -1)
         child_fds = [fd for fd in (config_r, info_w, block_r) if fd >= 0]
-        args = [*self._static_args, *self._sandbox_args(sandbox_dir, run_dir, network),
+        args = [*self._static_args, *self._sandbox_args(sandbox_dir, run_dir, network, mounts),
                 "--info-fd", str(info_w), *(["--block-fd", str(block_r)] if cgroups else []),
                 "--", sys.executable, "-m", "workers.executor", f"/dev/fd/{config_r}"]
         try:
@@ -308,7 +310,7 @@ class BubblewrapBackend(Backend):
                      for a in ("--ro-bind", str(etc_dir / name), f"/etc/{name}")]
         return args
 
-    def _sandbox_args(self, sandbox_dir: Path, run_dir: Path, network: str) -> list[str]:
+    def _sandbox_args(self, sandbox_dir: Path, run_dir: Path, network: str, mounts: list[Mount]) -> list[str]:
         args = ["--bind", str(sandbox_dir / "workspace"), WORKSPACE, "--bind", str(sandbox_dir / "outputs"), OUTPUTS,
                 "--bind", str(run_dir), RUN_DIR]
         if network == "egress":
@@ -316,6 +318,7 @@ class BubblewrapBackend(Backend):
             etc = os.path.join(self._config.rootfs or "/", "etc", "resolv.conf")
             if os.path.exists("/etc/resolv.conf") and (self._config.rootfs is None or _plain_file(etc)):
                 args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+        args += [a for m in mounts for a in ("--ro-bind" if m.read_only else "--bind", m.source, m.target)]
         return args + ["--remount-ro", "/", "--chdir", WORKSPACE]
 
 

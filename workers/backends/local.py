@@ -50,6 +50,13 @@ class LocalBackend(Backend):
             print(f"WARNING: {NO_ISOLATION_WARNING}", file=sys.stderr)
             log.warning("local_backend_no_isolation", worker_id=worker_id)
 
+    def validate(self, spec: SessionSpec) -> None:
+        super().validate(spec)
+        for mount in spec.mounts:
+            if os.path.realpath(mount.target) != os.path.realpath(mount.source):
+                raise BackendError(f"the local backend sees host paths as they are: mount {mount.source!r} "
+                                   f"at the same path, not at {mount.target!r}", "invalid_spec")
+
     def pool_key(self, spec: SessionSpec) -> str | None:
         return "local"  # env, workdir and timeouts are applied at claim: every spec can use a warm one
 

@@ -4,8 +4,8 @@ Setup clones the repository from a local mirror ``<repos_dir>/<owner>__<name>`` 
 and checks out ``base_commit``; the patch is the instance's (or a model's) patch followed by its
 ``test_patch``; eval is the repository's test command with FAIL_TO_PASS + PASS_TO_PASS appended.
 
-The mirror path is used as given inside the sandbox: with the local backend the sandbox sees the
-host's paths; with a container backend, mount the mirrors into the sandbox at the same path.
+Each task mounts ``repos_dir`` read-only into its sandbox at the same path (the workers must be
+started with ``--allow-mount`` for it), so the clone works on every backend.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import shlex
 from typing import Iterable
 
 import msgspec
+
+from protocol import Mount
 
 from ._tasks import Task
 
@@ -117,6 +119,8 @@ def convert_instances(
         ]
         patch = predictions[inst.instance_id] if predictions is not None else inst.patch
         command = " ".join([test_cmds[inst.repo], *(shlex.quote(t) for t in tests)])
+        mirror_root = os.path.abspath(repos_dir)
         tasks.append(Task(id=inst.instance_id, image=image, setup=setup, patch=_join_patches(patch, inst.test_patch),
-                          eval=[command], timeout_s=timeout_s, workdir=workdir))
+                          eval=[command], timeout_s=timeout_s, workdir=workdir,
+                          mounts=[Mount(source=mirror_root, target=mirror_root)]))
     return tasks

@@ -6,6 +6,8 @@ import asyncio
 import posixpath
 import shlex
 import time
+
+import msgspec
 from typing import Any
 
 import structlog
@@ -116,6 +118,8 @@ async def run_task(client: Any, task: Task, *, backend: str | None = None, label
     spec: dict[str, Any] = {"labels": {**(labels or {}), "task": task.id}}
     if task.image:
         spec["image"] = task.image
+    if task.mounts:
+        spec["mounts"] = [msgspec.to_builtins(m) for m in task.mounts]
     if backend:
         spec["backend"] = backend
     try:

@@ -9,6 +9,8 @@ from typing import Annotated, Iterable, Literal
 
 import msgspec
 
+from protocol import Mount
+
 TaskStatus = Literal["passed", "failed", "error", "timeout"]
 OUTPUT_TAIL_CHARS = 2000
 
@@ -34,6 +36,8 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     expect_exit_code: int = 0
     workdir: str | None = None
     """Relative paths are taken from the session's first directory; None is that directory."""
+    mounts: list[Mount] = []
+    """Host directories the sandbox needs (e.g. a repository mirror); the workers must allow them."""
 
 
 class BadLine(msgspec.Struct, frozen=True, kw_only=True):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from actors.controller import Controller, ControllerConfig
-from protocol import Client, CmdOutput, CmdRun, Resources, SessionSpec, codes, new_id
+from protocol import Client, CmdOutput, CmdRun, Mount, Resources, SessionSpec, codes, new_id
 from workers.backends import BackendError
 from workers.backends.bubblewrap import BubblewrapBackend, BubblewrapConfig
 from workers.executor.client import ExecutorClient
@@ -296,3 +296,15 @@ async def test_a_session_on_a_bubblewrap_worker_runs_commands(nats_server, tmp_p
     finally:
         await worker.aclose()
         await ctl.aclose()
+
+
+async def test_an_allowed_mount_is_visible_read_only(backend, sandbox, tmp_path):
+    shared = tmp_path / "mirrors"
+    shared.mkdir()
+    (shared / "repo.txt").write_text("mirror\n")
+    backend.allowed_mounts = (str(tmp_path),)
+    spec = dict(mounts=[Mount(source=str(shared), target="/mirrors")])
+    backend.validate(SessionSpec(**spec))
+    handle = await sandbox(**spec)
+    out = await run(handle, "cat /mirrors/repo.txt; touch /mirrors/x 2>/dev/null || echo refused")
+    assert out.content == "mirror\nrefused\n"

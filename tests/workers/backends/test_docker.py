@@ -23,7 +23,7 @@ import aiodocker
 import pytest
 from aiodocker.exceptions import DockerError
 
-from protocol import CmdOutput, CmdRun, Resources, SessionSpec, codes, new_id
+from protocol import CmdOutput, CmdRun, Mount, Resources, SessionSpec, codes, new_id
 from workers.backends import BackendError
 from workers.backends.docker import DockerBackend, DockerConfig, ImageNotFound
 from workers.executor.client import ExecutorClient, ExecutorUnavailable
@@ -508,3 +508,23 @@ async def test_tcp_transport_without_egress_uses_the_internal_network(make_backe
     assert (await run(handle, "echo internal")).content == "internal\n"
     probe = "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 53), timeout=3)\""
     assert (await run(handle, probe)).exit_code != 0
+
+
+async def test_an_allowed_mount_is_read_only_in_the_container(make_backend, tmp_path):
+    shared = tmp_path / "mirrors"
+    shared.mkdir()
+    (shared / "repo.txt").write_text("mirror\n")
+    backend = make_backend()
+    backend.allowed_mounts = (str(tmp_path),)
+    spec = SessionSpec(mounts=[Mount(source=str(shared), target="/mirrors")])
+    backend.validate(spec)
+    handle = await backend.create("s-mount", spec)
+    out = await run(handle, "cat /mirrors/repo.txt; touch /mirrors/x 2>&1 | grep -c Read-only")
+    assert out.content == "mirror\n1\n"
+
+
+async def test_a_mount_outside_the_allowed_roots_is_refused(make_backend):
+    backend = make_backend()
+    with pytest.raises(BackendError) as info:
+        backend.validate(SessionSpec(mounts=[Mount(source="/etc", target="/hostetc")]))
+    assert info.value.code == "invalid_spec"

@@ -31,6 +31,12 @@ from ._events import (
     CmdRun,
     Error,
     ErrorReply,
+    FileContent,
+    FileEdit,
+    FileEdited,
+    FileRead,
+    FileWrite,
+    FileWritten,
     SessionInfo,
     SessionList,
     SessionRef,
@@ -248,6 +254,24 @@ class Session:
         """Shorthand for ``run(CmdRun(id=new_id(), command=command, ...))``."""
         obs = await self.run(CmdRun(id=new_id(), command=command, **fields))
         assert isinstance(obs, (CmdOutput, Error))
+        return obs
+
+    async def read_file(self, path: str, **fields: Any) -> FileContent | Error:
+        """Shorthand for a ``file_read`` (``start_line``, ``end_line``, ``encoding`` as keywords)."""
+        obs = await self.run(FileRead(id=new_id(), path=path, **fields))
+        assert isinstance(obs, (FileContent, Error))
+        return obs
+
+    async def write_file(self, path: str, content: str, **fields: Any) -> FileWritten | Error:
+        """Shorthand for a ``file_write`` (byte-exact, atomic, parents created)."""
+        obs = await self.run(FileWrite(id=new_id(), path=path, content=content, **fields))
+        assert isinstance(obs, (FileWritten, Error))
+        return obs
+
+    async def edit(self, command: str, path: str, **fields: Any) -> FileEdited | Error:
+        """Shorthand for a ``file_edit``: ``await session.edit("str_replace", path, old_str=..., new_str=...)``."""
+        obs = await self.run(FileEdit(id=new_id(), command=command, path=path, **fields))  # type: ignore[arg-type]
+        assert isinstance(obs, (FileEdited, Error))
         return obs
 
     async def _publish(self, action: AnyAction) -> AnyObservation | None:

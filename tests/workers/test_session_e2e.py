@@ -133,3 +133,14 @@ async def test_an_allowed_mount_is_visible_in_the_sandbox(client, tmp_path):
     (shared / "hello.txt").write_text("mirrored\n")
     async with await client.create_session(mounts=[{"source": str(shared), "target": str(shared)}]) as s:
         assert (await s.cmd(f"cat {shared}/hello.txt")).content == "mirrored\n"
+
+
+async def test_sdk_shorthands_for_files_and_the_editor(session):
+    written = await session.write_file("notes/b.txt", "alpha\nbeta\n")
+    assert isinstance(written, FileWritten) and written.size == 11
+    edited = await session.edit("str_replace", written.path, old_str="beta", new_str="gamma")
+    assert isinstance(edited, FileEdited)
+    read = await session.read_file("notes/b.txt", start_line=2)
+    assert isinstance(read, FileContent) and read.content == "gamma\n"
+    missing = await session.read_file("notes/none.txt")
+    assert isinstance(missing, Error) and missing.code == codes.FILE_NOT_FOUND

@@ -58,22 +58,18 @@ class ExecutorClient:
 
     async def result(self, action_id: str) -> AnyObservation | None:
         """The executor's stored answer to an action id, or None (unknown, or still running)."""
-        reader, writer = await self._connect()
-        try:
-            writer.write(f"GET /v1/result/{action_id} HTTP/1.1\r\nHost: executor\r\n".encode() + self._auth + b"\r\n")
-            head = await _http.read_head(reader)
-            if head is None:
-                raise ExecutorUnavailable("executor closed the connection")
-            body = await _http.read_body(reader, head[1])
-        except (OSError, asyncio.IncompleteReadError, _http.HttpError) as exc:
-            writer.close()
-            raise ExecutorUnavailable(f"executor result lookup failed: {exc!r}") from exc
-        self._release((reader, writer))
-        return decode_observation(body) if head[0].split(" ", 2)[1] == "200" else None
+        status, body = await self._exchange("GET", f"/v1/result/{action_id}")
+        return decode_observation(body) if status == "200" else None
 
     async def _json_call(self, method: str, path: str, body: dict[str, object] | None = None) -> dict[str, object]:
+        status, answer = await self._exchange(method, path, json.dumps(body).encode() if body is not None else b"")
+        if status != "200":
+            raise ExecutorUnavailable(f"executor answered {status} to {path}: {answer[:300].decode(errors='replace')}")
+        return json.loads(answer)
+
+    async def _exchange(self, method: str, path: str, data: bytes = b"") -> tuple[str, bytes]:
+        """One request with a complete (not streamed) answer: (status code, body)."""
         reader, writer = await self._connect()
-        data = json.dumps(body).encode() if body is not None else b""
         try:
             writer.write(f"{method} {path} HTTP/1.1\r\nHost: executor\r\nContent-Type: application/json\r\n".encode()
                          + self._auth + b"Content-Length: %d\r\n\r\n" % len(data) + data)
@@ -85,10 +81,7 @@ class ExecutorClient:
             writer.close()
             raise ExecutorUnavailable(f"executor {path} failed: {exc!r}") from exc
         self._release((reader, writer))
-        status = head[0].split(" ", 2)[1]
-        if status != "200":
-            raise ExecutorUnavailable(f"executor answered {status} to {path}: {answer[:300].decode(errors='replace')}")
-        return json.loads(answer)
+        return head[0].split(" ", 2)[1], answer
 
     async def execute(self, action: AnyAction) -> AsyncIterator[AnyObservation]:
         """Yield the observations of one action: chunks, then the final observation."""

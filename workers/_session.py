@@ -274,7 +274,10 @@ class SessionRunner:
         return replacement, encode(replacement, json=as_json)
 
     async def publish_status(self, info: SessionInfo) -> None:
-        await self._nc.publish(self._subjects.status(self.session_id), encode(info))
+        try:
+            await self._nc.publish(self._subjects.status(self.session_id), encode(info))
+        except nats.errors.Error as exc:  # the broker is gone: the status is lost, not the worker
+            log.warning("status_unpublished", session_id=self.session_id, status=info.status, error=repr(exc))
 
     # ------------------------------------------------------------------- close
     async def aclose(self, *, delete_consumer: bool = True, code: str = codes.UNKNOWN_SESSION,
@@ -296,9 +299,12 @@ class SessionRunner:
         for lane in self._lanes.values():
             while not lane._inbox.empty():
                 job = lane._inbox.get_nowait()
-                await self._publish(Error(id=new_id(), cause=job.action.id, session_id=self.session_id,
-                                          code=code, message=reason), job.json)
-                await job.msg.ack()
+                try:
+                    await self._publish(Error(id=new_id(), cause=job.action.id, session_id=self.session_id,
+                                              code=code, message=reason), job.json)
+                    await job.msg.ack()
+                except nats.errors.Error:
+                    pass  # unacked, it stays in the stream: the controller answers it if no one else does
         if delete_consumer:
             try:
                 await self._js.delete_consumer(self._stream, self.consumer_name)

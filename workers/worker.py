@@ -282,17 +282,19 @@ class Worker:
         runner = self._runners.pop(session_id, None)
         if runner is None:
             return ErrorReply(code=codes.UNKNOWN_SESSION, message=f"worker {self.worker_id} has no session {session_id!r}")
-        await runner.publish_status(SessionInfo(session_id=session_id, worker_id=self.worker_id,
-                                                backend=self._backend.name, status="closing"))
-        if status == "lost":
-            await runner.aclose(code=codes.SANDBOX_LOST, reason=reason or "the sandbox was lost")
-        else:
-            await runner.aclose()
-        if runner.handle.keep and status == "closed":
-            await self._backend.keep(runner.handle)
-            log.info("sandbox_kept", session_id=session_id, sandbox_id=runner.handle.sandbox_id)
-        else:
-            await self._backend.destroy(runner.handle)
+        try:
+            await runner.publish_status(SessionInfo(session_id=session_id, worker_id=self.worker_id,
+                                                    backend=self._backend.name, status="closing"))
+            if status == "lost":
+                await runner.aclose(code=codes.SANDBOX_LOST, reason=reason or "the sandbox was lost")
+            else:
+                await runner.aclose()
+        finally:  # whatever the broker does, the sandbox must not leak
+            if runner.handle.keep and status == "closed":
+                await self._backend.keep(runner.handle)
+                log.info("sandbox_kept", session_id=session_id, sandbox_id=runner.handle.sandbox_id)
+            else:
+                await self._backend.destroy(runner.handle)
         info = SessionInfo(session_id=session_id, worker_id=self.worker_id, backend=self._backend.name,
                            status=status, created_at=runner.handle.created_at, reason=reason)  # type: ignore[arg-type]
         await runner.publish_status(info)

@@ -32,6 +32,7 @@ def _child(conn: socket.socket, listener: socket.socket, request: dict) -> None:
     try:
         listener.close()
         os.setsid()
+        _name_process(b"corral-executor")  # ps shows it as what it is, not as the zygote
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
@@ -74,6 +75,16 @@ def _die_with_parent() -> None:
 
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+
+
+def _name_process(name: bytes) -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(PR_SET_NAME, ctypes.c_char_p(name[:15]), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def serve(path: str) -> None:

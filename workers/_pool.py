@@ -78,9 +78,9 @@ class WarmPool:
         self._ready.setdefault(key, deque()).append(handle)
 
     async def aclose(self) -> None:
+        """Remove the warm sandboxes. Starts in flight are awaited, not cancelled: a start cut
+        short leaves a process behind that nobody has a handle for; a finished one is removed."""
         self._closed = True
-        for task in list(self._tasks):
-            task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         handles = [h for q in self._ready.values() for h in q]
         self._ready.clear()

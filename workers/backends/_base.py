@@ -80,9 +80,19 @@ class Backend(abc.ABC):
     async def prestart(self, spec: SessionSpec) -> SandboxHandle:
         """Start an unclaimed sandbox whose executor answers before this returns (warm pools)."""
 
-    @abc.abstractmethod
     async def claim(self, handle: SandboxHandle, session_id: str, spec: SessionSpec) -> SandboxHandle:
         """Bind a prestarted sandbox to a session: its env, workdir and default timeouts."""
+        claimed = await claim_executor(handle, session_id, spec, self.claim_workdir(handle, spec))
+        save_handle(self.sandbox_dir(claimed), claimed)
+        return claimed
+
+    def claim_workdir(self, handle: SandboxHandle, spec: SessionSpec) -> str:
+        """Where a claimed session's shells start, as the executor sees the path."""
+        return spec.workdir or handle.workdir
+
+    def sandbox_dir(self, handle: SandboxHandle) -> Path:
+        """The sandbox's directory on the worker's host (its handle file lives there)."""
+        raise NotImplementedError
 
     async def images_present(self) -> list[str]:
         """Sandbox images this backend's host already has (placement prefers such workers)."""

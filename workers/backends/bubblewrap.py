@@ -38,7 +38,7 @@ import protocol
 from protocol import Mount, SessionSpec, codes, new_id
 import workers
 
-from ._base import Backend, BackendError, SandboxHandle, claim_executor, load_handles, save_handle
+from ._base import Backend, BackendError, SandboxHandle, load_handles, save_handle
 
 log = structlog.get_logger()
 
@@ -226,13 +226,14 @@ class BubblewrapBackend(Backend):
         return proc, init_pid
 
     # ------------------------------------------------------------------ claim
-    async def claim(self, handle: SandboxHandle, session_id: str, spec: SessionSpec) -> SandboxHandle:
-        claimed = await claim_executor(handle, session_id, spec, sandbox_workdir(spec.workdir))
-        self._save(claimed)
-        return claimed
+    def claim_workdir(self, handle: SandboxHandle, spec: SessionSpec) -> str:
+        return sandbox_workdir(spec.workdir)
+
+    def sandbox_dir(self, handle: SandboxHandle) -> Path:
+        return self._root / handle.sandbox_id
 
     def _save(self, handle: SandboxHandle) -> None:
-        save_handle(self._root / handle.sandbox_id, handle)
+        save_handle(self.sandbox_dir(handle), handle)
 
     # ---------------------------------------------------------------- destroy
     async def destroy(self, handle: SandboxHandle) -> None:

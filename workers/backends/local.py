@@ -19,7 +19,7 @@ import structlog
 
 from protocol import SessionSpec, new_id
 
-from ._base import Backend, BackendError, SandboxHandle, claim_executor, load_handles, save_handle
+from ._base import Backend, BackendError, SandboxHandle, load_handles, save_handle
 
 log = structlog.get_logger()
 
@@ -132,13 +132,11 @@ class LocalBackend(Backend):
                 raise BackendError(f"the executor fork server did not start: {exc!r}") from exc
             return self._zygote_path
 
-    async def claim(self, handle: SandboxHandle, session_id: str, spec: SessionSpec) -> SandboxHandle:
-        claimed = await claim_executor(handle, session_id, spec, spec.workdir or handle.workdir)
-        self._save(claimed)
-        return claimed
+    def sandbox_dir(self, handle: SandboxHandle) -> Path:
+        return self._root / handle.sandbox_id
 
     def _save(self, handle: SandboxHandle) -> None:
-        save_handle(self._root / handle.sandbox_id, handle)
+        save_handle(self.sandbox_dir(handle), handle)
 
     async def destroy(self, handle: SandboxHandle) -> None:
         proc = self._procs.pop(handle.sandbox_id, None)

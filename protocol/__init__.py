@@ -58,6 +58,7 @@ from ._events import (
 )
 from ._ids import new_id
 from ._schema import json_schema
+from ._validate import MAX_ID_LENGTH, Invalid, check_action, spec_problem, valid_id
 from ._subjects import DEFAULT_PREFIX, KV_SESSIONS, KV_WORKERS, STREAM, Subjects
 
 __all__ = [name for name in dir() if not name.startswith("_")] + ["Client", "Session", "connect_nats"]

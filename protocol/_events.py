@@ -51,6 +51,8 @@ class FileWrite(Action, frozen=True, kw_only=True, tag="file_write"):
     path: str
     content: str
     encoding: Encoding = "text"
+    append: bool = False
+    """Add ``content`` at the end of the file instead of replacing it (write big files in parts)."""
 
 
 class FileEdit(Action, frozen=True, kw_only=True, tag="file_edit"):

@@ -24,6 +24,7 @@ from actors.controller import Controller, ControllerConfig
 from actors.embedded import EmbeddedNats
 from protocol import Subjects, connect_nats
 
+from .backends._base import deployment_id
 from .worker import Worker, WorkerConfig
 
 log = structlog.get_logger()
@@ -101,7 +102,7 @@ class Deployment:
         for n in range(self.config.workers):
             worker = Worker(WorkerConfig(
                 nats_url=self.url, prefix=self.config.prefix, backend=backend, capacity=self.config.capacity,
-                base_dir=str(data / "workers"), worker_id=f"{os.uname().nodename}-{backend}-{n}".replace(".", "-"),
+                base_dir=str(data / "workers"), worker_id=f"{os.uname().nodename}-{backend}-{n}-{deployment_id(str(data))}".replace(".", "-"),
                 warm_pool=self.config.warm_pool, stream=stream, allowed_mounts=list(self.config.allowed_mounts),
             ))
             await worker.start(progress=_progress)

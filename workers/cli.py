@@ -81,7 +81,7 @@ def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: i
 @nats_option
 @prefix_option
 @click.option("--backend", default="local", show_default=True)
-@click.option("--worker-id", default=None, help="Stable id (default: <hostname>-<backend>)")
+@click.option("--worker-id", default=None, help="Stable id (default: <hostname>-<backend>-<hash of the base dir>)")
 @click.option("--capacity", default=64, show_default=True)
 @click.option("--base-dir", default=".corral/workers", show_default=True)
 @click.option("--warm-pool", default=2, show_default=True, help="Prestarted sandboxes per pool key")

@@ -39,6 +39,7 @@ from protocol import (
 from ._pool import WarmPool
 from ._session import SessionRunner
 from .backends import Backend, BackendError, BubblewrapConfig, DockerConfig, SandboxHandle, make_backend
+from .backends._base import deployment_id
 
 log = structlog.get_logger()
 
@@ -52,7 +53,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     nats_url: str = "nats://127.0.0.1:4222"
     prefix: str = "corral"
     worker_id: str | None = None
-    """Stable across restarts on one host; default ``<hostname>-<backend>``."""
+    """Stable across restarts on one host; default ``<hostname>-<backend>-<deployment>``, where the
+    deployment is a hash of ``base_dir`` (two deployments on one host never share a worker id)."""
     backend: str = "local"
     capacity: int = 64
     base_dir: str = "/var/lib/corral"
@@ -73,7 +75,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     bubblewrap: BubblewrapConfig = BubblewrapConfig()
 
     def resolved_worker_id(self) -> str:
-        return self.worker_id or f"{socket.gethostname()}-{self.backend}".replace(".", "-")
+        return self.worker_id or f"{socket.gethostname()}-{self.backend}-{deployment_id(self.base_dir)}".replace(".", "-")
 
 
 class Worker:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import hashlib
 import os
 from pathlib import Path
 import time
@@ -40,6 +41,14 @@ class SandboxHandle(msgspec.Struct, frozen=True, kw_only=True):
     labels: dict[str, str] = {}
     keep: bool = False
     """Stop but do not remove the sandbox when its session closes (SessionSpec.keep); survives re-adoption."""
+
+
+def deployment_id(base_dir: str) -> str:
+    """A short stable id for everything one deployment owns on a host: its data directory, hashed.
+
+    Two deployments on one host (another data dir, another broker) never adopt, sweep or share a
+    socket with each other's sandboxes, because each labels and names what it creates with this."""
+    return hashlib.sha256(os.path.realpath(base_dir).encode()).hexdigest()[:8]
 
 
 HANDLE_FILE = "sandbox.json"

@@ -20,6 +20,8 @@ LABEL_SESSION = "corral.session"
 LABEL_WORKER = "corral.worker"
 LABEL_VERSION = "corral.version"
 LABEL_DIR = "corral.dir"
+LABEL_DEPLOYMENT = "corral.deployment"
+"""The deployment (a hash of its data dir) that made the container: only it adopts or sweeps it."""
 VERSION = "0.1.0"
 
 SOCKET_MOUNT = "/run/corral"

@@ -30,9 +30,10 @@ from protocol import SessionSpec, codes, new_id
 
 from .._ports import PortAllocator, PortsExhausted
 from ..executor.client import ExecutorClient
-from ._base import Backend, BackendError, SandboxHandle, claim_executor, load_handle, save_handle
+from ._base import Backend, BackendError, SandboxHandle, claim_executor, deployment_id, load_handle, save_handle
 from ._docker_spec import (
     EXEC_PORT,
+    LABEL_DEPLOYMENT,
     INTERNAL_NETWORK,
     LABEL_DIR,
     LABEL_SANDBOX,
@@ -81,6 +82,7 @@ class DockerBackend(Backend):
     def __init__(self, *, base_dir: str, worker_id: str, config: DockerConfig | None = None) -> None:
         self.config = config or DockerConfig()
         self._worker_id = worker_id
+        self._deployment = deployment_id(base_dir)
         self._root = Path(base_dir) / "docker" / worker_id
         self._socket_root = Path(self.config.socket_dir or f"/tmp/corral-{os.getuid()}")
         self._docker: aiodocker.Docker | None = None
@@ -242,6 +244,7 @@ class DockerBackend(Backend):
         elif self.config.transport == "tcp":
             await self._ensure_internal_network(docker)
         labels = {LABEL_SANDBOX: sid, LABEL_SESSION: handle.session_id, LABEL_WORKER: self._worker_id,
+                  LABEL_DEPLOYMENT: self._deployment,
                   LABEL_VERSION: VERSION, LABEL_DIR: str(sandbox_dir)}
         body = container_body(image=image, limits=limits, config=self.config, labels=labels,
                               executor_json=json.dumps(executor_config(handle.key, self.config.transport)),
@@ -391,7 +394,8 @@ class DockerBackend(Backend):
     async def _containers(self) -> list[dict[str, Any]]:
         """Summaries of this worker's corral containers, running or not."""
         docker = await self.engine()
-        filters = json.dumps({"label": [f"{LABEL_WORKER}={self._worker_id}", LABEL_SANDBOX]})
+        filters = json.dumps({"label": [f"{LABEL_WORKER}={self._worker_id}", f"{LABEL_DEPLOYMENT}={self._deployment}",
+                                         LABEL_SANDBOX]})
         try:
             return [c._container for c in await docker.containers.list(all=True, filters=filters)]
         except DockerError as exc:

@@ -19,7 +19,7 @@ import structlog
 
 from protocol import SessionSpec, new_id
 
-from ._base import Backend, BackendError, SandboxHandle, load_handles, save_handle
+from ._base import Backend, BackendError, SandboxHandle, deployment_id, load_handles, save_handle
 
 log = structlog.get_logger()
 
@@ -43,7 +43,8 @@ class LocalBackend(Backend):
         self._worker_id = worker_id
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._use_zygote = use_zygote
-        self._zygote_path = str(self._socket_dir / f"zygote-{worker_id}.sock")
+        # Keyed by this backend's own directory: another deployment's worker of the same id has its own.
+        self._zygote_path = str(self._socket_dir / f"zygote-{deployment_id(str(self._root))}.sock")
         self._zygote_proc: asyncio.subprocess.Process | None = None
         self._zygote_lock = asyncio.Lock()
         if warn:

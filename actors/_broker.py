@@ -15,9 +15,13 @@ class StreamConfigOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     """Retention of the CORRAL stream (every action and observation of every session)."""
 
     max_age_s: float = 7 * 24 * 3600
-    max_bytes: int = -1
+    max_bytes: int = 4 * 2**30
+    """The stream's size cap (oldest messages go first); -1 for none."""
     duplicate_window_s: float = 120.0
     storage: str = "file"
+    chunk_ttl_s: float = 3600.0
+    """How long streamed ``cmd_chunk`` observations stay in the stream (per-message TTL): they are
+    for live watchers; the final observation keeps the result for the full retention."""
 
 
 async def ensure_stream(js: JetStreamContext, subjects: Subjects, options: StreamConfigOptions | None = None) -> None:
@@ -32,6 +36,7 @@ async def ensure_stream(js: JetStreamContext, subjects: Subjects, options: Strea
         duplicate_window=options.duplicate_window_s,
         discard=DiscardPolicy.OLD,
         max_msg_size=-1,
+        allow_msg_ttl=True,
     )
     try:
         await js.add_stream(config)

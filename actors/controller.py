@@ -12,7 +12,7 @@ import asyncio
 from collections import OrderedDict
 import random
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import msgspec
 import nats
@@ -42,12 +42,13 @@ from protocol import (
     encode,
     headers_for,
     new_id,
+    spec_problem,
     wants_json,
 )
-from protocol._client import replay
 from protocol._codec import ActionDecodeError, decode_action
 
 from . import metrics
+from ._answers import answer_unanswered, final_headers
 from ._broker import StreamConfigOptions, ensure_stream, sessions_bucket, stream_name, workers_bucket
 from ._kernel import Actor, InboxFull, Supervisor
 from ._registry import SessionRecord, kv_delete, kv_items, record_decoder
@@ -65,6 +66,9 @@ class ControllerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     default_idle_timeout_s: float | None = 3600.0
     reap_interval_s: float = 1.0
     create_timeout_s: float = 120.0
+    create_lapse_s: float = 6.0
+    """A create is given up on (and placed again elsewhere) when the worker starting it has sent no
+    heartbeat for this long (three missed beats at the default interval)."""
     lost_grace_s: float = 60.0
     """How long a lost session may take to be recovered before its pending actions are answered
     with `sandbox_lost` and it is closed."""
@@ -76,6 +80,16 @@ class ControllerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
 
 _worker_codec = msgspec.msgpack.Decoder(WorkerInfo)
+
+
+def _guarded(callback: Callable[[Msg], Awaitable[None]]) -> Callable[[Msg], Awaitable[None]]:
+    """A subscription callback that no message can crash (it is logged; the next one is served)."""
+    async def cb(msg: Msg) -> None:
+        try:
+            await callback(msg)
+        except Exception:
+            log.exception("controller_message_failed", subject=msg.subject)
+    return cb
 
 
 class Controller(Actor[Msg]):
@@ -108,9 +122,9 @@ class Controller(Actor[Msg]):
         group = "corral-controller"
         for verb in ("create", "close", "get", "list", "workers", "pause", "resume", "drain"):
             self._subs.append(await self._nc.subscribe(self._subjects.ctl(verb), queue=group, cb=self._enqueue))
-        self._subs.append(await self._nc.subscribe(self._subjects.heartbeats, cb=self._on_heartbeat))
-        self._subs.append(await self._nc.subscribe(self._subjects.actions(), queue=group, cb=self._on_action))
-        self._subs.append(await self._nc.subscribe(self._subjects.statuses(), queue=group, cb=self._on_status))
+        self._subs.append(await self._nc.subscribe(self._subjects.heartbeats, cb=_guarded(self._on_heartbeat)))
+        self._subs.append(await self._nc.subscribe(self._subjects.actions(), queue=group, cb=_guarded(self._on_action)))
+        self._subs.append(await self._nc.subscribe(self._subjects.statuses(), queue=group, cb=_guarded(self._on_status)))
         self._supervisor.start("inbox", self.run)
         self._supervisor.start("reaper", self._reap_forever)
         await self._nc.flush()
@@ -194,7 +208,7 @@ class Controller(Actor[Msg]):
             return ErrorReply(code=codes.UNKNOWN_SESSION, message=f"no session {session_id!r} (never created, or closed)")
         return record.info
 
-    def _place(self, spec: SessionSpec) -> WorkerInfo | ErrorReply | None:
+    def _place(self, spec: SessionSpec, shunned: set[str] = frozenset()) -> WorkerInfo | ErrorReply | None:  # type: ignore[assignment]
         """The best worker for ``spec``; an ErrorReply when none could ever take it; None when all are full.
 
         Among workers with room, prefer one that has a warm sandbox and the image, then the least
@@ -202,7 +216,8 @@ class Controller(Actor[Msg]):
         placement O(1) and spreads a burst of creates instead of piling them on one worker.
         """
         wanted = spec.backend if spec.backend not in (None, "auto") else None
-        able = [w for w in self._workers.values() if not w.draining and (wanted is None or w.backend == wanted)]
+        able = [w for w in self._workers.values()
+                if not w.draining and w.worker_id not in shunned and (wanted is None or w.backend == wanted)]
         if not able:
             if not self._workers:
                 return ErrorReply(code=codes.NO_CAPACITY, message="no worker is registered (start one with `corral worker`)")
@@ -222,7 +237,7 @@ class Controller(Actor[Msg]):
 
         return min(candidates, key=score)
 
-    async def _place_or_wait(self, spec: SessionSpec, deadline: float) -> WorkerInfo | ErrorReply:
+    async def _place_or_wait(self, spec: SessionSpec, deadline: float, shunned: set[str]) -> WorkerInfo | ErrorReply:
         """Place now, or queue first come, first served until a worker has room (bounded wait)."""
         ticket = object()
         self._queue.append(ticket)
@@ -230,7 +245,7 @@ class Controller(Actor[Msg]):
             async with self._capacity:
                 while True:
                     if self._queue[0] is ticket:
-                        placed = self._reserve(spec)
+                        placed = self._reserve(spec, shunned)
                         if placed is not None:
                             return placed
                     remaining = deadline - time.monotonic()
@@ -250,27 +265,38 @@ class Controller(Actor[Msg]):
         async with self._capacity:
             self._capacity.notify_all()
 
-    def _reserve(self, spec: SessionSpec) -> WorkerInfo | ErrorReply | None:
+    def _reserve(self, spec: SessionSpec, shunned: set[str]) -> WorkerInfo | ErrorReply | None:
         """Place, and count the start against the worker at once (its next heartbeat may be seconds away)."""
-        placed = self._place(spec)
+        placed = self._place(spec, shunned)
         if isinstance(placed, WorkerInfo):
             placed = msgspec.structs.replace(placed, starting=placed.starting + 1, warm=max(placed.warm - 1, 0))
             self._workers[placed.worker_id] = placed
         return placed
 
     async def _start_on(self, wid: str, session_id: str, spec: SessionSpec) -> SessionInfo | ErrorReply:
-        """Ask one worker to start the sandbox; releases the reservation made by _reserve."""
+        """Ask one worker to start the sandbox; releases the reservation made by _reserve.
+
+        A worker that stops heartbeating meanwhile is not waited for: the create fails over fast
+        (``worker_unavailable``) and the caller places it elsewhere."""
         log.info("session_placing", session_id=session_id, worker_id=wid)
+        request = asyncio.ensure_future(self._nc.request(  # type: ignore[union-attr]
+            self._subjects.worker(wid, "create"), encode(SandboxCreate(session_id=session_id, spec=spec)),
+            timeout=self._config.create_timeout_s))
+        lapse = asyncio.ensure_future(self._heartbeat_lapse(wid))
         try:
-            msg = await self._nc.request(  # type: ignore[union-attr]
-                self._subjects.worker(wid, "create"),
-                encode(SandboxCreate(session_id=session_id, spec=spec)),
-                timeout=self._config.create_timeout_s,
-            )
-            reply = decode_reply(msg.data)
-        except _REPLY_ERRORS as exc:
+            await asyncio.wait({request, lapse}, return_when=asyncio.FIRST_COMPLETED)
+            if request.done():
+                reply = decode_reply(request.result().data)
+            else:
+                reply = ErrorReply(code=codes.WORKER_UNAVAILABLE,
+                                   message=f"worker {wid} stopped sending heartbeats while starting the sandbox")
+                await self._abandon_start(wid, session_id)
+        except (*_REPLY_ERRORS, msgspec.DecodeError) as exc:
             reply = ErrorReply(code=codes.WORKER_UNAVAILABLE, message=f"worker {wid} did not start the sandbox: {exc!r}")
         finally:
+            for task in (request, lapse):
+                task.cancel()
+            await asyncio.gather(request, lapse, return_exceptions=True)
             current = self._workers.get(wid)
             if current is not None:
                 self._workers[wid] = msgspec.structs.replace(current, starting=max(current.starting - 1, 0))
@@ -278,21 +304,41 @@ class Controller(Actor[Msg]):
             reply = ErrorReply(code=codes.INTERNAL, message=f"worker {wid} answered create with {type(reply).__name__}")
         return reply
 
+    async def _heartbeat_lapse(self, wid: str) -> None:
+        """Returns once worker ``wid`` has been silent for ``create_lapse_s``."""
+        while True:
+            seen = self._worker_seen.get(wid)
+            if seen is None or time.time() - seen > self._config.create_lapse_s:
+                return
+            await asyncio.sleep(min(0.5, self._config.create_lapse_s / 4))
+
+    async def _abandon_start(self, wid: str, session_id: str) -> None:
+        """Tell a silent worker to drop the sandbox it may still be starting (if it ever hears)."""
+        try:
+            await self._nc.publish(self._subjects.worker(wid, "close"), encode(SessionRef(session_id=session_id)))  # type: ignore[union-attr]
+        except nats.errors.Error:
+            pass
+
     async def _create(self, spec: SessionSpec) -> SessionInfo | ErrorReply:
-        problem = _validate(spec)
+        problem = spec_problem(spec)
         if problem:
             return ErrorReply(code=codes.INVALID_SPEC, message=problem)
-        session_id = "s" + new_id()
         deadline = time.monotonic() + self._config.create_queue_timeout_s
+        shunned: set[str] = set()
         while True:
-            worker = self._reserve(spec) if not self._queue else None
+            session_id = "s" + new_id()  # a fresh id per attempt: a slow first worker cannot collide
+            worker = self._reserve(spec, shunned) if not self._queue else None
             if worker is None:
-                worker = await self._place_or_wait(spec, deadline)
+                worker = await self._place_or_wait(spec, deadline, shunned)
             if isinstance(worker, ErrorReply):
                 return worker
             reply = await self._start_on(worker.worker_id, session_id, spec)
-            if isinstance(reply, ErrorReply) and reply.code == codes.NO_CAPACITY and time.monotonic() < deadline:
-                continue  # our view of that worker was stale: place again
+            retry = isinstance(reply, ErrorReply) and reply.code in (codes.NO_CAPACITY, codes.WORKER_UNAVAILABLE)
+            if retry and time.monotonic() < deadline:
+                if reply.code == codes.WORKER_UNAVAILABLE:  # type: ignore[union-attr]
+                    shunned.add(worker.worker_id)
+                    log.warning("session_create_replaced", worker_id=worker.worker_id, reason=reply.message)  # type: ignore[union-attr]
+                continue  # our view of that worker was stale, or it went silent: place again
             break
         if not isinstance(reply, SessionInfo):
             return reply
@@ -397,32 +443,28 @@ class Controller(Actor[Msg]):
             action_id = exc.action_id
         error = Error(id=new_id(), cause=action_id, session_id=session_id, code=code, message=message)
         await self._nc.publish(  # type: ignore[union-attr]
-            self._subjects.obs(session_id, "error"), encode(error, json=as_json), headers=headers_for(as_json)
+            self._subjects.obs(session_id, "error"), encode(error, json=as_json), headers=final_headers(error.id, as_json)
         )
 
     async def _abandon(self, record: SessionRecord) -> None:
         """A lost session that did not recover: answer every action still pending, then close it.
 
-        The session's consumer remembers what its dead worker acked; everything after its ack
-        floor gets a `sandbox_lost` error, so no action is left without an answer.
-        """
+        The session's consumer remembers what its dead worker acked; every action after its ack
+        floor that the stream shows no final observation for gets a `sandbox_lost` error, so no
+        action is left without an answer, and none gets two."""
         sid = record.info.session_id
         reason = f"{record.info.reason}; not recovered within {self._config.lost_grace_s:.0f} s"
         js = self._nc.jetstream()  # type: ignore[union-attr]
         stream = stream_name(self._subjects)
         consumer = f"session_{sid}"
-        answered = 0
         try:
             info = await js.consumer_info(stream, consumer)
             start = (info.ack_floor.stream_seq if info.ack_floor else 0) + 1
             await js.delete_consumer(stream, consumer)
         except nats.js.errors.NotFoundError:
-            start = 0
-        if start:
-            async for msg in replay(self._nc, self._subjects.actions(sid), since=start, idle_s=0.3, stream=stream):  # type: ignore[arg-type]
-                await self._answer_lost(sid, msg.data, wants_json(msg.headers), codes.SANDBOX_LOST,
-                                        f"session {sid} is lost: {reason}")
-                answered += 1
+            start = 1
+        answered = await answer_unanswered(self._nc, self._subjects, stream, sid, since=start,  # type: ignore[arg-type]
+                                           code=codes.SANDBOX_LOST, reason=f"session {sid} is lost: {reason}")
         self._sessions.pop(sid, None)
         self._bury(sid, reason)
         await kv_delete(self._kv_sessions, sid)
@@ -455,12 +497,17 @@ class Controller(Actor[Msg]):
     # ------------------------------------------------------------ heartbeats
     async def _on_heartbeat(self, msg: Msg) -> None:
         try:
-            info = _worker_codec.decode(msg.data)
+            info = decode_as(msg.data, WorkerInfo)
         except msgspec.DecodeError:
             log.warning("heartbeat_undecodable", subject=msg.subject)
             return
+        now = time.time()
         self._workers[info.worker_id] = info
-        self._worker_seen[info.worker_id] = time.time()
+        self._worker_seen[info.worker_id] = now
+        for sid in info.active:  # a running command or streaming output is activity, not idleness
+            record = self._sessions.get(sid)
+            if record is not None and record.info.worker_id == info.worker_id:
+                record.last_activity = now
         if self._queue:
             await self._capacity_changed()
 
@@ -506,15 +553,3 @@ class Controller(Actor[Msg]):
             record.last_activity = time.time()  # the grace period for recovery starts now
             await self._kv_sessions.put(record.info.session_id, encode(record))
             await self._publish_status(record.info)
-
-
-def _validate(spec: SessionSpec) -> str | None:
-    for name in ("idle_timeout_s", "timeout_s", "soft_timeout_s"):
-        value = getattr(spec, name)
-        if value is not None and value <= 0:
-            return f"{name} must be positive, got {value}"
-    if spec.network not in (None, "none", "egress"):
-        return f"network must be 'none' or 'egress', got {spec.network!r}"
-    if spec.isolation not in (None, "default", "gvisor"):
-        return f"isolation must be 'default' or 'gvisor', got {spec.isolation!r}"
-    return None

@@ -53,17 +53,30 @@ NO_CONTROLLER_WAIT_S = 3.0
 """How long a control request keeps retrying while no controller is subscribed."""
 
 
-async def replay(nc: Nats, subject: str, *, since: int = 0, follow: bool = False, idle_s: float = 0.5,
+async def replay(nc: Nats, subject: str | list[str], *, since: int = 0, follow: bool = False, idle_s: float = 5.0,
                  stream: str | None = None) -> AsyncIterator[Msg]:
-    """Stored messages on ``subject`` from stream sequence ``since``, oldest first, through an
-    ordered consumer; with ``follow`` it keeps yielding new ones, else it stops once ``idle_s``
-    passes without one."""
-    sub = await nc.jetstream().subscribe(subject, stream=stream, ordered_consumer=True, config=start_at(since))
+    """Stored messages on ``subject`` (or any of several) from stream sequence ``since``, oldest
+    first, through an ordered consumer. With ``follow`` it keeps yielding new ones; without, it
+    stops once caught up (the consumer has nothing pending), or after ``idle_s`` of silence."""
+    config = start_at(since)
+    first = subject
+    if isinstance(subject, list):
+        config = config or ConsumerConfig()
+        config.filter_subjects = list(subject)
+        first = subject[0]
+    sub = await nc.jetstream().subscribe(first, stream=stream, ordered_consumer=True, config=config)
     try:
+        if not follow:
+            info = await sub.consumer_info()
+            if info.num_pending == 0 and not (info.delivered and info.delivered.consumer_seq):
+                return  # nothing stored, and nothing already on its way to us
         while True:
             try:
-                yield await sub.next_msg(timeout=None if follow else idle_s)
+                msg = await sub.next_msg(timeout=None if follow else idle_s)
             except nats.errors.TimeoutError:
+                return
+            yield msg
+            if not follow and msg.metadata.num_pending == 0:
                 return
     finally:
         try:

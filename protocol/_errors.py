@@ -26,6 +26,8 @@ SANDBOX_LOST: Final = "sandbox_lost"
 INVALID_SPEC: Final = "invalid_spec"
 TIMEOUT: Final = "timeout"
 INTERNAL: Final = "internal"
+SESSION_CLOSED: Final = "session_closed"
+"""The session was closed while the action was queued or running."""
 
 ALL_CODES: Final = frozenset(
     v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and k != "ALL_CODES"

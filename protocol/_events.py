@@ -257,6 +257,9 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     version: str = ""
     labels: dict[str, str] = {}
     seen_at: float = 0.0
+    active: list[str] = []
+    """Sessions busy since the last heartbeat (an action running or queued, output streamed): the
+    controller's idle reaper counts that as activity."""
 
 
 class WorkerList(Reply, frozen=True, kw_only=True, tag="worker_list"):

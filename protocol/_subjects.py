@@ -61,6 +61,15 @@ class Subjects(msgspec.Struct, frozen=True):
         return f"{self.prefix}.worker.*.heartbeat"
 
     # parsing
+    def action_kind(self, subject: str) -> str | None:
+        """Everything after ``.action.`` of an action subject (extra tokens included, so that a
+        subject ``...action.file_read.extra`` never passes for a ``file_read``); None if not one."""
+        head = self.prefix + ".session."
+        if not subject.startswith(head):
+            return None
+        _sid, sep, kind = subject[len(head):].partition(".action.")
+        return kind if sep else None
+
     def parse_session_subject(self, subject: str) -> tuple[str, str, str] | None:
         """``prefix.session.<sid>.<channel>[.<kind>]`` -> (sid, channel, kind); None if not one."""
         head = self.prefix + ".session."

@@ -1,15 +1,16 @@
-"""One session on a worker: its durable action consumer, its lanes, its idempotency table.
+"""One session on a worker: its durable action consumer, its lanes, its book of answers.
 
 Actions arrive in publish order from a durable JetStream consumer. Each goes to a lane: the
 shell it names (``cmd_run``), else ``main``. A lane executes one action at a time, so a
-session's actions run in order except across shells. An action is acked only after its final
-observation is published: a worker that dies mid-action leaves it in the stream.
+session's actions run in order except across shells. Every action message gets exactly one
+final answer: published through the stream (``_outbox``) before the message is acked, so a
+worker that dies mid-action leaves it in the stream, and a worker that takes over reads from the
+stream what was already answered (``_answers``). Closing a session answers everything it holds.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 import time
 from typing import Any, Awaitable, Callable
 
@@ -22,11 +23,13 @@ import nats.js.errors
 import structlog
 
 from actors import metrics
+from actors._answers import answer_unanswered, answered_in_stream, final_headers
 from actors._kernel import Actor, InboxFull
 from protocol import (
     AnyAction,
     AnyObservation,
     CmdChunk,
+    CmdOutput,
     CmdRun,
     Error,
     SessionInfo,
@@ -36,10 +39,13 @@ from protocol import (
     encode,
     headers_for,
     new_id,
+    valid_id,
     wants_json,
 )
 from protocol._codec import ActionDecodeError
 
+from ._answers import AnswerBook
+from ._outbox import Outbox, Outgoing
 from .backends import SandboxHandle
 from .executor.client import ExecutorClient, ExecutorUnavailable
 
@@ -49,14 +55,33 @@ PAYLOAD_HEADROOM = 4096
 """Bytes kept free under the broker's max payload for headers and protocol framing."""
 OUT_OF_BAND_KEYS = frozenset({"C-c", "C-d", "C-z", "C-\\"})
 """``is_input`` keys that bypass their shell's queue (an interrupt must not wait behind what it interrupts)."""
-DONE_CAPACITY = 10_000
-"""Final observations kept per session to answer repeated action ids."""
+CLOSE_DRAIN_S = 10.0
+DEATH_REASON_WAIT_S = 2.0
+
+
+class RunnerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    ack_wait_s: float = 30.0
+    chunk_ttl_s: float = 3600.0
+    """Streamed chunks expire from the stream after this long (the final observation stays)."""
+    action_output_quota_bytes: int = 16 * 2**20
+    """Streamed output one action may put on the broker; past it, its chunks are dropped (the
+    command runs on, its full output stays in the sandbox, the final answer says so)."""
+    session_output_quota_bytes: int = 512 * 2**20
+    """Streamed output of the whole session; past it, no more chunks are published for it."""
+    answer_cache_bytes: int = 2 * 2**20
 
 
 class _Job(msgspec.Struct, kw_only=True):
     action: AnyAction
     msg: Msg
     json: bool
+    seq: int | None
+    repeats: list[Msg] = []
+    """Other messages with the same action id that arrived while it ran: they get its answer."""
+    repeat_json: list[bool] = []
+    answered: bool = False
+    streamed: int = 0
+    dropped: int = 0
 
 
 class _Lane(Actor[_Job]):
@@ -74,44 +99,69 @@ class _Lane(Actor[_Job]):
         await self._runner.execute(job)
 
 
+DeathReason = Callable[[], Awaitable[str | None]]
+
+
 class SessionRunner:
     """Serves one session's actions on this worker until closed."""
 
     def __init__(self, nc: Nats, subjects: Subjects, stream: str, handle: SandboxHandle, *,
-                 ack_wait_s: float = 30.0, on_dead: Callable[[str, str], Awaitable[None]] | None = None) -> None:
+                 client: ExecutorClient | None = None, config: RunnerConfig = RunnerConfig(),
+                 on_dead: Callable[[str, str], Awaitable[None]] | None = None,
+                 death_reason: DeathReason | None = None) -> None:
         self._nc = nc
         self._js = nc.jetstream()
         self._subjects = subjects
         self._stream = stream
         self.handle = handle
         self.session_id = handle.session_id
-        self._client = ExecutorClient(key=handle.key, socket_path=handle.socket_path, host=handle.host, port=handle.port)
-        self._ack_wait_s = ack_wait_s
+        self._client = client or ExecutorClient(key=handle.key, socket_path=handle.socket_path, host=handle.host,
+                                                port=handle.port)
+        self._config = config
         self._on_dead = on_dead
+        self._death_reason = death_reason
+        self._book = AnswerBook(self._js, stream, cache_bytes=config.answer_cache_bytes)
+        self._outbox = Outbox(nc, self._confirmed)
+        self._jobs: dict[str, _Job] = {}
+        """Every action this runner holds and has not answered: queued in a lane or running."""
         self._lanes: dict[str, _Lane] = {}
-        self._lane_tasks: list[asyncio.Task[None]] = []
-        self._done: OrderedDict[str, AnyObservation] = OrderedDict()
-        self._inflight: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._subs: list[Any] = []
         self._closed = False
-        self._close_code, self._close_reason = codes.UNKNOWN_SESSION, "the session was closed"
+        self._dead: str | None = None
+        self._close_code, self._close_reason = codes.SESSION_CLOSED, "the session was closed"
+        self._streamed = 0
         self.last_activity = time.time()
 
     @property
     def consumer_name(self) -> str:
         return f"session_{self.session_id}"
 
+    def busy(self, since: float) -> bool:
+        """Is the session doing something: an action held, or output streamed since ``since``?"""
+        return bool(self._jobs) or self.last_activity >= since
+
+    def statistics(self) -> dict[str, int]:
+        return {"held": len(self._jobs), "unconfirmed": self._outbox.pending, "streamed_bytes": self._streamed,
+                **self._book.statistics()}
+
     async def start(self, *, recover: bool = False) -> None:
         """Subscribe the session's actions. With ``recover`` (a restarted worker adopting the
         sandbox), every action not yet acked is delivered again at once instead of after the
-        ack wait: the executor answers those it already ran from its own table."""
-        start_seq = await self._unacked_from() if recover else 0
+        ack wait; what the stream shows answered is recognised and not answered again."""
+        self._spawn(self._outbox.run(), "outbox")
+        start_seq = 0
+        if recover:
+            start_seq = await self._unacked_from()
+            horizon = (await self._js.stream_info(self._stream)).state.last_seq
+            answered = await answered_in_stream(self._nc, self._subjects, self._stream, self.session_id, since=start_seq)
+            self._book.recovered(answered, horizon)
         config = ConsumerConfig(
             durable_name=self.consumer_name,
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL,
             opt_start_seq=start_seq or None,
-            ack_wait=self._ack_wait_s,
+            ack_wait=self._config.ack_wait_s,
             max_ack_pending=10_000,
             max_deliver=-1,
         )
@@ -130,145 +180,241 @@ class SessionRunner:
         await self._js.delete_consumer(self._stream, self.consumer_name)
         return info.ack_floor.stream_seq + 1 if info.ack_floor and info.ack_floor.stream_seq else 0
 
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(f"{self.session_id}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     # ------------------------------------------------------------------ intake
     async def _on_action(self, msg: Msg) -> None:
+        """Whatever a message holds, it is answered and acked: a bad one never stays in the stream."""
+        try:
+            await self._intake(msg)
+        except Exception as exc:
+            log.exception("action_intake_failed", session_id=self.session_id, subject=msg.subject)
+            self._reject(msg, wants_json(msg.headers), None, codes.INTERNAL, f"the worker failed on this message: {exc!r}")
+
+    async def _intake(self, msg: Msg) -> None:
         self.last_activity = time.time()
         as_json = wants_json(msg.headers)
-        parsed = self._subjects.parse_session_subject(msg.subject)
-        kind = parsed[2] if parsed else None
+        seq = _stream_seq(msg)
         try:
-            action = decode_action(msg.data, json=as_json, subject_kind=kind)
+            action = decode_action(msg.data, json=as_json, subject_kind=self._subjects.action_kind(msg.subject))
         except ActionDecodeError as exc:
-            await self._publish(Error(id=new_id(), cause=exc.action_id, session_id=self.session_id,
-                                      code=exc.code, message=exc.message), as_json)
-            await msg.ack()
+            return self._reject(msg, as_json, exc.action_id, exc.code, exc.message)
+        if action.id in self._book:  # answered: the same message again, or a repeat of the id
+            if not self._book.is_redelivery(action.id, seq):
+                await self._republish(action.id, as_json)
+            return await _ack(msg)
+        job = self._jobs.get(action.id)
+        if job is not None:  # held: the same message again (it will be acked), or a repeat (answered with it)
+            if seq != job.seq:
+                job.repeats.append(msg)
+                job.repeat_json.append(as_json)
             return
-        done = self._done.get(action.id)
-        if done is not None:  # a repeated id: the stored observation again, never a second execution
-            await self._publish(done, as_json)
-            await msg.ack()
-            return
-        if action.id in self._inflight:
-            return  # a redelivery of something still running: the running one will ack it
         if self._closed:
-            await self._publish(Error(id=new_id(), cause=action.id, session_id=self.session_id,
-                                      code=self._close_code, message=self._close_reason), as_json)
-            await msg.ack()
-            return
-        self._inflight.add(action.id)
+            return self._reject(msg, as_json, action.id, self._close_code, self._close_reason)
+        job = _Job(action=action, msg=msg, json=as_json, seq=seq)
+        self._jobs[action.id] = job
+        self._route(job)
+
+    def _route(self, job: _Job) -> None:
+        action = job.action
         if isinstance(action, CmdRun) and action.is_input and action.command in OUT_OF_BAND_KEYS:
             # C-c and friends must reach a command that blocks its shell's lane, so they skip the queue.
-            task = asyncio.create_task(self.execute(_Job(action=action, msg=msg, json=as_json)))
-            self._lane_tasks.append(task)
+            self._spawn(self.execute(job), f"key:{action.id}")
             return
         lane_name = action.shell if isinstance(action, CmdRun) else "main"
         lane = self._lanes.get(lane_name)
         if lane is None:
             lane = self._lanes[lane_name] = _Lane(self, lane_name)
-            self._lane_tasks.append(asyncio.create_task(lane.run(), name=f"{self.session_id}:{lane_name}"))
+            self._spawn(lane.run(), f"lane:{lane_name}")
         try:
-            lane.tell(_Job(action=action, msg=msg, json=as_json))
+            lane.tell(job)
         except InboxFull as exc:
-            self._inflight.discard(action.id)
-            await self._publish(Error(id=new_id(), cause=action.id, session_id=self.session_id,
-                                      code=codes.NO_CAPACITY, message=str(exc)), as_json)
-            await msg.ack()
+            self._finish(job, self._error(job, codes.NO_CAPACITY, str(exc)))
+
+    def _reject(self, msg: Msg, as_json: bool, cause: str | None, code: str, message: str) -> None:
+        """Answer a message that will not run (undecodable, closed session...), then ack it."""
+        error = Error(id=new_id(), cause=cause, session_id=self.session_id, code=code, message=message)
+        metrics.failures.labels("worker", code).inc()
+        self._outbox.send(Outgoing(action_id=cause, subject=self._subjects.obs(self.session_id, "error"),
+                                   data=encode(error, json=as_json), headers=final_headers(error.id, as_json), acks=[msg]))
+
+    async def _republish(self, action_id: str, as_json: bool) -> None:
+        data = await self._book.stored(action_id, as_json=as_json)
+        if data is None:
+            error = Error(id=new_id(), cause=action_id, session_id=self.session_id, code=codes.INTERNAL,
+                          message=f"action {action_id} was answered, but its answer is no longer stored")
+            data = encode(error, json=as_json)
+        obs = _peek_kind(data, as_json)
+        await self._nc.publish(self._subjects.obs(self.session_id, obs[0]), data,
+                               headers=final_headers(obs[1], as_json))
 
     async def _on_lookup(self, msg: Msg) -> None:
         """A client repeated an action id (the stream dropped the copy): its stored answer, or an
         empty reply while it is still pending. After a worker restart the executor remembers."""
-        action_id = msg.data.decode(errors="replace")
-        done = self._done.get(action_id)
-        if done is None and action_id not in self._inflight:
-            try:
-                done = await self._client.result(action_id)
-            except ExecutorUnavailable:
-                done = None
-        if msg.reply:
-            await self._nc.publish(msg.reply, encode(done) if done is not None else b"")
+        if not msg.reply:
+            return
+        try:
+            reply = await self._lookup(msg.data.decode(errors="replace"))
+        except Exception as exc:
+            log.exception("lookup_failed", session_id=self.session_id)
+            reply = encode(Error(id=new_id(), session_id=self.session_id, code=codes.INTERNAL, message=repr(exc)))
+        await self._nc.publish(msg.reply, reply)
+
+    async def _lookup(self, action_id: str) -> bytes:
+        if not valid_id(action_id):
+            return encode(Error(id=new_id(), session_id=self.session_id, code=codes.BAD_PAYLOAD,
+                                message="a lookup takes one valid action id"))
+        if action_id in self._book:
+            return await self._book.stored(action_id, as_json=False) or b""
+        if action_id in self._jobs:
+            return b""
+        try:
+            done = await self._client.result(action_id)
+        except ExecutorUnavailable:
+            done = None
+        return encode(done) if done is not None else b""
 
     # --------------------------------------------------------------- execution
     async def execute(self, job: _Job) -> None:
-        action = job.action
         started = time.time()
         try:
             metrics.queue_wait_seconds.observe(max(started - job.msg.metadata.timestamp.timestamp(), 0.0))
         except (AttributeError, ValueError, nats.errors.Error):
             pass  # not a JetStream message (cannot happen through the consumer; keep the hot path safe)
         keepalive = asyncio.create_task(self._keep_acking(job.msg))
+        try:
+            final = await self._outcome(job)
+        finally:
+            keepalive.cancel()
+        metrics.action_seconds.labels(job.action.__struct_config__.tag).observe(time.time() - started)
+        self._finish(job, final)
+
+    async def _outcome(self, job: _Job) -> AnyObservation:
+        action = job.action
+        if self._dead is not None:
+            return self._error(job, codes.SANDBOX_LOST, f"the sandbox died before this action ran: {self._dead}")
         final: AnyObservation | None = None
         try:
             async for obs in self._client.execute(action):
                 if isinstance(obs, CmdChunk):
-                    await self._publish(obs, job.json)
+                    await self._chunk(job, obs)
                 else:
                     final = obs
         except ExecutorUnavailable as exc:
-            final = await self._sandbox_failed(action, exc)
+            return await self._sandbox_failed(job, exc)
         except Exception as exc:  # a bug here must still answer the action, or it would be redelivered forever
             log.exception("action_failed", session_id=self.session_id, action_id=action.id)
-            final = Error(id=new_id(), cause=action.id, session_id=self.session_id, code=codes.INTERNAL,
-                          message=f"the worker failed on this action: {exc!r}")
-        finally:
-            keepalive.cancel()
+            return self._error(job, codes.INTERNAL, f"the worker failed on this action: {exc!r}")
         if final is None:
-            final = Error(id=new_id(), cause=action.id, session_id=self.session_id, code=codes.SANDBOX_FAILED,
-                          message="the executor ended its answer without a final observation")
-        metrics.action_seconds.labels(action.__struct_config__.tag).observe(time.time() - started)
-        if isinstance(final, Error):
-            metrics.failures.labels("worker", final.code).inc()
-        self._remember(action.id, final)
-        await self._publish(final, job.json)
-        self._inflight.discard(action.id)
-        await job.msg.ack()
+            return self._error(job, codes.SANDBOX_FAILED, "the executor ended its answer without a final observation")
+        if final.cause != action.id or final.session_id != self.session_id:
+            final = msgspec.structs.replace(final, cause=action.id, session_id=self.session_id)
+        if job.dropped and isinstance(final, CmdOutput):
+            note = (f"{job.dropped} bytes of streamed output were not sent as cmd_chunk (output quota of this "
+                    "action or session reached); the command was not stopped")
+            final = msgspec.structs.replace(final, hint=f"{final.hint} {note}" if final.hint else note)
+        return final
 
-    async def _sandbox_failed(self, action: AnyAction, exc: ExecutorUnavailable) -> Error:
+    async def _chunk(self, job: _Job, chunk: CmdChunk) -> None:
+        size = len(chunk.data)
+        job.streamed += size
+        self._streamed += size
+        self.last_activity = time.time()
+        if job.streamed > self._config.action_output_quota_bytes or self._streamed > self._config.session_output_quota_bytes:
+            job.dropped += size
+            return
+        if chunk.cause != job.action.id or chunk.session_id != self.session_id:
+            chunk = msgspec.structs.replace(chunk, cause=job.action.id, session_id=self.session_id)
+        headers = {**(headers_for(job.json) or {}), "Nats-TTL": f"{max(int(self._config.chunk_ttl_s), 1)}s"}
+        data = encode(chunk, json=job.json)
+        if len(data) > self._nc.max_payload - PAYLOAD_HEADROOM:
+            job.dropped += size
+            return
+        await self._nc.publish(self._subjects.obs(self.session_id, "cmd_chunk"), data, headers=headers)
+
+    async def _sandbox_failed(self, job: _Job, exc: ExecutorUnavailable) -> Error:
         if self._closed:
-            return Error(id=new_id(), cause=action.id, session_id=self.session_id, code=codes.UNKNOWN_SESSION,
-                         message=f"session {self.session_id} was closed while the action ran")
-        reason = await self._dead_reason()
+            return self._error(job, self._close_code, f"{self._close_reason} while the action ran")
+        reason = await self._channel_dead()
         if reason is None:
-            return Error(id=new_id(), cause=action.id, session_id=self.session_id, code=codes.SANDBOX_FAILED,
-                         message=f"the sandbox's executor did not answer: {exc}")
-        if self._on_dead is not None:
-            asyncio.create_task(self._on_dead(self.session_id, reason))
-        return Error(id=new_id(), cause=action.id, session_id=self.session_id, code=codes.SANDBOX_DIED,
-                     message=f"the sandbox died: {reason}")
+            return self._error(job, codes.SANDBOX_FAILED, f"the sandbox's executor did not answer: {exc}")
+        reason = await self._backend_reason() or reason
+        if self._dead is None:
+            self._dead = reason
+            if self._on_dead is not None:
+                self._spawn(self._on_dead(self.session_id, reason), "on_dead")
+        return self._error(job, codes.SANDBOX_DIED, f"the sandbox died: {reason}")
 
-    async def _dead_reason(self) -> str | None:
+    async def _channel_dead(self) -> str | None:
         try:
             await self._client.health()
             return None
         except ExecutorUnavailable as exc:
             return str(exc)
 
+    async def _backend_reason(self) -> str | None:
+        """Why the backend says the sandbox is gone (OOMKilled, exit code...), given it a moment to notice."""
+        if self._death_reason is None:
+            return None
+        deadline = time.monotonic() + DEATH_REASON_WAIT_S
+        while True:
+            try:
+                reason = await self._death_reason()
+            except Exception as exc:
+                log.warning("death_reason_failed", session_id=self.session_id, error=repr(exc))
+                return None
+            if reason is not None or time.monotonic() > deadline:
+                return reason
+            await asyncio.sleep(0.1)
+
     async def _keep_acking(self, msg: Msg) -> None:
         """Tell JetStream a long action is still being worked on, so it is not redelivered."""
         while True:
-            await asyncio.sleep(self._ack_wait_s / 3)
+            await asyncio.sleep(self._config.ack_wait_s / 3)
             try:
                 await msg.in_progress()
             except nats.errors.Error:
                 pass
 
-    def _remember(self, action_id: str, obs: AnyObservation) -> None:
-        self._done[action_id] = obs
-        if len(self._done) > DONE_CAPACITY:
-            self._done.popitem(last=False)
+    def _error(self, job: _Job, code: str, message: str) -> Error:
+        return Error(id=new_id(), cause=job.action.id, session_id=self.session_id, code=code, message=message)
 
-    async def _publish(self, obs: AnyObservation, as_json: bool) -> None:
-        data = encode(obs, json=as_json)
-        if len(data) > self._nc.max_payload - PAYLOAD_HEADROOM:
-            obs, data = self._too_large(obs, len(data), as_json)
-        subject = self._subjects.obs(self.session_id, obs.__struct_config__.tag)
-        await self._nc.publish(subject, data, headers=headers_for(as_json))
+    # ------------------------------------------------------------------ answers
+    def _finish(self, job: _Job, final: AnyObservation) -> None:
+        """Hand the job's one final answer to the outbox; never waits, so it cannot be cut short."""
+        if job.answered:
+            return
+        job.answered = True
+        self._jobs.pop(job.action.id, None)
+        if isinstance(final, Error):
+            metrics.failures.labels("worker", final.code).inc()
+        final, data = self._encoded(final, job.json)
+        headers = final_headers(final.id, job.json)
+        copies = [(data if as_json == job.json else self._encoded(final, as_json)[1], final_headers(final.id, as_json))
+                  for as_json in job.repeat_json]
+        self._book.record(job.action.id, job.seq, data, job.json)
+        self._outbox.send(Outgoing(action_id=job.action.id, subject=self._subjects.obs(self.session_id, final.__struct_config__.tag),
+                                   data=data, headers=headers, acks=[job.msg, *job.repeats], copies=copies))
 
-    def _too_large(self, obs: AnyObservation, size: int, as_json: bool) -> tuple[AnyObservation, bytes]:
+    async def _confirmed(self, item: Outgoing, seq: int) -> None:
+        if item.action_id is not None and item.action_id in self._book:
+            self._book.confirmed(item.action_id, seq)
+        for msg in item.acks:
+            await _ack(msg)
+
+    def _encoded(self, obs: AnyObservation, as_json: bool) -> tuple[AnyObservation, bytes]:
         """An observation over the broker's max payload (e.g. a big file read as JSON, where escaping
         grows it) becomes an error that says so, instead of a failed publish and a lost answer."""
+        data = encode(obs, json=as_json)
+        if len(data) <= self._nc.max_payload - PAYLOAD_HEADROOM:
+            return obs, data
         replacement = Error(
             id=obs.id, cause=obs.cause, session_id=self.session_id, code=codes.PAYLOAD_TOO_LARGE,
-            message=f"the {obs.__struct_config__.tag} observation is {size} bytes encoded, over the broker's "
+            message=f"the {obs.__struct_config__.tag} observation is {len(data)} bytes encoded, over the broker's "
                     f"max payload of {self._nc.max_payload}; read or print it in smaller parts",
         )
         return replacement, encode(replacement, json=as_json)
@@ -280,9 +426,11 @@ class SessionRunner:
             log.warning("status_unpublished", session_id=self.session_id, status=info.status, error=repr(exc))
 
     # ------------------------------------------------------------------- close
-    async def aclose(self, *, delete_consumer: bool = True, code: str = codes.UNKNOWN_SESSION,
-                     reason: str = "the session was closed before this action ran") -> None:
-        """Stop intake; queued actions are answered with an error; the consumer goes away."""
+    async def aclose(self, *, answer: bool = True, delete_consumer: bool = True, code: str = codes.SESSION_CLOSED,
+                     reason: str = "the session was closed") -> None:
+        """Stop intake; with ``answer``, every action held (queued or running) is answered with
+        ``code`` and acked before the consumer goes away. Without it (a worker stopping while its
+        sandboxes live on), held actions stay in the stream for the worker that adopts them."""
         if self._closed:
             return
         self._closed = True
@@ -293,21 +441,64 @@ class SessionRunner:
             except nats.errors.Error:
                 pass
         self._subs.clear()
-        for task in self._lane_tasks:
+        me = asyncio.current_task()  # a close may come from this runner's own task (a sandbox found dead)
+        work = [t for t in self._tasks if t is not me and not t.get_name().endswith(":outbox")]
+        for task in work:
             task.cancel()
-        await asyncio.gather(*self._lane_tasks, return_exceptions=True)
-        for lane in self._lanes.values():
-            while not lane._inbox.empty():
-                job = lane._inbox.get_nowait()
-                try:
-                    await self._publish(Error(id=new_id(), cause=job.action.id, session_id=self.session_id,
-                                              code=code, message=reason), job.json)
-                    await job.msg.ack()
-                except nats.errors.Error:
-                    pass  # unacked, it stays in the stream: the controller answers it if no one else does
+        await asyncio.gather(*work, return_exceptions=True)
+        if answer:
+            for job in list(self._jobs.values()):
+                self._finish(job, self._error(job, code, f"{reason} before this action finished"))
+            if not await self._outbox.drain(CLOSE_DRAIN_S):
+                log.warning("session_answers_unconfirmed", session_id=self.session_id, pending=self._outbox.pending)
+            await self._answer_undelivered(code, reason)
+        rest = [t for t in self._tasks if t is not me]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
         if delete_consumer:
             try:
                 await self._js.delete_consumer(self._stream, self.consumer_name)
             except nats.errors.Error:
                 pass
         await self._client.aclose()
+
+
+    async def _answer_undelivered(self, code: str, reason: str) -> None:
+        """Actions published just before the close that never reached this runner are in the
+        stream past the consumer's ack floor: answer those too (what is answered is skipped)."""
+        try:
+            info = await self._js.consumer_info(self._stream, self.consumer_name)
+            since = (info.ack_floor.stream_seq if info.ack_floor else 0) + 1
+            count = await answer_unanswered(self._nc, self._subjects, self._stream, self.session_id, since=since,
+                                            code=code, reason=f"{reason} before this action ran")
+        except (nats.errors.Error, OSError) as exc:
+            log.warning("close_scan_failed", session_id=self.session_id, error=repr(exc))
+            return
+        if count:
+            log.info("session_undelivered_answered", session_id=self.session_id, count=count)
+
+
+async def _ack(msg: Msg) -> None:
+    try:
+        await msg.ack()
+    except nats.errors.Error as exc:  # acked already, or the broker is away: a redelivery is recognised
+        log.debug("ack_failed", subject=msg.subject, error=repr(exc))
+
+
+def _stream_seq(msg: Msg) -> int | None:
+    try:
+        return msg.metadata.sequence.stream
+    except (AttributeError, ValueError, nats.errors.Error):
+        return None
+
+
+_kind_json = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_kind_mp = msgspec.msgpack.Decoder(dict[str, msgspec.Raw])
+
+
+def _peek_kind(data: bytes, as_json: bool) -> tuple[str, str]:
+    """(kind, id) of an encoded observation, without decoding the rest of it."""
+    fields = (_kind_json if as_json else _kind_mp).decode(data)
+    decode = msgspec.json.decode if as_json else msgspec.msgpack.decode
+    return decode(fields["kind"], type=str), decode(fields["id"], type=str)

@@ -16,12 +16,14 @@ import msgspec
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 import nats.errors
+import nats.js.errors
 import structlog
 
 from actors import metrics
 from actors._broker import StreamConfigOptions, ensure_stream, sessions_bucket, stream_name, workers_bucket
 from actors._kernel import Supervisor
-from actors._registry import load_sessions
+from actors._answers import answer_unanswered
+from actors._registry import kv_delete, load_sessions
 from protocol import (
     ErrorReply,
     SandboxCreate,
@@ -33,11 +35,13 @@ from protocol import (
     WorkerRef,
     codes,
     connect_nats,
+    decode_as,
     encode,
+    spec_problem,
 )
 
 from ._pool import WarmPool
-from ._session import SessionRunner
+from ._session import RunnerConfig, SessionRunner
 from .backends import Backend, BackendError, BubblewrapConfig, DockerConfig, SandboxHandle, make_backend
 from .backends._base import deployment_id
 
@@ -62,7 +66,13 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     max_concurrent_starts: int = 8
     warm_pool: int = 2
     """Prestarted sandboxes kept ready per pool key (0 disables the pool)."""
+    warm_max: int | None = None
+    """Warm sandboxes per worker over every pool key (default 4 × ``warm_pool``); they also count
+    against ``capacity``."""
     ack_wait_s: float = 30.0
+    runner: RunnerConfig = RunnerConfig()
+    """Per-session limits: output quotas, the answer cache (``ack_wait_s`` and the stream's chunk
+    TTL are taken from this config)."""
     sweep_interval_s: float = 60.0
     watch_interval_s: float = 5.0
     """How often every sandbox's liveness is checked with the backend."""
@@ -90,13 +100,17 @@ class Worker:
         self._runners: dict[str, SessionRunner] = {}
         self._starting = 0
         self._start_slots = asyncio.Semaphore(config.max_concurrent_starts)
-        self._pool = WarmPool(self._backend, config.warm_pool, self._start_slots)
+        self._pool = WarmPool(self._backend, config.warm_pool, self._start_slots, max_total=config.warm_max,
+                              room=lambda: config.capacity - len(self._runners) - self._starting)
         self._supervisor = Supervisor(f"worker:{self.worker_id}")
         self._subs: list[Any] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._nc: Nats | None = None
         self._draining = False
         self._images: list[str] = []
+        self._runner_config = msgspec.structs.replace(config.runner, ack_wait_s=config.ack_wait_s,
+                                                      chunk_ttl_s=config.stream.chunk_ttl_s)
+        self._last_beat = time.time()
 
     @property
     def backend(self) -> Backend:
@@ -126,22 +140,54 @@ class Worker:
         log.info("worker_started", worker_id=self.worker_id, backend=self._backend.name, capacity=self._config.capacity)
 
     async def _adopt(self) -> None:
-        """After a restart: serve the sandboxes that are still running, remove the rest."""
+        """After a restart: serve the sandboxes that are still running, remove the rest, and
+        reconcile the registry: a session of this worker whose sandbox is gone becomes `lost`."""
         registry = await load_sessions(self._kv_sessions)
-        for handle in await self._backend.list():
+        for handle in await self._backend.inventory():
             record = registry.get(handle.session_id)
-            if record is None or record.info.worker_id != self.worker_id or record.info.status == "closed":
-                log.info("sandbox_orphan_removed", sandbox_id=handle.sandbox_id, session_id=handle.session_id or None)
+            mine = record is not None and record.info.worker_id == self.worker_id and record.info.status != "closed"
+            dead = await self._backend.alive(handle)
+            if dead is not None or not mine:
+                log.info("sandbox_removed_at_start", sandbox_id=handle.sandbox_id, session_id=handle.session_id or None,
+                         reason=dead or "no live session of this worker")
                 await self._backend.destroy(handle)
                 continue
-            runner = SessionRunner(self._nc, self._subjects, self._stream, handle,  # type: ignore[arg-type]
-                                   ack_wait_s=self._config.ack_wait_s, on_dead=self._on_sandbox_dead)
+            runner = self._runner(handle)
             await runner.start(recover=True)
             self._runners[handle.session_id] = runner
             await runner.publish_status(SessionInfo(
                 session_id=handle.session_id, worker_id=self.worker_id, backend=self._backend.name,
                 status="recovered", created_at=handle.created_at, labels=dict(handle.labels)))
             log.info("session_recovered", session_id=handle.session_id, sandbox_id=handle.sandbox_id)
+        for sid, record in registry.items():
+            if record.info.worker_id == self.worker_id and sid not in self._runners and record.info.status != "closed":
+                await self._lose(record.info, "its sandbox was gone when worker "
+                                              f"{self.worker_id} restarted")
+
+    async def _lose(self, info: SessionInfo, reason: str) -> None:
+        """A session with no sandbox any more: answer what it still holds, then report it `lost`."""
+        assert self._nc is not None
+        sid = info.session_id
+        consumer = f"session_{sid}"
+        js = self._nc.jetstream()
+        try:
+            found = await js.consumer_info(self._stream, consumer)
+            since = (found.ack_floor.stream_seq if found.ack_floor else 0) + 1
+            await js.delete_consumer(self._stream, consumer)
+        except nats.js.errors.NotFoundError:
+            since = 1
+        answered = await answer_unanswered(self._nc, self._subjects, self._stream, sid, since=since,
+                                           code=codes.SANDBOX_LOST, reason=f"session {sid} is lost: {reason}")
+        lost = msgspec.structs.replace(info, status="lost", reason=reason)
+        await self._nc.publish(self._subjects.status(sid), encode(lost))
+        await kv_delete(self._kv_sessions, sid)
+        log.warning("session_lost_at_start", session_id=sid, reason=reason, pending_answered=answered)
+
+    def _runner(self, handle: SandboxHandle) -> SessionRunner:
+        assert self._nc is not None
+        return SessionRunner(self._nc, self._subjects, self._stream, handle, client=self._backend.client(handle),
+                             config=self._runner_config, on_dead=self._on_sandbox_dead,
+                             death_reason=lambda: self._backend.alive(handle))
 
     async def _watch_forever(self) -> None:
         """Notice sandboxes that died (OOM, killed, removed behind our back) even when no action runs."""
@@ -164,12 +210,13 @@ class Worker:
             await self.sweep_once()
 
     async def sweep_once(self) -> int:
-        """Remove sandboxes of this worker that no session or warm pool owns; returns how many."""
+        """Remove sandboxes of this worker that no session or warm pool owns, in any state
+        (running, exited, created but never started); returns how many."""
         owned = {r.handle.sandbox_id for r in self._runners.values()} | self._pool.sandbox_ids()
         removed = 0
         # A sandbox being started or claimed right now is not owned yet: leave young ones alone.
         young = time.time() - SWEEP_GRACE_S
-        for handle in await self._backend.list():
+        for handle in await self._backend.inventory():
             if handle.sandbox_id not in owned and handle.created_at < young:
                 log.warning("sandbox_orphan_removed", sandbox_id=handle.sandbox_id, session_id=handle.session_id or None)
                 await self._backend.destroy(handle)
@@ -178,8 +225,15 @@ class Worker:
 
     def _spawn(self, handler: Any) -> Any:
         """NATS callbacks run one at a time: long handlers go to their own task."""
+        async def guarded(msg: Msg) -> None:
+            try:
+                await handler(msg)
+            except Exception as exc:  # a bad request or a bug: answered, and the worker lives on
+                log.exception("worker_request_failed", subject=msg.subject)
+                await self._reply(msg, ErrorReply(code=codes.INTERNAL, message=f"worker failed on {msg.subject}: {exc!r}"))
+
         async def cb(msg: Msg) -> None:
-            task = asyncio.create_task(handler(msg))
+            task = asyncio.create_task(guarded(msg))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return cb
@@ -190,6 +244,7 @@ class Worker:
             running=len(self._runners), starting=self._starting, host=socket.gethostname(), version=VERSION,
             warm=sum(self._pool.statistics().values()), draining=self._draining, images=self._images,
             labels=dict(self._config.labels), seen_at=time.time(),
+            active=[sid for sid, r in self._runners.items() if r.busy(self._last_beat)],
         )
 
     async def _heartbeat(self) -> None:
@@ -199,6 +254,7 @@ class Worker:
         metrics.sessions.labels("worker", "starting").set(info.starting)
         metrics.warm_pool.labels(self.worker_id).set(info.warm)
         data = encode(info)
+        self._last_beat = info.seen_at
         await self._nc.publish(self._subjects.worker(self.worker_id, "heartbeat"), data)
         await self._kv.put(self.worker_id, data)
 
@@ -214,9 +270,12 @@ class Worker:
     # ------------------------------------------------------------------ create
     async def _on_create(self, msg: Msg) -> None:
         try:
-            request = msgspec.msgpack.decode(msg.data, type=SandboxCreate)
+            request = decode_as(msg.data, SandboxCreate)
         except msgspec.DecodeError as exc:
             return await self._reply(msg, ErrorReply(code=codes.BAD_PAYLOAD, message=f"bad create request: {exc}"))
+        problem = spec_problem(request.spec)
+        if problem:
+            return await self._reply(msg, ErrorReply(code=codes.INVALID_SPEC, message=problem))
         if self._draining:
             return await self._reply(msg, ErrorReply(code=codes.NO_CAPACITY, message=f"worker {self.worker_id} is draining"))
         if len(self._runners) + self._starting >= self._config.capacity:
@@ -240,8 +299,7 @@ class Worker:
             metrics.failures.labels("worker", exc.code).inc()
             log.warning("sandbox_create_failed", session_id=sid, error=str(exc))
             return ErrorReply(code=exc.code, message=str(exc))
-        runner = SessionRunner(self._nc, self._subjects, self._stream, handle,
-                               ack_wait_s=self._config.ack_wait_s, on_dead=self._on_sandbox_dead)
+        runner = self._runner(handle)
         try:
             await runner.start()
         except nats.errors.Error as exc:
@@ -260,6 +318,8 @@ class Worker:
         """A warm sandbox claimed for the session, else a cold start (bounded by the start semaphore)."""
         self._backend.validate(spec)
         warm = self._pool.take(spec)
+        if warm is None and len(self._runners) + self._starting + self._pool.total > self._config.capacity:
+            self._pool.make_room(spec)  # warm sandboxes of other pools give way to a session
         if warm is not None:
             try:
                 return await self._backend.claim(warm, session_id, spec), True
@@ -274,7 +334,7 @@ class Worker:
     # ------------------------------------------------------------------- close
     async def _on_close(self, msg: Msg) -> None:
         try:
-            ref = msgspec.msgpack.decode(msg.data, type=SessionRef)
+            ref = decode_as(msg.data, SessionRef)
         except msgspec.DecodeError as exc:
             return await self._reply(msg, ErrorReply(code=codes.BAD_PAYLOAD, message=f"bad close request: {exc}"))
         await self._reply(msg, await self.close_session(ref.session_id))
@@ -290,7 +350,7 @@ class Worker:
             if status == "lost":
                 await runner.aclose(code=codes.SANDBOX_LOST, reason=reason or "the sandbox was lost")
             else:
-                await runner.aclose()
+                await runner.aclose(code=codes.SESSION_CLOSED, reason="the session was closed")
         finally:  # whatever the broker does, the sandbox must not leak
             if runner.handle.keep and status == "closed":
                 await self._backend.keep(runner.handle)
@@ -305,7 +365,7 @@ class Worker:
 
     async def _on_drain(self, msg: Msg) -> None:
         try:
-            ref = msgspec.msgpack.decode(msg.data, type=WorkerRef)
+            ref = decode_as(msg.data, WorkerRef)
         except msgspec.DecodeError as exc:
             return await self._reply(msg, ErrorReply(code=codes.BAD_PAYLOAD, message=f"bad drain request: {exc}"))
         self._draining = not ref.undo
@@ -316,7 +376,7 @@ class Worker:
     async def _on_freeze(self, msg: Msg) -> None:
         verb = msg.subject.rsplit(".", 1)[-1]
         try:
-            ref = msgspec.msgpack.decode(msg.data, type=SessionRef)
+            ref = decode_as(msg.data, SessionRef)
         except msgspec.DecodeError as exc:
             return await self._reply(msg, ErrorReply(code=codes.BAD_PAYLOAD, message=f"bad {verb} request: {exc}"))
         runner = self._runners.get(ref.session_id)
@@ -356,7 +416,8 @@ class Worker:
         if destroy_sandboxes:
             await asyncio.gather(*(self.close_session(sid) for sid in list(self._runners)), return_exceptions=True)
         else:
-            await asyncio.gather(*(r.aclose(delete_consumer=False) for r in self._runners.values()), return_exceptions=True)
+            await asyncio.gather(*(r.aclose(answer=False, delete_consumer=False) for r in self._runners.values()),
+                                 return_exceptions=True)
             self._runners.clear()
         for task in list(self._tasks):
             task.cancel()

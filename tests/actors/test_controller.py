@@ -203,3 +203,33 @@ async def test_pausing_an_unknown_session_is_unknown_session(controller, bare_cl
     with pytest.raises(RequestError) as info:
         await bare_client.pause_session("snope")
     assert info.value.code == codes.UNKNOWN_SESSION
+
+
+async def test_a_create_whose_worker_goes_silent_is_placed_elsewhere_quickly(nats_server, tmp_path):
+    import signal
+
+    from tests.workers.helpers import start_worker_process, stop
+
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url, create_lapse_s=3.0))
+    await ctl.start()
+    frozen = await start_worker_process(nats_server.url, tmp_path / "frozen", "wfrozen", "--warm-pool", "1")
+    healthy = _worker(nats_server, tmp_path, "whealthy")
+    await healthy.start()
+    try:
+        async with await Client.connect(nats_server.url) as client:
+            async def warm() -> None:  # warm: placement prefers it
+                while not any(w.worker_id == "wfrozen" and w.warm for w in await client.workers()):
+                    await asyncio.sleep(0.1)
+            await asyncio.wait_for(warm(), 30)
+            frozen.send_signal(signal.SIGSTOP)
+            started = asyncio.get_running_loop().time()
+            session = await asyncio.wait_for(client.create_session(), 30)
+            assert session.info.worker_id == "whealthy"
+            assert asyncio.get_running_loop().time() - started < 15  # not the 120 s create timeout
+            assert (await session.cmd("echo placed")).content == "placed\n"
+            await session.close()
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+        await stop(frozen)
+        await healthy.aclose()
+        await ctl.aclose()

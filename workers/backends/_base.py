@@ -13,6 +13,8 @@ import msgspec
 
 from protocol import SessionSpec
 
+from ..executor.client import ExecutorClient, ExecutorUnavailable
+
 
 class BackendError(Exception):
     """A sandbox could not be created, reached or destroyed; ``code`` is the wire error code."""
@@ -91,9 +93,18 @@ class Backend(abc.ABC):
 
     async def claim(self, handle: SandboxHandle, session_id: str, spec: SessionSpec) -> SandboxHandle:
         """Bind a prestarted sandbox to a session: its env, workdir and default timeouts."""
-        claimed = await claim_executor(handle, session_id, spec, self.claim_workdir(handle, spec))
+        claimed = await claim_executor(self.client(handle), handle, session_id, spec, self.claim_workdir(handle, spec))
         save_handle(self.sandbox_dir(claimed), claimed)
         return claimed
+
+    def client(self, handle: SandboxHandle) -> ExecutorClient:
+        """The worker's channel to the sandbox's executor (backends add their checks of the peer)."""
+        return ExecutorClient(key=handle.key, socket_path=handle.socket_path, host=handle.host, port=handle.port)
+
+    async def inventory(self) -> list[SandboxHandle]:
+        """Every sandbox of this worker that left a trace, alive or not (dead ones are for the
+        sweeper and for reconciling the registry after a restart); default: ``list()``."""
+        return await self.list()
 
     def claim_workdir(self, handle: SandboxHandle, spec: SessionSpec) -> str:
         """Where a claimed session's shells start, as the executor sees the path."""
@@ -180,13 +191,12 @@ class Backend(abc.ABC):
         await self.aclose()
 
 
-async def claim_executor(handle: SandboxHandle, session_id: str, spec: SessionSpec, workdir: str) -> SandboxHandle:
+async def claim_executor(client: ExecutorClient, handle: SandboxHandle, session_id: str, spec: SessionSpec,
+                         workdir: str) -> SandboxHandle:
     """Bind the sandbox's executor to a session (POST /v1/claim); the handle as it is now claimed.
 
-    Shared by every backend: only where the executor listens and which workdir it gets differ."""
-    from ..executor.client import ExecutorClient, ExecutorUnavailable
-
-    client = ExecutorClient(key=handle.key, socket_path=handle.socket_path, host=handle.host, port=handle.port)
+    Shared by every backend: only where the executor listens and which workdir it gets differ.
+    Closes ``client``."""
     try:
         await client.claim({"session_id": session_id, "env": spec.env, "workdir": workdir,
                             "default_timeout_s": spec.timeout_s, "default_soft_timeout_s": spec.soft_timeout_s})

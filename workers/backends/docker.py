@@ -29,8 +29,16 @@ import structlog
 from protocol import SessionSpec, codes, new_id
 
 from .._ports import PortAllocator, PortsExhausted
-from ..executor.client import ExecutorClient
-from ._base import Backend, BackendError, SandboxHandle, claim_executor, deployment_id, load_handle, save_handle
+from ._base import (
+    Backend,
+    BackendError,
+    SandboxHandle,
+    claim_executor,
+    deployment_id,
+    load_handle,
+    load_handles,
+    save_handle,
+)
 from ._docker_spec import (
     EXEC_PORT,
     LABEL_DEPLOYMENT,
@@ -252,6 +260,9 @@ class DockerBackend(Backend):
                               host_port=host_port)
         handle = msgspec.structs.replace(handle, socket_path=str(socket_dir / SOCKET_NAME) if socket_dir else None,
                                          port=host_port)
+        # Written before the container exists: a worker that dies during the start leaves a trace
+        # the sweeper finds, instead of a container nobody knows about.
+        await asyncio.to_thread(self._save, handle)
         try:
             container = await docker.containers.create(body, name=f"corral-{sid}")
         except DockerError as exc:
@@ -336,12 +347,9 @@ class DockerBackend(Backend):
 
     async def claim(self, handle: SandboxHandle, session_id: str, spec: SessionSpec) -> SandboxHandle:
         self.limits(spec)  # validates workdir and the rest before the sandbox is bound
-        claimed = await claim_executor(handle, session_id, spec, spec.workdir or WORKSPACE)
+        claimed = await claim_executor(self.client(handle), handle, session_id, spec, spec.workdir or WORKSPACE)
         await asyncio.to_thread(self._save, claimed)
         return claimed
-
-    def _client(self, handle: SandboxHandle) -> ExecutorClient:
-        return ExecutorClient(key=handle.key, socket_path=handle.socket_path, host=handle.host, port=handle.port)
 
     def _save(self, handle: SandboxHandle) -> None:
         save_handle(self._root / handle.sandbox_id, handle)
@@ -414,6 +422,24 @@ class DockerBackend(Backend):
             if handle is not None and summary.get("State") in ("running", "paused"):
                 handles.append(handle)
         return handles
+
+    async def inventory(self) -> list[SandboxHandle]:
+        """Every container of this worker and deployment in any state (running, paused, exited,
+        created), and every handle directory whose container never came to be or is gone."""
+        found: dict[str, SandboxHandle] = {}
+        for summary in await self._containers():
+            handle = await asyncio.to_thread(self._load, summary) or self._from_labels(summary)
+            found[handle.sandbox_id] = handle
+        for handle in await asyncio.to_thread(load_handles, self._root):
+            found.setdefault(handle.sandbox_id, handle)
+        return list(found.values())
+
+    def _from_labels(self, summary: dict[str, Any]) -> SandboxHandle:
+        """A handle for a container whose handle file is gone: enough to remove it."""
+        labels = summary.get("Labels") or {}
+        return SandboxHandle(sandbox_id=labels.get(LABEL_SANDBOX, ""), session_id=labels.get(LABEL_SESSION, ""),
+                             worker_id=self._worker_id, backend=self.name, key="", container_id=summary.get("Id"),
+                             created_at=float(summary.get("Created") or 0))
 
     async def sweep(self, known_session_ids: set[str] | frozenset[str]) -> list[str]:
         """Remove this worker's containers whose session is unknown (orphans); returns their sandbox ids."""

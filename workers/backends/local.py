@@ -156,7 +156,10 @@ class LocalBackend(Backend):
         await asyncio.to_thread(shutil.rmtree, self._root / handle.sandbox_id, True)
 
     async def list(self) -> list[SandboxHandle]:
-        return [h for h in await asyncio.to_thread(load_handles, self._root) if await self.alive(h) is None]
+        return [h for h in await self.inventory() if await self.alive(h) is None]
+
+    async def inventory(self) -> list[SandboxHandle]:
+        return await asyncio.to_thread(load_handles, self._root)
 
     async def alive(self, handle: SandboxHandle) -> str | None:
         proc = self._procs.get(handle.sandbox_id)
@@ -170,6 +173,8 @@ class LocalBackend(Backend):
             return "executor process is gone"
         except PermissionError:
             pass
+        if _zombie(handle.pid):  # dead, not yet reaped by whoever inherited it
+            return "executor process is gone (exited, not reaped)"
         return None
 
     async def pause(self, handle: SandboxHandle) -> None:
@@ -185,6 +190,14 @@ class LocalBackend(Backend):
             self._zygote_proc.terminate()
             await self._zygote_proc.wait()
         Path(self._zygote_path).unlink(missing_ok=True)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
 
 
 def _signal_group(pid: int, sig: int) -> None:

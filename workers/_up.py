@@ -47,6 +47,8 @@ class UpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Host directories sessions may mount (SessionSpec.mounts)."""
     retention_s: float = 7 * 24 * 3600
     """How long the stream keeps every action and observation."""
+    stream_max_bytes: int = StreamConfigOptions().max_bytes
+    """The stream's size cap (oldest messages go first)."""
 
 
 async def resolve_backend(name: str) -> str:
@@ -94,7 +96,7 @@ class Deployment:
             await self._stack.enter_async_context(broker)
             self.url = broker.url
         subjects = Subjects(self.config.prefix)
-        stream = StreamConfigOptions(max_age_s=self.config.retention_s)
+        stream = StreamConfigOptions(max_age_s=self.config.retention_s, max_bytes=self.config.stream_max_bytes)
         self.controller = Controller(ControllerConfig(nats_url=self.url, prefix=self.config.prefix, stream=stream))
         await self.controller.start()
         self._stack.push_async_callback(self.controller.aclose)

@@ -37,18 +37,21 @@ def cli(log_level: str, log_json: bool) -> None:
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port")
 @click.option("--retention-days", type=float, default=7.0, show_default=True,
               help="How long the stream keeps every action and observation")
+@click.option("--stream-max-gb", type=float, default=4.0, show_default=True,
+              help="Size cap of the stream (the oldest messages go first)")
 @click.option("--allow-mount", "allowed_mounts", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="A host directory sessions may mount (e.g. repository mirrors); repeatable")
 @prefix_option
 def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, workers: int, capacity: int,
-       warm_pool: int, metrics_port: int | None, retention_days: float, allowed_mounts: tuple[str, ...],
-       prefix: str) -> None:
+       warm_pool: int, metrics_port: int | None, retention_days: float, stream_max_gb: float,
+       allowed_mounts: tuple[str, ...], prefix: str) -> None:
     """Run NATS, the controller, workers and the audit writer in the foreground."""
     from ._up import UpConfig, run_until_signalled
 
     run_cli(run_until_signalled(UpConfig(nats_url=nats_url, nats_port=nats_port, data_dir=data_dir, backend=backend,
                                       workers=workers, capacity=capacity, prefix=prefix, warm_pool=warm_pool,
                                       metrics_port=metrics_port, retention_s=retention_days * 86400,
+                                      stream_max_bytes=int(stream_max_gb * 2**30),
                                       allowed_mounts=[os.path.abspath(p) for p in allowed_mounts])))
 
 

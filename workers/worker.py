@@ -48,7 +48,6 @@ from .backends._base import deployment_id
 log = structlog.get_logger()
 
 VERSION = "0.1.0"
-SWEEP_GRACE_S = 60.0
 IMAGES_EVERY_BEATS = 15
 """Refresh the list of images present every this many heartbeats (30 s by default)."""
 
@@ -74,6 +73,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Per-session limits: output quotas, the answer cache (``ack_wait_s`` and the stream's chunk
     TTL are taken from this config)."""
     sweep_interval_s: float = 60.0
+    sweep_grace_s: float = 60.0
+    """Sandboxes younger than this are never swept (they may be starting or being claimed)."""
     watch_interval_s: float = 5.0
     """How often every sandbox's liveness is checked with the backend."""
     labels: dict[str, str] = {}
@@ -212,16 +213,29 @@ class Worker:
     async def sweep_once(self) -> int:
         """Remove sandboxes of this worker that no session or warm pool owns, in any state
         (running, exited, created but never started); returns how many."""
+        young = time.time() - self._config.sweep_grace_s
+        await self._close_unregistered(young)
         owned = {r.handle.sandbox_id for r in self._runners.values()} | self._pool.sandbox_ids()
         removed = 0
         # A sandbox being started or claimed right now is not owned yet: leave young ones alone.
-        young = time.time() - SWEEP_GRACE_S
         for handle in await self._backend.inventory():
             if handle.sandbox_id not in owned and handle.created_at < young:
                 log.warning("sandbox_orphan_removed", sandbox_id=handle.sandbox_id, session_id=handle.session_id or None)
                 await self._backend.destroy(handle)
                 removed += 1
         return removed
+
+    async def _close_unregistered(self, older_than: float) -> None:
+        """A session the registry does not give to this worker (a create the controller gave up on
+        while this worker was silent) is closed, not served forever."""
+        if not self._runners:
+            return
+        registry = await load_sessions(self._kv_sessions)
+        for sid, runner in list(self._runners.items()):
+            record = registry.get(sid)
+            if runner.handle.created_at < older_than and (record is None or record.info.worker_id != self.worker_id):
+                log.warning("session_unregistered_closed", session_id=sid)
+                await self.close_session(sid, reason="the registry does not place this session on this worker")
 
     def _spawn(self, handler: Any) -> Any:
         """NATS callbacks run one at a time: long handlers go to their own task."""

@@ -1,0 +1,146 @@
+"""The Docker backend under attack or failure: leaks from dying workers, dead sandboxes, their reasons."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+
+import aiodocker
+import pytest
+
+from actors.controller import Controller, ControllerConfig
+from protocol import Client, CmdRun, Error, SessionSpec, codes, new_id
+from workers.backends.docker import DockerBackend, DockerConfig
+from workers.worker import Worker, WorkerConfig
+
+from .test_docker import ENGINE, remove_worker_sandboxes, runtime_image  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.skipif(not ENGINE, reason="no Docker engine answers (dockerd / DOCKER_HOST)"),
+              pytest.mark.slow]
+
+START_AND_HANG = """
+import asyncio, sys
+from protocol import SessionSpec
+from workers.backends.docker import DockerBackend, DockerConfig
+async def main():
+    backend = DockerBackend(base_dir=sys.argv[1], worker_id=sys.argv[2],
+                            config=DockerConfig(image=sys.argv[3], executor_cmd=("sleep", "300"), start_timeout_s=300))
+    await backend.prestart(SessionSpec())
+asyncio.run(main())
+"""
+
+
+async def _containers(worker_id: str) -> list[dict]:
+    async with aiodocker.Docker() as docker:
+        filters = json.dumps({"label": [f"corral.worker={worker_id}"]})
+        return [c._container for c in await docker.containers.list(all=True, filters=filters)]
+
+
+@pytest.fixture
+def worker_id() -> str:
+    return "wh-" + new_id()[:10]
+
+
+@pytest.fixture
+async def cleanup(tmp_path, worker_id, runtime_image):
+    yield
+    await remove_worker_sandboxes(str(tmp_path / "w"), worker_id, runtime_image)
+
+
+def _worker(nats_server, tmp_path, worker_id, runtime_image, **kw) -> Worker:
+    backend = DockerBackend(base_dir=str(tmp_path / "w"), worker_id=worker_id, config=DockerConfig(image=runtime_image))
+    kw.setdefault("warm_pool", 0)
+    return Worker(WorkerConfig(nats_url=nats_server.url, worker_id=worker_id, backend="docker",
+                               base_dir=str(tmp_path / "w"), **kw), backend=backend)
+
+
+async def test_a_container_left_by_a_worker_killed_mid_start_is_removed_when_a_worker_starts(
+        nats_server, tmp_path, worker_id, runtime_image, cleanup):
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", START_AND_HANG, str(tmp_path / "w"), worker_id,
+                                                runtime_image)
+    try:
+        async def container_exists() -> None:
+            while not await _containers(worker_id):
+                await asyncio.sleep(0.1)
+        await asyncio.wait_for(container_exists(), 60)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    worker = _worker(nats_server, tmp_path, worker_id, runtime_image)
+    await worker.start()
+    try:
+        assert await _containers(worker_id) == []
+    finally:
+        await worker.aclose()
+
+
+async def test_the_sweeper_removes_exited_and_never_started_containers(nats_server, tmp_path, worker_id, runtime_image,
+                                                                       cleanup):
+    other = DockerBackend(base_dir=str(tmp_path / "w"), worker_id=worker_id, config=DockerConfig(image=runtime_image))
+    exited = await other.prestart(SessionSpec())
+    async with aiodocker.Docker() as docker:
+        await docker.containers.container(exited.container_id).kill(signal="SIGKILL")
+        created = await docker.containers.create(  # made, never started: what a start cut short leaves
+            {"Image": runtime_image, "Cmd": ["true"],
+             "Labels": {"corral.sandbox": "dnever", "corral.worker": worker_id,
+                        "corral.deployment": other._deployment}}, name=f"corral-dnever-{worker_id}")
+    await other.aclose()
+    worker = _worker(nats_server, tmp_path, worker_id, runtime_image, sweep_grace_s=0)
+    await worker.start()  # its start already removes what is dead; a later sweep finds the rest
+    try:
+        assert await _containers(worker_id) == []
+        async with aiodocker.Docker() as docker:
+            await docker.containers.create(
+                {"Image": runtime_image, "Cmd": ["true"],
+                 "Labels": {"corral.sandbox": "dlater", "corral.worker": worker_id,
+                            "corral.deployment": other._deployment}}, name=f"corral-dlater-{worker_id}")
+        assert await worker.sweep_once() == 1
+        assert await _containers(worker_id) == []
+    finally:
+        await worker.aclose()
+    assert created.id
+
+
+async def test_a_sandbox_that_dies_mid_action_is_reported_with_the_engine_s_reason(nats_server, tmp_path, worker_id,
+                                                                                   runtime_image, cleanup):
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url))
+    await ctl.start()
+    worker = _worker(nats_server, tmp_path, worker_id, runtime_image)
+    await worker.start()
+    try:
+        async with await Client.connect(nats_server.url) as client:
+            session = await client.create_session()
+            out = await session.run(CmdRun(id=new_id(), command="kill -9 $PPID; sleep 5"))  # the executor itself
+            assert isinstance(out, Error) and out.code == codes.SANDBOX_DIED, out
+            assert "exit code 137" in out.message, out.message
+    finally:
+        await worker.aclose()
+        await ctl.aclose()
+
+
+async def test_warm_sandboxes_stay_bounded_and_within_capacity(nats_server, tmp_path, worker_id, runtime_image, cleanup):
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url))
+    await ctl.start()
+    # One warm sandbox per pool key, two at most over all keys, and all of it within capacity.
+    worker = _worker(nats_server, tmp_path, worker_id, runtime_image, capacity=4, warm_pool=1, warm_max=2)
+    await worker.start()
+    try:
+        async with await Client.connect(nats_server.url) as client:
+            for n in range(6):  # six distinct pool keys
+                session = await client.create_session(resources={"cpus": 0.1 + n / 10})
+                await session.close()
+                assert worker.info().warm <= 2 and worker._pool.total <= 2
+            sessions = [await client.create_session(resources={"cpus": 0.05}) for _ in range(4)]
+            assert worker._pool.total == 0  # a full worker keeps no warm sandboxes...
+
+            async def settled() -> None:  # ...and the evicted ones are removed
+                while len([c for c in await _containers(worker_id) if c["State"] != "exited"]) > 4:
+                    await asyncio.sleep(0.1)
+            await asyncio.wait_for(settled(), 30)
+            for session in sessions:
+                await session.close()
+    finally:
+        await worker.aclose()
+        await ctl.aclose()

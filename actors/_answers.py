@@ -15,14 +15,14 @@ from nats.aio.client import Client as Nats
 import nats.errors
 import structlog
 
-from protocol import OBSERVATION_KINDS, Error, Subjects, decode_action, decode_observation, encode, headers_for, new_id, wants_json
+from protocol import INTERIM_KINDS, OBSERVATION_KINDS, Error, Subjects, decode_action, decode_observation, encode, headers_for, new_id, wants_json
 from protocol._client import replay
 from protocol._codec import ActionDecodeError
 
 log = structlog.get_logger()
 
-FINAL_KINDS = tuple(kind for kind in OBSERVATION_KINDS if kind != "cmd_chunk")
-"""Observation kinds that end an action (everything but the streamed chunks)."""
+FINAL_KINDS = tuple(kind for kind in OBSERVATION_KINDS if kind not in INTERIM_KINDS)
+"""Observation kinds that end an action (everything but chunks and holds)."""
 CONFIRM_TIMEOUT_S = 5.0
 PUBLISH_ATTEMPTS = 5
 

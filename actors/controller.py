@@ -224,6 +224,10 @@ class Controller(Actor[Msg]):
             if wanted and not any(w.backend == wanted for w in self._workers.values()):
                 have = sorted({w.backend for w in self._workers.values()})
                 return ErrorReply(code=codes.NO_CAPACITY, message=f"no worker runs backend {wanted!r} (available: {', '.join(have)})")
+            if shunned:
+                return ErrorReply(code=codes.WORKER_UNAVAILABLE, message=(
+                    f"worker {', '.join(sorted(shunned))} went silent while starting this session, and no other "
+                    "worker can run it"))
             return ErrorReply(code=codes.NO_CAPACITY, message="every worker that could run this session is draining")
         candidates = [w for w in able if w.running + w.starting < w.capacity]
         if not candidates:

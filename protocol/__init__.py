@@ -18,8 +18,10 @@ from ._codec import (
 from ._errors import ConnectionLost, CorralError, RequestError
 from ._events import (
     ACTION_KINDS,
+    INTERIM_KINDS,
     OBSERVATION_KINDS,
     Action,
+    ActionHeld,
     AnyAction,
     AnyObservation,
     AnyReply,
@@ -30,6 +32,7 @@ from ._events import (
     CmdRun,
     CmdStatus,
     Confirm,
+    ConfirmResult,
     Empty,
     Error,
     ErrorReply,
@@ -57,6 +60,7 @@ from ._events import (
     WorkerRef,
 )
 from ._ids import new_id
+from ._registry import Registry, UnknownName
 from ._schema import json_schema
 from ._validate import MAX_ID_LENGTH, Invalid, check_action, spec_problem, valid_id
 from ._subjects import DEFAULT_PREFIX, KV_SESSIONS, KV_WORKERS, STREAM, Subjects

@@ -26,9 +26,11 @@ from ._events import (
     AnyAction,
     AnyObservation,
     AnyReply,
-    CmdChunk,
+    INTERIM_KINDS,
     CmdOutput,
     CmdRun,
+    Confirm,
+    ConfirmResult,
     Error,
     ErrorReply,
     FileContent,
@@ -236,7 +238,10 @@ class Session:
                                        code=codes.UNKNOWN_SESSION, message=reason))
 
     async def stream(self, action: AnyAction, *, wait_s: float | None = None) -> AsyncIterator[AnyObservation]:
-        """Publish one action; yield its chunks, then its final observation."""
+        """Publish one action; yield its chunks (and an ``action_held`` if a gate holds it for a
+        ``confirm``), then its final observation. An action without an ``id`` gets a fresh one."""
+        if not action.id:
+            action = msgspec.structs.replace(action, id=new_id())
         queue: asyncio.Queue[AnyObservation] = asyncio.Queue()
         self._waiters[action.id] = queue
         try:
@@ -247,7 +252,7 @@ class Session:
             while True:
                 obs = await asyncio.wait_for(queue.get(), wait_s) if wait_s else await queue.get()
                 yield obs
-                if not isinstance(obs, CmdChunk):
+                if obs.__struct_config__.tag not in INTERIM_KINDS:
                     return
         except asyncio.TimeoutError:
             yield Error(id=new_id(), cause=action.id, session_id=self.session_id, code=codes.TIMEOUT,
@@ -262,6 +267,12 @@ class Session:
             final = obs
         assert final is not None
         return final
+
+    async def confirm(self, action_id: str, *, approve: bool = True) -> ConfirmResult | Error:
+        """Release (or, with ``approve=False``, reject) an action a gate holds for confirmation."""
+        obs = await self.run(Confirm(id=new_id(), action_id=action_id, approve=approve))
+        assert isinstance(obs, (ConfirmResult, Error))
+        return obs
 
     async def cmd(self, command: str, **fields: Any) -> CmdOutput | Error:
         """Shorthand for ``run(CmdRun(id=new_id(), command=command, ...))``."""

@@ -25,8 +25,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", omit_de
 
 
 class Action(Event, frozen=True, kw_only=True):
-    id: str
-    """Client-chosen idempotency key: executes at most once per session."""
+    id: str = ""
+    """Client-chosen idempotency key: executes at most once per session. Required on the wire (an
+    action without one is ``bad_payload``); the SDK fills in a fresh one when it is left empty."""
     timeout_s: float | None = None
     """Hard timeout; unset takes the session's default."""
 
@@ -158,9 +159,27 @@ class Error(Observation, frozen=True, kw_only=True, tag="error"):
     message: str
 
 
-AnyObservation = CmdOutput | CmdChunk | FileContent | FileWritten | FileEdited | Error
+class ActionHeld(Observation, frozen=True, kw_only=True, tag="action_held"):
+    """Not an answer: the action waits for a ``confirm`` (approve or reject) naming it, for at most
+    ``timeout_s``; its final observation follows either way."""
+
+    reason: str
+    gate: str
+    timeout_s: float | None = None
+
+
+class ConfirmResult(Observation, frozen=True, kw_only=True, tag="confirm_result"):
+    """The answer to a ``confirm``: the held action it names was released (``approved``) or rejected."""
+
+    action_id: str
+    approved: bool
+
+
+AnyObservation = CmdOutput | CmdChunk | FileContent | FileWritten | FileEdited | Error | ActionHeld | ConfirmResult
 
 OBSERVATION_KINDS: tuple[str, ...] = tuple(t.__struct_config__.tag for t in AnyObservation.__args__)  # type: ignore[attr-defined]
+INTERIM_KINDS: frozenset[str] = frozenset({"cmd_chunk", "action_held"})
+"""Observations that come before an action's answer; every other kind is a final answer."""
 
 
 # --------------------------------------------------------------------------- control

@@ -41,7 +41,7 @@ from protocol import (
 )
 
 from ._pool import WarmPool
-from ._session import RunnerConfig, SessionRunner
+from .session import RunnerConfig, SessionRunner
 from .backends import Backend, BackendError, BubblewrapConfig, DockerConfig, SandboxHandle, make_backend
 from .backends._base import deployment_id
 
@@ -153,7 +153,7 @@ class Worker:
                          reason=dead or "no live session of this worker")
                 await self._backend.destroy(handle)
                 continue
-            runner = self._runner(handle)
+            runner = self._runner(handle, record.spec)  # type: ignore[union-attr]
             await runner.start(recover=True)
             self._runners[handle.session_id] = runner
             await runner.publish_status(SessionInfo(
@@ -184,9 +184,9 @@ class Worker:
         await kv_delete(self._kv_sessions, sid)
         log.warning("session_lost_at_start", session_id=sid, reason=reason, pending_answered=answered)
 
-    def _runner(self, handle: SandboxHandle) -> SessionRunner:
+    def _runner(self, handle: SandboxHandle, spec: SessionSpec) -> SessionRunner:
         assert self._nc is not None
-        return SessionRunner(self._nc, self._subjects, self._stream, handle, client=self._backend.client(handle),
+        return SessionRunner(self._nc, self._subjects, self._stream, handle, spec=spec, client=self._backend.client(handle),
                              config=self._runner_config, on_dead=self._on_sandbox_dead,
                              death_reason=lambda: self._backend.alive(handle))
 
@@ -313,7 +313,7 @@ class Worker:
             metrics.failures.labels("worker", exc.code).inc()
             log.warning("sandbox_create_failed", session_id=sid, error=str(exc))
             return ErrorReply(code=exc.code, message=str(exc))
-        runner = self._runner(handle)
+        runner = self._runner(handle, request.spec)
         try:
             await runner.start()
         except nats.errors.Error as exc:

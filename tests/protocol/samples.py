@@ -1,7 +1,7 @@
 """One instance of every event kind, with non-default values in every field that has one."""
 
 from protocol import (
-    BrowseInteractive, BrowseUrl, CmdChunk, CmdOutput, CmdRun, Confirm, Error, ErrorReply, FileContent, FileEdit,
+    ActionHeld, ConfirmResult, BrowseInteractive, BrowseUrl, CmdChunk, CmdOutput, CmdRun, Confirm, Error, ErrorReply, FileContent, FileEdit,
     FileEdited, FileRead, FileWrite, FileWritten, IPythonRun, McpCall, McpList, Resources, SessionInfo, SessionList,
     SessionSpec, WorkerInfo, WorkerList,
 )
@@ -29,6 +29,8 @@ OBSERVATIONS = [
     FileWritten(id="o4", cause="a3", session_id="s1", path="/w/x.bin", size=3),
     FileEdited(id="o5", cause="a4", session_id="s1", path="/w/f.py", content="edited", diff="--- a\n+++ b\n"),
     Error(id="o6", cause=None, session_id="s1", code="bad_payload", message="not msgpack"),
+    ActionHeld(id="o7", cause="a1", session_id="s1", reason="rm -rf needs a person", gate="rules", timeout_s=60.0),
+    ConfirmResult(id="o8", cause="a10", session_id="s1", action_id="a1", approved=False),
 ]
 
 REPLIES = [

@@ -1,11 +1,15 @@
-"""One session on a worker: its durable action consumer, its lanes, its book of answers.
+"""One session on a worker: the path of every action, from its durable consumer to its answer.
 
-Actions arrive in publish order from a durable JetStream consumer. Each goes to a lane: the
-shell it names (``cmd_run``), else ``main``. A lane executes one action at a time, so a
-session's actions run in order except across shells. Every action message gets exactly one
-final answer: published through the stream (``_outbox``) before the message is acked, so a
-worker that dies mid-action leaves it in the stream, and a worker that takes over reads from the
-stream what was already answered (``_answers``). Closing a session answers everything it holds.
+    consumer -> intake (decode, repeat?) -> lane (by handler) -> gates -> handler -> outbox -> ack
+
+Actions arrive in publish order from a durable JetStream consumer. Intake decodes each and
+recognises what was answered already (``_book``). The handler that declared the action's kind
+(``_handlers``) names its lane: one action at a time per lane, so order holds within a shell and
+a long cell never blocks bash. In its lane the action passes the gates (``_gates``), which may
+hold it for a ``confirm``; ``confirm`` and interrupt keys skip the lanes. Every action message
+gets exactly one final answer, published through the stream (``_outbox``) before the message is
+acked: a worker that dies mid-action leaves it in the stream, and one that takes over reads from
+the stream what was answered. Closing a session answers everything it holds.
 """
 
 from __future__ import annotations
@@ -26,13 +30,17 @@ from actors import metrics
 from actors._answers import answer_unanswered, answered_in_stream, final_headers
 from actors._kernel import Actor, InboxFull
 from protocol import (
+    ActionHeld,
     AnyAction,
     AnyObservation,
     CmdChunk,
     CmdOutput,
     CmdRun,
+    Confirm,
+    ConfirmResult,
     Error,
     SessionInfo,
+    SessionSpec,
     Subjects,
     codes,
     decode_action,
@@ -44,10 +52,12 @@ from protocol import (
 )
 from protocol._codec import ActionDecodeError
 
-from ._answers import AnswerBook
+from ..backends import SandboxHandle
+from ..executor.client import ExecutorClient, ExecutorUnavailable
+from ._book import AnswerBook
+from ._gates import Deny, GateChain, Hold
+from ._handlers import DEFAULT_HANDLERS, DeathReason, Handler, SandboxDied, SessionContext, route_table
 from ._outbox import Outbox, Outgoing
-from .backends import SandboxHandle
-from .executor.client import ExecutorClient, ExecutorUnavailable
 
 log = structlog.get_logger()
 
@@ -56,7 +66,6 @@ PAYLOAD_HEADROOM = 4096
 OUT_OF_BAND_KEYS = frozenset({"C-c", "C-d", "C-z", "C-\\"})
 """``is_input`` keys that bypass their shell's queue (an interrupt must not wait behind what it interrupts)."""
 CLOSE_DRAIN_S = 10.0
-DEATH_REASON_WAIT_S = 2.0
 
 
 class RunnerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -69,6 +78,10 @@ class RunnerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     session_output_quota_bytes: int = 512 * 2**20
     """Streamed output of the whole session; past it, no more chunks are published for it."""
     answer_cache_bytes: int = 2 * 2**20
+    handlers: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_HANDLERS))
+    """Handler factories (registry ``corral.handlers``) that serve this worker's sessions."""
+    gates: list[str] = []
+    """Gates (registry ``corral.gates``) every action passes, in order; none by default."""
 
 
 class _Job(msgspec.Struct, kw_only=True):
@@ -84,7 +97,7 @@ class _Job(msgspec.Struct, kw_only=True):
     dropped: int = 0
 
 
-class _Lane(Actor[_Job]):
+class _Lane(Actor["tuple[_Job, Handler]"]):
     """Executes one session's actions for one shell, one at a time, in order."""
 
     def __init__(self, runner: SessionRunner, lane: str) -> None:
@@ -92,22 +105,20 @@ class _Lane(Actor[_Job]):
         self.name = f"lane:{lane}"
         self._runner = runner
 
-    def describe(self, job: _Job) -> dict[str, Any]:
-        return {"session_id": self._runner.session_id, "action_id": job.action.id, "kind": job.action.__struct_config__.tag}
+    def describe(self, message: tuple[_Job, Handler]) -> dict[str, Any]:
+        action = message[0].action
+        return {"session_id": self._runner.session_id, "action_id": action.id, "kind": action.__struct_config__.tag}
 
-    async def handle(self, job: _Job) -> None:
-        await self._runner.execute(job)
-
-
-DeathReason = Callable[[], Awaitable[str | None]]
+    async def handle(self, message: tuple[_Job, Handler]) -> None:
+        await self._runner.execute(*message)
 
 
 class SessionRunner:
     """Serves one session's actions on this worker until closed."""
 
     def __init__(self, nc: Nats, subjects: Subjects, stream: str, handle: SandboxHandle, *,
-                 client: ExecutorClient | None = None, config: RunnerConfig = RunnerConfig(),
-                 on_dead: Callable[[str, str], Awaitable[None]] | None = None,
+                 spec: SessionSpec = SessionSpec(), client: ExecutorClient | None = None,
+                 config: RunnerConfig = RunnerConfig(), on_dead: Callable[[str, str], Awaitable[None]] | None = None,
                  death_reason: DeathReason | None = None) -> None:
         self._nc = nc
         self._js = nc.jetstream()
@@ -115,11 +126,15 @@ class SessionRunner:
         self._stream = stream
         self.handle = handle
         self.session_id = handle.session_id
-        self._client = client or ExecutorClient(key=handle.key, socket_path=handle.socket_path, host=handle.host,
-                                                port=handle.port)
+        self._ctx = SessionContext(session_id=handle.session_id, spec=spec, handle=handle, death_reason=death_reason,
+                                   client=client or ExecutorClient(key=handle.key, socket_path=handle.socket_path,
+                                                                   host=handle.host, port=handle.port))
         self._config = config
         self._on_dead = on_dead
-        self._death_reason = death_reason
+        self._routes: dict[str, Handler] = {}
+        self._gates = GateChain([])
+        self._held: dict[str, asyncio.Future[bool]] = {}
+        """Actions a gate holds, by id: the future a ``confirm`` resolves (True: approved)."""
         self._book = AnswerBook(self._js, stream, cache_bytes=config.answer_cache_bytes)
         self._outbox = Outbox(nc, self._confirmed)
         self._jobs: dict[str, _Job] = {}
@@ -149,6 +164,10 @@ class SessionRunner:
         """Subscribe the session's actions. With ``recover`` (a restarted worker adopting the
         sandbox), every action not yet acked is delivered again at once instead of after the
         ack wait; what the stream shows answered is recognised and not answered again."""
+        self._routes = route_table(self._config.handlers, self._ctx)
+        self._gates = GateChain.build(self._config.gates, self._ctx)
+        for handler in {id(h): h for h in self._routes.values()}.values():
+            await handler.open()
         self._spawn(self._outbox.run(), "outbox")
         start_seq = 0
         if recover:
@@ -221,19 +240,35 @@ class SessionRunner:
 
     def _route(self, job: _Job) -> None:
         action = job.action
+        if isinstance(action, Confirm):  # never waits in a lane (it may release the head of one), never gated
+            return self._finish(job, self._confirm(action))
+        handler = self._routes.get(action.__struct_config__.tag)
+        if handler is None:
+            return self._finish(job, self._error(job, codes.UNSUPPORTED, (
+                f"no handler serves {action.__struct_config__.tag!r} actions in this session (handlers: "
+                f"{', '.join(self._config.handlers)}); a plugin or the MCP bridge that serves it is not enabled")))
         if isinstance(action, CmdRun) and action.is_input and action.command in OUT_OF_BAND_KEYS:
             # C-c and friends must reach a command that blocks its shell's lane, so they skip the queue.
-            self._spawn(self.execute(job), f"key:{action.id}")
+            self._spawn(self.execute(job, handler), f"key:{action.id}")
             return
-        lane_name = action.shell if isinstance(action, CmdRun) else "main"
+        lane_name = f"{type(handler).__name__}:{handler.lane(action)}"
         lane = self._lanes.get(lane_name)
         if lane is None:
             lane = self._lanes[lane_name] = _Lane(self, lane_name)
             self._spawn(lane.run(), f"lane:{lane_name}")
         try:
-            lane.tell(job)
+            lane.tell((job, handler))
         except InboxFull as exc:
             self._finish(job, self._error(job, codes.NO_CAPACITY, str(exc)))
+
+    def _confirm(self, confirm: Confirm) -> ConfirmResult | Error:
+        held = self._held.get(confirm.action_id)
+        if held is None or held.done():
+            return Error(id=new_id(), cause=confirm.id, session_id=self.session_id, code=codes.NOT_HELD,
+                         message=f"action {confirm.action_id} is not waiting for confirmation in this session")
+        held.set_result(confirm.approve)
+        return ConfirmResult(id=new_id(), cause=confirm.id, session_id=self.session_id, action_id=confirm.action_id,
+                             approved=confirm.approve)
 
     def _reject(self, msg: Msg, as_json: bool, cause: str | None, code: str, message: str) -> None:
         """Answer a message that will not run (undecodable, closed session...), then ack it."""
@@ -273,13 +308,13 @@ class SessionRunner:
         if action_id in self._jobs:
             return b""
         try:
-            done = await self._client.result(action_id)
+            done = await self._ctx.client.result(action_id)
         except ExecutorUnavailable:
             done = None
         return encode(done) if done is not None else b""
 
     # --------------------------------------------------------------- execution
-    async def execute(self, job: _Job) -> None:
+    async def execute(self, job: _Job, handler: Handler) -> None:
         started = time.time()
         try:
             metrics.queue_wait_seconds.observe(max(started - job.msg.metadata.timestamp.timestamp(), 0.0))
@@ -287,30 +322,50 @@ class SessionRunner:
             pass  # not a JetStream message (cannot happen through the consumer; keep the hot path safe)
         keepalive = asyncio.create_task(self._keep_acking(job.msg))
         try:
-            final = await self._outcome(job)
+            final = await self._gated(job) or await self._outcome(job, handler)
         finally:
             keepalive.cancel()
         metrics.action_seconds.labels(job.action.__struct_config__.tag).observe(time.time() - started)
         self._finish(job, final)
 
-    async def _outcome(self, job: _Job) -> AnyObservation:
+    async def _gated(self, job: _Job) -> Error | None:
+        """None when the gates let the action run (at once, or once a confirm released it)."""
+        if not self._gates:
+            return None
+        verdict, gate = await self._gates.check(job.action, self._ctx)
+        if isinstance(verdict, Deny):
+            return self._error(job, verdict.code, f"{gate} denied the action: {verdict.reason}")
+        if not isinstance(verdict, Hold):
+            return None
+        release: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._held[job.action.id] = release
+        try:
+            held = ActionHeld(id=new_id(), cause=job.action.id, session_id=self.session_id, reason=verdict.reason,
+                              gate=gate, timeout_s=verdict.timeout_s)
+            await self._nc.publish(self._subjects.obs(self.session_id, "action_held"), encode(held, json=job.json),
+                                   headers=headers_for(job.json))
+            log.info("action_held", session_id=self.session_id, action_id=job.action.id, gate=gate, reason=verdict.reason)
+            approved = await asyncio.wait_for(release, verdict.timeout_s)
+        except TimeoutError:
+            return self._error(job, codes.CONFIRMATION_TIMEOUT,
+                               f"held by {gate} ({verdict.reason}); no confirm came within {verdict.timeout_s:g} s")
+        finally:
+            self._held.pop(job.action.id, None)
+        if not approved:
+            return self._error(job, codes.ACTION_REJECTED, f"held by {gate} ({verdict.reason}) and rejected by a confirm")
+        return None
+
+    async def _outcome(self, job: _Job, handler: Handler) -> AnyObservation:
         action = job.action
         if self._dead is not None:
             return self._error(job, codes.SANDBOX_LOST, f"the sandbox died before this action ran: {self._dead}")
-        final: AnyObservation | None = None
         try:
-            async for obs in self._client.execute(action):
-                if isinstance(obs, CmdChunk):
-                    await self._chunk(job, obs)
-                else:
-                    final = obs
-        except ExecutorUnavailable as exc:
-            return await self._sandbox_failed(job, exc)
+            final = await handler.handle(action, lambda chunk: self._chunk(job, chunk))
+        except SandboxDied as exc:
+            return self._sandbox_died(job, exc.reason)
         except Exception as exc:  # a bug here must still answer the action, or it would be redelivered forever
             log.exception("action_failed", session_id=self.session_id, action_id=action.id)
             return self._error(job, codes.INTERNAL, f"the worker failed on this action: {exc!r}")
-        if final is None:
-            return self._error(job, codes.SANDBOX_FAILED, "the executor ended its answer without a final observation")
         if final.cause != action.id or final.session_id != self.session_id:
             final = msgspec.structs.replace(final, cause=action.id, session_id=self.session_id)
         if job.dropped and isinstance(final, CmdOutput):
@@ -318,6 +373,15 @@ class SessionRunner:
                     "action or session reached); the command was not stopped")
             final = msgspec.structs.replace(final, hint=f"{final.hint} {note}" if final.hint else note)
         return final
+
+    def _sandbox_died(self, job: _Job, reason: str) -> Error:
+        if self._closed:
+            return self._error(job, self._close_code, f"{self._close_reason} while the action ran")
+        if self._dead is None:
+            self._dead = reason
+            if self._on_dead is not None:
+                self._spawn(self._on_dead(self.session_id, reason), "on_dead")
+        return self._error(job, codes.SANDBOX_DIED, f"the sandbox died: {reason}")
 
     async def _chunk(self, job: _Job, chunk: CmdChunk) -> None:
         size = len(chunk.data)
@@ -335,41 +399,6 @@ class SessionRunner:
             job.dropped += size
             return
         await self._nc.publish(self._subjects.obs(self.session_id, "cmd_chunk"), data, headers=headers)
-
-    async def _sandbox_failed(self, job: _Job, exc: ExecutorUnavailable) -> Error:
-        if self._closed:
-            return self._error(job, self._close_code, f"{self._close_reason} while the action ran")
-        reason = await self._channel_dead()
-        if reason is None:
-            return self._error(job, codes.SANDBOX_FAILED, f"the sandbox's executor did not answer: {exc}")
-        reason = await self._backend_reason() or reason
-        if self._dead is None:
-            self._dead = reason
-            if self._on_dead is not None:
-                self._spawn(self._on_dead(self.session_id, reason), "on_dead")
-        return self._error(job, codes.SANDBOX_DIED, f"the sandbox died: {reason}")
-
-    async def _channel_dead(self) -> str | None:
-        try:
-            await self._client.health()
-            return None
-        except ExecutorUnavailable as exc:
-            return str(exc)
-
-    async def _backend_reason(self) -> str | None:
-        """Why the backend says the sandbox is gone (OOMKilled, exit code...), given it a moment to notice."""
-        if self._death_reason is None:
-            return None
-        deadline = time.monotonic() + DEATH_REASON_WAIT_S
-        while True:
-            try:
-                reason = await self._death_reason()
-            except Exception as exc:
-                log.warning("death_reason_failed", session_id=self.session_id, error=repr(exc))
-                return None
-            if reason is not None or time.monotonic() > deadline:
-                return reason
-            await asyncio.sleep(0.1)
 
     async def _keep_acking(self, msg: Msg) -> None:
         """Tell JetStream a long action is still being worked on, so it is not redelivered."""
@@ -461,7 +490,13 @@ class SessionRunner:
                 await self._js.delete_consumer(self._stream, self.consumer_name)
             except nats.errors.Error:
                 pass
-        await self._client.aclose()
+        for handler in {id(h): h for h in self._routes.values()}.values():
+            try:
+                await handler.aclose()
+            except Exception:
+                log.exception("handler_close_failed", session_id=self.session_id, handler=type(handler).__name__)
+        await self._gates.aclose()
+        await self._ctx.client.aclose()
 
 
     async def _answer_undelivered(self, code: str, reason: str) -> None:

@@ -1,0 +1,149 @@
+"""Handlers: what answers an action of each kind, for one session.
+
+A session runner routes every action by its kind to the one handler that declared it. A handler
+opens with the session, answers actions (streaming chunks through ``emit``), names the lane an
+action runs in (order holds within a lane; lanes run side by side), and closes with the session.
+The executor channel is one handler (shell, files, editor); MCP and the plugins add their own.
+
+Adding one is a module and a registry line::
+
+    class EchoHandler(Handler):
+        kinds = frozenset({"echo"})
+        async def handle(self, action, emit):
+            return ...
+
+    HANDLERS.register("echo", lambda ctx: EchoHandler())
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import time
+from typing import Awaitable, Callable, ClassVar
+
+import msgspec
+
+from protocol import AnyAction, AnyObservation, CmdChunk, CmdRun, Error, Registry, SessionSpec, codes, new_id
+
+from ..backends import SandboxHandle
+from ..executor.client import ExecutorClient, ExecutorUnavailable
+
+Emit = Callable[[CmdChunk], Awaitable[None]]
+DeathReason = Callable[[], Awaitable[str | None]]
+DEATH_REASON_WAIT_S = 2.0
+
+
+class SandboxDied(Exception):
+    """The sandbox is gone: this action gets ``sandbox_died``, every later one ``sandbox_lost``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SessionContext(msgspec.Struct, frozen=True, kw_only=True):
+    """What a handler or gate may know of its session."""
+
+    session_id: str
+    spec: SessionSpec
+    handle: SandboxHandle
+    client: ExecutorClient
+    death_reason: DeathReason | None = None
+
+
+class Handler(abc.ABC):
+    """Answers the actions of ``kinds`` for one session."""
+
+    kinds: ClassVar[frozenset[str]] = frozenset()
+
+    def lane(self, action: AnyAction) -> str:
+        """The lane ``action`` runs in: one action at a time per lane, in publish order."""
+        return "main"
+
+    async def open(self) -> None:
+        """Called once before the first action (e.g. connect, start a process)."""
+
+    @abc.abstractmethod
+    async def handle(self, action: AnyAction, emit: Emit) -> AnyObservation:
+        """The action's final observation; chunks go through ``emit`` first. Raise ``SandboxDied``
+        when the sandbox is gone; any other exception is answered ``internal``."""
+
+    async def aclose(self) -> None:
+        """Called once when the session closes."""
+
+
+HandlerFactory = Callable[[SessionContext], "Handler | None"]
+HANDLERS: Registry[HandlerFactory] = Registry("corral.handlers")
+"""name -> factory; a factory returns None when its handler has nothing to do in a session."""
+
+
+def route_table(names: list[str], ctx: SessionContext) -> dict[str, Handler]:
+    """kind -> handler for a session, from the named handler factories; a kind claimed twice is a bug."""
+    table: dict[str, Handler] = {}
+    for name in names:
+        handler = HANDLERS.get(name)(ctx)
+        if handler is None:
+            continue
+        for kind in handler.kinds:
+            if kind in table:
+                raise ValueError(f"handlers {type(table[kind]).__name__} and {type(handler).__name__} both claim {kind!r}")
+            table[kind] = handler
+    return table
+
+
+class ExecutorHandler(Handler):
+    """Shell, files and editor: answered by the executor inside the sandbox, over its channel."""
+
+    kinds = frozenset({"cmd_run", "file_read", "file_write", "file_edit"})
+
+    def __init__(self, ctx: SessionContext) -> None:
+        self._ctx = ctx
+        self._client = ctx.client
+
+    def lane(self, action: AnyAction) -> str:
+        return action.shell if isinstance(action, CmdRun) else "main"
+
+    async def handle(self, action: AnyAction, emit: Emit) -> AnyObservation:
+        final: AnyObservation | None = None
+        try:
+            async for obs in self._client.execute(action):
+                if isinstance(obs, CmdChunk):
+                    await emit(obs)
+                else:
+                    final = obs
+        except ExecutorUnavailable as exc:
+            return await self._unavailable(action, exc)
+        if final is None:
+            return self._error(action, codes.SANDBOX_FAILED, "the executor ended its answer without a final observation")
+        return final
+
+    async def _unavailable(self, action: AnyAction, exc: ExecutorUnavailable) -> Error:
+        """The channel broke: a sandbox that still answers its health check failed this action
+        only (``sandbox_failed``); one that does not is dead, for the reason its backend gives."""
+        try:
+            await self._client.health()
+            return self._error(action, codes.SANDBOX_FAILED, f"the sandbox's executor did not answer: {exc}")
+        except ExecutorUnavailable as health:
+            raise SandboxDied(await self._backend_reason() or str(health)) from exc
+
+    async def _backend_reason(self) -> str | None:
+        """Why the backend says the sandbox is gone (OOMKilled, exit code...), given it a moment to notice."""
+        if self._ctx.death_reason is None:
+            return None
+        deadline = time.monotonic() + DEATH_REASON_WAIT_S
+        while True:
+            reason = await self._ctx.death_reason()
+            if reason is not None or time.monotonic() > deadline:
+                return reason
+            await asyncio.sleep(0.1)
+
+    def _error(self, action: AnyAction, code: str, message: str) -> Error:
+        return Error(id=new_id(), cause=action.id, session_id=self._ctx.session_id, code=code, message=message)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+HANDLERS.register("executor", ExecutorHandler)
+DEFAULT_HANDLERS = ["executor"]

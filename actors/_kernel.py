@@ -132,6 +132,21 @@ class Supervisor:
     async def aclose(self) -> None:
         tasks = list(self._tasks.values())
         self._tasks.clear()
-        for task in tasks:
+        await cancel_and_wait(tasks)
+
+
+async def cancel_and_wait(tasks: "list[asyncio.Task[Any]] | set[asyncio.Task[Any]]", *, attempt_s: float = 1.0,
+                          attempts: int = 10) -> None:
+    """Cancel tasks and wait until they are done, cancelling again those that survive.
+
+    A library that swallows one ``CancelledError`` (nats-py does, inside a publish that waits to
+    flush) would otherwise leave a loop running forever and a close waiting on it."""
+    pending = {t for t in tasks if not t.done()}
+    for _ in range(attempts):
+        if not pending:
+            return
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        _, pending = await asyncio.wait(pending, timeout=attempt_s)
+    if pending:
+        log.error("tasks_survived_cancellation", tasks=[t.get_name() for t in pending])

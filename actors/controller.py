@@ -50,7 +50,7 @@ from protocol._codec import ActionDecodeError, decode_action
 from . import metrics
 from ._answers import answer_unanswered, final_headers
 from ._broker import StreamConfigOptions, ensure_stream, sessions_bucket, stream_name, workers_bucket
-from ._kernel import Actor, InboxFull, Supervisor
+from ._kernel import Actor, InboxFull, Supervisor, cancel_and_wait
 from ._registry import SessionRecord, kv_delete, kv_items, record_decoder
 
 log = structlog.get_logger()
@@ -298,9 +298,7 @@ class Controller(Actor[Msg]):
         except (*_REPLY_ERRORS, msgspec.DecodeError) as exc:
             reply = ErrorReply(code=codes.WORKER_UNAVAILABLE, message=f"worker {wid} did not start the sandbox: {exc!r}")
         finally:
-            for task in (request, lapse):
-                task.cancel()
-            await asyncio.gather(request, lapse, return_exceptions=True)
+            await cancel_and_wait([request, lapse])
             current = self._workers.get(wid)
             if current is not None:
                 self._workers[wid] = msgspec.structs.replace(current, starting=max(current.starting - 1, 0))

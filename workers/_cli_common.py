@@ -29,9 +29,26 @@ def configure_logging(level: str, as_json: bool) -> None:
     )
 
 
+def dump_tasks_on_sigusr1() -> None:
+    """``kill -USR1 <pid>`` writes every asyncio task's stack to stderr: what a stuck process waits on."""
+    import signal
+
+    def dump() -> None:
+        for task in asyncio.all_tasks():
+            print(f"--- task {task.get_name()}", file=sys.stderr)
+            task.print_stack(file=sys.stderr)
+        sys.stderr.flush()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
+
+
 def run_cli(coro: Awaitable[Any]) -> Any:
+    async def main() -> Any:
+        dump_tasks_on_sigusr1()
+        return await coro
+
     try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
+        return asyncio.run(main())
     except CorralError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
     except BackendError as exc:

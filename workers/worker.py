@@ -21,7 +21,7 @@ import structlog
 
 from actors import metrics
 from actors._broker import StreamConfigOptions, ensure_stream, sessions_bucket, stream_name, workers_bucket
-from actors._kernel import Supervisor
+from actors._kernel import Supervisor, cancel_and_wait
 from actors._answers import answer_unanswered
 from actors._registry import kv_delete, load_sessions
 from protocol import (
@@ -433,8 +433,7 @@ class Worker:
             await asyncio.gather(*(r.aclose(answer=False, delete_consumer=False) for r in self._runners.values()),
                                  return_exceptions=True)
             self._runners.clear()
-        for task in list(self._tasks):
-            task.cancel()
+        await cancel_and_wait(self._tasks)
         await self._backend.aclose()
         if self._nc is not None and not self._nc.is_closed:
             try:

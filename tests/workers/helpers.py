@@ -16,7 +16,7 @@ async def start_worker_process(url: str, base_dir: object, worker_id: str = "wk"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "workers.cli", "worker", "--nats", url, "--worker-id", worker_id,
         "--base-dir", str(base_dir), "--warm-pool", "0", *extra,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=None,
     )
     line = await asyncio.wait_for(proc.stdout.readline(), 30)  # type: ignore[union-attr]
     assert f"corral worker {worker_id}".encode() in line, line

@@ -28,7 +28,7 @@ import structlog
 
 from actors import metrics
 from actors._answers import answer_unanswered, answered_in_stream, final_headers
-from actors._kernel import Actor, InboxFull
+from actors._kernel import Actor, InboxFull, cancel_and_wait
 from protocol import (
     ActionHeld,
     AnyAction,
@@ -472,19 +472,14 @@ class SessionRunner:
         self._subs.clear()
         me = asyncio.current_task()  # a close may come from this runner's own task (a sandbox found dead)
         work = [t for t in self._tasks if t is not me and not t.get_name().endswith(":outbox")]
-        for task in work:
-            task.cancel()
-        await asyncio.gather(*work, return_exceptions=True)
+        await cancel_and_wait(work)
         if answer:
             for job in list(self._jobs.values()):
                 self._finish(job, self._error(job, code, f"{reason} before this action finished"))
             if not await self._outbox.drain(CLOSE_DRAIN_S):
                 log.warning("session_answers_unconfirmed", session_id=self.session_id, pending=self._outbox.pending)
             await self._answer_undelivered(code, reason)
-        rest = [t for t in self._tasks if t is not me]
-        for task in rest:
-            task.cancel()
-        await asyncio.gather(*rest, return_exceptions=True)
+        await cancel_and_wait([t for t in self._tasks if t is not me])
         if delete_consumer:
             try:
                 await self._js.delete_consumer(self._stream, self.consumer_name)

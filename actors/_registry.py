@@ -46,3 +46,51 @@ async def kv_delete(kv: Any, key: str) -> None:
 
 async def load_sessions(kv: Any) -> dict[str, SessionRecord]:
     return {key: record_decoder.decode(data) for key, data in await kv_items(kv)}
+
+
+class SessionTable:
+    """A controller's view of the session registry. KV is the source of truth: writes go there,
+    and a watch brings every change (by another controller, or a worker) into ``records``.
+
+    What only this controller sees — the last activity it heard of — stays local; a status change
+    that starts a clock (``lost``) carries its own time."""
+
+    def __init__(self, kv: Any) -> None:
+        self._kv = kv
+        self.records: dict[str, SessionRecord] = {}
+
+    async def load(self) -> Any:
+        """Read every record, then return a watcher for what changes after (``watch`` runs it)."""
+        watcher = await self._kv.watchall()
+        while (entry := await watcher.updates(timeout=10)) is not None:
+            self._apply(entry)
+        return watcher
+
+    async def watch(self, watcher: Any) -> None:
+        async for entry in watcher:
+            if entry is not None:
+                self._apply(entry)
+
+    def _apply(self, entry: Any) -> None:
+        if entry.operation in ("DEL", "PURGE") or not entry.value:
+            self.records.pop(entry.key, None)
+            return
+        try:
+            record = record_decoder.decode(entry.value)
+        except msgspec.DecodeError:
+            return
+        mine = self.records.get(entry.key)
+        if mine is not None and record.info.status != "lost":
+            record.last_activity = max(record.last_activity, mine.last_activity)
+        self.records[entry.key] = record
+
+    def get(self, session_id: str) -> SessionRecord | None:
+        return self.records.get(session_id)
+
+    async def put(self, record: SessionRecord) -> None:
+        self.records[record.info.session_id] = record
+        await self._kv.put(record.info.session_id, msgspec.msgpack.encode(record))
+
+    async def delete(self, session_id: str) -> None:
+        self.records.pop(session_id, None)
+        await kv_delete(self._kv, session_id)

@@ -60,17 +60,21 @@ def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, worker
 @prefix_option
 @click.option("--heartbeat-ttl", default=10.0, show_default=True, help="Seconds of silence after which a worker is lost")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port")
-def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: int | None) -> None:
-    """Run the controller alone (placement, registry, reaping)."""
+@click.option("--lease-ttl", default=5.0, show_default=True,
+              help="Seconds before another controller takes over the duties of a dead leader")
+def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: int | None, lease_ttl: float) -> None:
+    """Run a controller (placement, registry, reaping); run several for failover."""
     from actors import metrics
     from actors.controller import Controller, ControllerConfig
 
     async def main() -> None:
-        ctl = Controller(ControllerConfig(nats_url=nats_url, prefix=prefix, heartbeat_ttl_s=heartbeat_ttl))
+        ctl = Controller(ControllerConfig(nats_url=nats_url, prefix=prefix, heartbeat_ttl_s=heartbeat_ttl,
+                                          lease_ttl_s=lease_ttl))
         await ctl.start()
         if metrics_port:
             metrics.serve(metrics_port, "0.0.0.0")
-        print(f"corral controller on {nats_url}", flush=True)
+        role = "leading" if ctl.leading else "standing by"
+        print(f"corral controller {ctl.controller_id} on {nats_url} ({role})", flush=True)
         try:
             await _wait_for_signal()
         finally:

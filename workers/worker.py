@@ -291,9 +291,9 @@ class Worker:
         if problem:
             return await self._reply(msg, ErrorReply(code=codes.INVALID_SPEC, message=problem))
         if self._draining:
-            return await self._reply(msg, ErrorReply(code=codes.NO_CAPACITY, message=f"worker {self.worker_id} is draining"))
+            return await self._reply(msg, ErrorReply(code=codes.WORKER_DRAINING, message=f"worker {self.worker_id} is draining"))
         if len(self._runners) + self._starting >= self._config.capacity:
-            return await self._reply(msg, ErrorReply(code=codes.NO_CAPACITY, message=f"worker {self.worker_id} is full"))
+            return await self._reply(msg, ErrorReply(code=codes.WORKER_FULL, message=f"worker {self.worker_id} is full"))
         self._starting += 1
         try:
             info = await self.create_session(request)

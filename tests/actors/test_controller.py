@@ -31,10 +31,10 @@ def _worker(nats_server, tmp_path, name="w1", **kw):
     return Worker(config)
 
 
-async def test_create_without_workers_is_no_capacity(controller, bare_client):
+async def test_create_without_workers_is_no_workers(controller, bare_client):
     with pytest.raises(RequestError) as info:
         await bare_client.create_session()
-    assert info.value.code == codes.NO_CAPACITY and "corral worker" in info.value.message
+    assert info.value.code == codes.NO_WORKERS and "corral worker" in info.value.message
 
 
 async def test_without_controller_requests_fail_clearly(nats_server, bare_client):
@@ -83,7 +83,7 @@ async def test_backend_without_worker_names_what_is_available(controller, bare_c
     try:
         with pytest.raises(RequestError) as info:
             await bare_client.create_session(backend="kubernetes")
-        assert info.value.code == codes.NO_CAPACITY and "local" in info.value.message
+        assert info.value.code == codes.BACKEND_UNAVAILABLE and "local" in info.value.message
     finally:
         await worker.aclose()
 

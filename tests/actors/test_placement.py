@@ -77,7 +77,7 @@ async def test_draining_every_worker_is_a_clear_error(cluster):
     await client.drain_worker("w1")
     with pytest.raises(RequestError) as info:
         await client.create_session()
-    assert info.value.code == codes.NO_CAPACITY and "draining" in info.value.message
+    assert info.value.code == codes.WORKER_DRAINING and "draining" in info.value.message
 
 
 async def test_placement_prefers_a_worker_with_a_warm_sandbox(cluster):

@@ -169,6 +169,7 @@ class SessionRunner:
         for handler in {id(h): h for h in self._routes.values()}.values():
             await handler.open()
         self._spawn(self._outbox.run(), "outbox")
+        self._spawn(self._keep_acking(), "keepalive")
         start_seq = 0
         if recover:
             start_seq = await self._unacked_from()
@@ -320,11 +321,7 @@ class SessionRunner:
             metrics.queue_wait_seconds.observe(max(started - job.msg.metadata.timestamp.timestamp(), 0.0))
         except (AttributeError, ValueError, nats.errors.Error):
             pass  # not a JetStream message (cannot happen through the consumer; keep the hot path safe)
-        keepalive = asyncio.create_task(self._keep_acking(job.msg))
-        try:
-            final = await self._gated(job) or await self._outcome(job, handler)
-        finally:
-            keepalive.cancel()
+        final = await self._gated(job) or await self._outcome(job, handler)
         metrics.action_seconds.labels(job.action.__struct_config__.tag).observe(time.time() - started)
         self._finish(job, final)
 
@@ -400,14 +397,16 @@ class SessionRunner:
             return
         await self._nc.publish(self._subjects.obs(self.session_id, "cmd_chunk"), data, headers=headers)
 
-    async def _keep_acking(self, msg: Msg) -> None:
-        """Tell JetStream a long action is still being worked on, so it is not redelivered."""
+    async def _keep_acking(self) -> None:
+        """Tell JetStream that the actions held here (running, queued, waiting for a confirm) are
+        being worked on, so they are not redelivered; one loop for the session, not one per action."""
         while True:
             await asyncio.sleep(self._config.ack_wait_s / 3)
-            try:
-                await msg.in_progress()
-            except nats.errors.Error:
-                pass
+            for job in list(self._jobs.values()):
+                try:
+                    await job.msg.in_progress()
+                except nats.errors.Error:
+                    pass
 
     def _error(self, job: _Job, code: str, message: str) -> Error:
         return Error(id=new_id(), cause=job.action.id, session_id=self.session_id, code=code, message=message)

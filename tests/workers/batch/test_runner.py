@@ -129,7 +129,7 @@ async def test_an_unknown_backend_is_an_error_for_every_task_not_a_crash(client,
     summary, results = await run(client, tmp_path, [{"id": "a", "eval": ["true"]}, {"id": "b", "eval": ["true"]}],
                                  backend="no-such-backend")
     assert summary.errors == 2 and {r["step"] for r in results.values()} == {"create"}
-    assert "no_capacity" in results["a"]["output_tail"]
+    assert "backend_unavailable" in results["a"]["output_tail"]
 
 
 async def test_the_progress_callback_sees_every_start_and_finish(client, tmp_path):

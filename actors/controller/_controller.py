@@ -1,21 +1,22 @@
 """The controller: placement, the session registry, idle reaping and worker liveness.
 
-It serves ``corral.ctl.<verb>``; the session registry and worker heartbeats live in JetStream
-KV so a restarted controller finds them again. It also listens to every session's actions
-(cheaply: subject only) to answer actions for unknown sessions and to track idleness. The data
-path itself (action -> worker -> observation) never passes through the controller.
+It serves ``corral.ctl.<verb>`` in a queue group, so several controllers share the requests; the
+session registry lives in JetStream KV (``_registry.SessionTable``), which every controller
+watches, and workers' heartbeats reach all of them. Creates do not take a request slot while they
+wait for room (``_placement``): a full cluster never keeps a ``close`` — the thing that frees room —
+waiting. What must happen once (reaping, marking a silent worker's sessions lost, abandoning
+lost sessions, answering actions for unknown sessions) is done by the holder of a lease
+(``_lease``). The data path (action -> worker -> observation) never passes through a controller.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-import random
 import time
 from typing import Any, Awaitable, Callable
 
 import msgspec
-import nats
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 import nats.errors
@@ -37,6 +38,7 @@ from protocol import (
     WorkerRef,
     codes,
     connect_nats,
+    decode_action,
     decode_as,
     decode_reply,
     encode,
@@ -45,22 +47,27 @@ from protocol import (
     spec_problem,
     wants_json,
 )
-from protocol._codec import ActionDecodeError, decode_action
+from protocol._codec import ActionDecodeError
 
-from . import metrics
-from ._answers import answer_unanswered, final_headers
-from ._broker import StreamConfigOptions, ensure_stream, sessions_bucket, stream_name, workers_bucket
-from ._kernel import Actor, InboxFull, Supervisor, cancel_and_wait
-from ._registry import SessionRecord, kv_delete, kv_items, record_decoder
+from .. import metrics
+from .._answers import answer_unanswered, final_headers
+from .._broker import StreamConfigOptions, ensure_stream, sessions_bucket, stream_name, workers_bucket
+from .._kernel import Actor, InboxFull, Supervisor, cancel_and_wait
+from .._registry import SessionRecord, SessionTable, kv_delete, kv_items
+from ._lease import Lease
+from ._placement import Placement
 
 log = structlog.get_logger()
 
 _REPLY_ERRORS = (nats.errors.TimeoutError, nats.errors.NoRespondersError)
+FAST_VERBS = ("close", "get", "list", "workers", "pause", "resume", "drain")
 
 
 class ControllerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     nats_url: str = "nats://127.0.0.1:4222"
     prefix: str = "corral"
+    controller_id: str | None = None
+    """Names this instance in the leadership lease; default a random id."""
     heartbeat_ttl_s: float = 10.0
     """A worker whose last heartbeat is older than this is dead; its sessions are lost."""
     default_idle_timeout_s: float | None = 3600.0
@@ -74,12 +81,12 @@ class ControllerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     with `sandbox_lost` and it is closed."""
     create_queue_timeout_s: float = 60.0
     """How long a create waits in line for a free slot when every worker is full."""
+    max_waiting_creates: int = 4096
     placement_choices: int = 3
     """Best of K: how many workers with room are compared for each placement."""
+    lease_ttl_s: float = 5.0
+    """How long a dead leader's duties wait for another controller to take them over."""
     stream: StreamConfigOptions = StreamConfigOptions()
-
-
-_worker_codec = msgspec.msgpack.Decoder(WorkerInfo)
 
 
 def _guarded(callback: Callable[[Msg], Awaitable[None]]) -> Callable[[Msg], Awaitable[None]]:
@@ -93,97 +100,128 @@ def _guarded(callback: Callable[[Msg], Awaitable[None]]) -> Callable[[Msg], Awai
 
 
 class Controller(Actor[Msg]):
-    """Control requests arrive in the inbox; creates run concurrently, each one a message."""
+    """Fast control requests go through the inbox; creates run as tasks of their own."""
 
     name = "controller"
 
     def __init__(self, config: ControllerConfig) -> None:
-        super().__init__(inbox_size=4096, concurrency=32)
+        super().__init__(inbox_size=4096, concurrency=16)
         self._config = config
+        self.controller_id = config.controller_id or "c" + new_id()[:12]
         self._subjects = Subjects(config.prefix)
         self._nc: Nats | None = None
-        self._sessions: dict[str, SessionRecord] = {}
-        self._workers: dict[str, WorkerInfo] = {}
-        self._worker_seen: dict[str, float] = {}
+        self._placement = Placement(choices=config.placement_choices, queue_timeout_s=config.create_queue_timeout_s)
         self._supervisor = Supervisor("controller")
-        self._queue: list[object] = []
         self._graves: OrderedDict[str, str] = OrderedDict()
-        self._capacity = asyncio.Condition()
+        self._creates: set[asyncio.Task[None]] = set()
         self._subs: list[Any] = []
+        self._leader_subs: list[Any] = []
+
+    @property
+    def leading(self) -> bool:
+        return self._lease.held
+
+    @property
+    def _sessions(self) -> dict[str, SessionRecord]:
+        return self._table.records
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, nc: Nats | None = None) -> None:
         self._nc = nc or await connect_nats(self._config.nats_url, name="corral-controller")
         js = self._nc.jetstream()
         await ensure_stream(js, self._subjects, self._config.stream)
-        self._kv_sessions = await sessions_bucket(js, self._subjects)
+        self._table = SessionTable(await sessions_bucket(js, self._subjects))
         self._kv_workers = await workers_bucket(js, self._subjects)
-        await self._load_state()
+        watcher = await self._table.load()
+        await self._load_workers()
+        self._lease = Lease(js, f"corral_leader_{self._subjects.prefix}", self.controller_id, ttl_s=self._config.lease_ttl_s)
         group = "corral-controller"
-        for verb in ("create", "close", "get", "list", "workers", "pause", "resume", "drain"):
+        self._subs.append(await self._nc.subscribe(self._subjects.ctl("create"), queue=group, cb=self._admit))
+        for verb in FAST_VERBS:
             self._subs.append(await self._nc.subscribe(self._subjects.ctl(verb), queue=group, cb=self._enqueue))
         self._subs.append(await self._nc.subscribe(self._subjects.heartbeats, cb=_guarded(self._on_heartbeat)))
-        self._subs.append(await self._nc.subscribe(self._subjects.actions(), queue=group, cb=_guarded(self._on_action)))
-        self._subs.append(await self._nc.subscribe(self._subjects.statuses(), queue=group, cb=_guarded(self._on_status)))
         self._supervisor.start("inbox", self.run)
-        self._supervisor.start("reaper", self._reap_forever)
+        self._supervisor.start("registry", lambda: self._table.watch(watcher))
+        await self._lease.step(self._lead, self._follow)  # the first controller leads at once
+        self._supervisor.start("lease", lambda: self._lease.run(self._lead, self._follow))
         await self._nc.flush()
-        log.info("controller_started", sessions=len(self._sessions), workers=len(self._workers))
+        log.info("controller_started", controller_id=self.controller_id, leading=self.leading,
+                 sessions=len(self._sessions), workers=len(self._placement.workers))
 
     async def aclose(self) -> None:
-        for sub in self._subs:
-            await sub.unsubscribe()
+        for sub in self._subs + self._leader_subs:
+            try:
+                await sub.unsubscribe()
+            except nats.errors.Error:
+                pass
         self._subs.clear()
+        self._leader_subs.clear()
         await self.drain(5.0)
+        await cancel_and_wait(self._creates)
         await self._supervisor.aclose()
+        await self._lease.release()
         if self._nc is not None and not self._nc.is_closed:
             await self._nc.drain()
 
-    async def _load_state(self) -> None:
-        for key, data in await kv_items(self._kv_sessions):
-            record = record_decoder.decode(data)
-            record.last_activity = time.time()
-            self._sessions[key] = record
+    async def _load_workers(self) -> None:
         now = time.time()
         for key, data in await kv_items(self._kv_workers):
-            info = _worker_codec.decode(data)
-            self._workers[key] = info
+            try:
+                info = decode_as(data, WorkerInfo)
+            except msgspec.DecodeError:
+                continue
+            self._placement.heard(info)
             # A worker's age is judged from what this controller has seen: a fresh start gives it a full TTL.
-            self._worker_seen[key] = now
+            self._placement.seen[key] = now
 
-    # -------------------------------------------------------------------- inbox
+    # --------------------------------------------------------------- leadership
+    async def _lead(self) -> None:
+        """Take over the duties done once: a fresh grace for everyone, then watch and reap."""
+        now = time.time()
+        for record in self._sessions.values():
+            record.last_activity = max(record.last_activity, now) if record.info.status != "lost" else now
+        for wid in self._placement.seen:
+            self._placement.seen[wid] = now
+        assert self._nc is not None
+        self._leader_subs.append(await self._nc.subscribe(self._subjects.actions(), cb=_guarded(self._on_action)))
+        self._leader_subs.append(await self._nc.subscribe(self._subjects.statuses(), cb=_guarded(self._on_status)))
+        self._supervisor.start("reaper", self._reap_forever)
+
+    async def _follow(self) -> None:
+        self._supervisor.stop("reaper")
+        for sub in self._leader_subs:
+            try:
+                await sub.unsubscribe()
+            except nats.errors.Error:
+                pass
+        self._leader_subs.clear()
+
+    # -------------------------------------------------------------------- intake
     async def _enqueue(self, msg: Msg) -> None:
         try:
             self.tell(msg)
         except InboxFull as exc:
             await self._reply(msg, ErrorReply(code=codes.NO_CAPACITY, message=str(exc)))
 
+    async def _admit(self, msg: Msg) -> None:
+        """A create may wait a minute for room: it runs as a task of its own, never in the inbox."""
+        if len(self._creates) >= self._config.max_waiting_creates:
+            return await self._reply(msg, ErrorReply(code=codes.NO_CAPACITY, message=(
+                f"{len(self._creates)} creates are already waiting for room; try again later")))
+        task = asyncio.create_task(self._serve(msg, "create"))
+        self._creates.add(task)
+        task.add_done_callback(self._creates.discard)
+
     def describe(self, msg: Msg) -> dict[str, Any]:
         return {"subject": msg.subject}
 
     async def handle(self, msg: Msg) -> None:
-        verb = msg.subject.rsplit(".", 1)[-1]
+        await self._serve(msg, msg.subject.rsplit(".", 1)[-1])
+
+    async def _serve(self, msg: Msg, verb: str) -> None:
         as_json = wants_json(msg.headers)
         try:
-            match verb:
-                case "create":
-                    reply = await self._create(decode_as(msg.data, SessionSpec, json=as_json))
-                case "close":
-                    reply = await self._close(decode_as(msg.data, SessionRef, json=as_json).session_id)
-                case "pause" | "resume":
-                    reply = await self._freeze(decode_as(msg.data, SessionRef, json=as_json).session_id, verb)
-                case "drain":
-                    reply = await self._drain(decode_as(msg.data, WorkerRef, json=as_json))
-                case "get":
-                    reply = self._get(decode_as(msg.data, SessionRef, json=as_json).session_id)
-                case "list":
-                    decode_as(msg.data, Empty, json=as_json)
-                    reply = SessionList(sessions=[r.info for r in self._sessions.values()])
-                case "workers":
-                    decode_as(msg.data, Empty, json=as_json)
-                    reply = WorkerList(workers=list(self._workers.values()))
-                case _:
-                    reply = ErrorReply(code=codes.UNKNOWN_KIND, message=f"unknown control verb {verb!r}")
+            reply = await self._dispatch(verb, msg.data, as_json)
         except msgspec.ValidationError as exc:
             code = codes.INVALID_SPEC if verb == "create" else codes.BAD_PAYLOAD
             reply = ErrorReply(code=code, message=f"invalid {verb} request: {exc}")
@@ -193,6 +231,27 @@ class Controller(Actor[Msg]):
             log.exception("control_request_failed", verb=verb)
             reply = ErrorReply(code=codes.INTERNAL, message=f"controller failed on {verb}: {exc!r}")
         await self._reply(msg, reply)
+
+    async def _dispatch(self, verb: str, data: bytes, as_json: bool) -> msgspec.Struct:
+        match verb:
+            case "create":
+                return await self._create(decode_as(data, SessionSpec, json=as_json))
+            case "close":
+                return await self._close(decode_as(data, SessionRef, json=as_json).session_id)
+            case "pause" | "resume":
+                return await self._freeze(decode_as(data, SessionRef, json=as_json).session_id, verb)
+            case "drain":
+                return await self._drain(decode_as(data, WorkerRef, json=as_json))
+            case "get":
+                return self._get(decode_as(data, SessionRef, json=as_json).session_id)
+            case "list":
+                decode_as(data, Empty, json=as_json)
+                return SessionList(sessions=[r.info for r in self._sessions.values()])
+            case "workers":
+                decode_as(data, Empty, json=as_json)
+                return WorkerList(workers=list(self._placement.workers.values()))
+            case _:
+                return ErrorReply(code=codes.UNKNOWN_KIND, message=f"unknown control verb {verb!r}")
 
     async def _reply(self, msg: Msg, reply: msgspec.Struct) -> None:
         if isinstance(reply, ErrorReply):
@@ -208,77 +267,32 @@ class Controller(Actor[Msg]):
             return ErrorReply(code=codes.UNKNOWN_SESSION, message=f"no session {session_id!r} (never created, or closed)")
         return record.info
 
-    def _place(self, spec: SessionSpec, shunned: set[str] = frozenset()) -> WorkerInfo | ErrorReply | None:  # type: ignore[assignment]
-        """The best worker for ``spec``; an ErrorReply when none could ever take it; None when all are full.
-
-        Among workers with room, prefer one that has a warm sandbox and the image, then the least
-        loaded; with many workers, only a random few are compared (best of K), which keeps
-        placement O(1) and spreads a burst of creates instead of piling them on one worker.
-        """
-        wanted = spec.backend if spec.backend not in (None, "auto") else None
-        able = [w for w in self._workers.values()
-                if not w.draining and w.worker_id not in shunned and (wanted is None or w.backend == wanted)]
-        if not able:
-            if not self._workers:
-                return ErrorReply(code=codes.NO_CAPACITY, message="no worker is registered (start one with `corral worker`)")
-            if wanted and not any(w.backend == wanted for w in self._workers.values()):
-                have = sorted({w.backend for w in self._workers.values()})
-                return ErrorReply(code=codes.NO_CAPACITY, message=f"no worker runs backend {wanted!r} (available: {', '.join(have)})")
-            if shunned:
-                return ErrorReply(code=codes.WORKER_UNAVAILABLE, message=(
-                    f"worker {', '.join(sorted(shunned))} went silent while starting this session, and no other "
-                    "worker can run it"))
-            return ErrorReply(code=codes.NO_CAPACITY, message="every worker that could run this session is draining")
-        candidates = [w for w in able if w.running + w.starting < w.capacity]
-        if not candidates:
-            return None
-        if len(candidates) > self._config.placement_choices:
-            candidates = random.sample(candidates, self._config.placement_choices)
-
-        def score(w: WorkerInfo) -> tuple[bool, bool, float, int]:
-            has_image = spec.image is None or spec.image in w.images
-            return (not w.warm, not has_image, (w.running + w.starting) / max(w.capacity, 1), w.running)
-
-        return min(candidates, key=score)
-
-    async def _place_or_wait(self, spec: SessionSpec, deadline: float, shunned: set[str]) -> WorkerInfo | ErrorReply:
-        """Place now, or queue first come, first served until a worker has room (bounded wait)."""
-        ticket = object()
-        self._queue.append(ticket)
-        try:
-            async with self._capacity:
-                while True:
-                    if self._queue[0] is ticket:
-                        placed = self._reserve(spec, shunned)
-                        if placed is not None:
-                            return placed
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return ErrorReply(code=codes.NO_CAPACITY, message=(
-                            f"every worker is at capacity; waited {self._config.create_queue_timeout_s:.0f} s in a queue "
-                            f"of {len(self._queue)} for a free slot"))
-                    try:
-                        await asyncio.wait_for(self._capacity.wait(), remaining)
-                    except asyncio.TimeoutError:
-                        pass
-        finally:
-            self._queue.remove(ticket)
-            await self._capacity_changed()
-
-    async def _capacity_changed(self) -> None:
-        async with self._capacity:
-            self._capacity.notify_all()
-
-    def _reserve(self, spec: SessionSpec, shunned: set[str]) -> WorkerInfo | ErrorReply | None:
-        """Place, and count the start against the worker at once (its next heartbeat may be seconds away)."""
-        placed = self._place(spec, shunned)
-        if isinstance(placed, WorkerInfo):
-            placed = msgspec.structs.replace(placed, starting=placed.starting + 1, warm=max(placed.warm - 1, 0))
-            self._workers[placed.worker_id] = placed
-        return placed
+    async def _create(self, spec: SessionSpec) -> SessionInfo | ErrorReply:
+        problem = spec_problem(spec)
+        if problem:
+            return ErrorReply(code=codes.INVALID_SPEC, message=problem)
+        deadline = time.monotonic() + self._config.create_queue_timeout_s
+        shunned: set[str] = set()
+        while True:
+            session_id = "s" + new_id()  # a fresh id per attempt: a slow first worker cannot collide
+            worker = await self._placement.reserve_or_wait(spec, deadline, shunned)
+            if isinstance(worker, ErrorReply):
+                return worker
+            reply = await self._start_on(worker.worker_id, session_id, spec)
+            if isinstance(reply, SessionInfo):
+                break
+            retry = reply.code in (codes.WORKER_FULL, codes.WORKER_DRAINING, codes.WORKER_UNAVAILABLE)
+            if not retry or time.monotonic() >= deadline:
+                return reply
+            if reply.code == codes.WORKER_UNAVAILABLE:
+                shunned.add(worker.worker_id)
+                log.warning("session_create_replaced", worker_id=worker.worker_id, reason=reply.message)
+            # our view of that worker was stale, or it went silent: place again
+        await self._table.put(SessionRecord(info=reply, spec=spec, last_activity=time.time()))
+        return reply
 
     async def _start_on(self, wid: str, session_id: str, spec: SessionSpec) -> SessionInfo | ErrorReply:
-        """Ask one worker to start the sandbox; releases the reservation made by _reserve.
+        """Ask one worker to start the sandbox; releases the reservation ``reserve`` made.
 
         A worker that stops heartbeating meanwhile is not waited for: the create fails over fast
         (``worker_unavailable``) and the caller places it elsewhere."""
@@ -287,6 +301,7 @@ class Controller(Actor[Msg]):
             self._subjects.worker(wid, "create"), encode(SandboxCreate(session_id=session_id, spec=spec)),
             timeout=self._config.create_timeout_s))
         lapse = asyncio.ensure_future(self._heartbeat_lapse(wid))
+        reply: Any
         try:
             await asyncio.wait({request, lapse}, return_when=asyncio.FIRST_COMPLETED)
             if request.done():
@@ -299,17 +314,15 @@ class Controller(Actor[Msg]):
             reply = ErrorReply(code=codes.WORKER_UNAVAILABLE, message=f"worker {wid} did not start the sandbox: {exc!r}")
         finally:
             await cancel_and_wait([request, lapse])
-            current = self._workers.get(wid)
-            if current is not None:
-                self._workers[wid] = msgspec.structs.replace(current, starting=max(current.starting - 1, 0))
         if not isinstance(reply, (SessionInfo, ErrorReply)):
             reply = ErrorReply(code=codes.INTERNAL, message=f"worker {wid} answered create with {type(reply).__name__}")
+        self._placement.release(wid, started=isinstance(reply, SessionInfo))
         return reply
 
     async def _heartbeat_lapse(self, wid: str) -> None:
         """Returns once worker ``wid`` has been silent for ``create_lapse_s``."""
         while True:
-            seen = self._worker_seen.get(wid)
+            seen = self._placement.seen.get(wid)
             if seen is None or time.time() - seen > self._config.create_lapse_s:
                 return
             await asyncio.sleep(min(0.5, self._config.create_lapse_s / 4))
@@ -321,40 +334,8 @@ class Controller(Actor[Msg]):
         except nats.errors.Error:
             pass
 
-    async def _create(self, spec: SessionSpec) -> SessionInfo | ErrorReply:
-        problem = spec_problem(spec)
-        if problem:
-            return ErrorReply(code=codes.INVALID_SPEC, message=problem)
-        deadline = time.monotonic() + self._config.create_queue_timeout_s
-        shunned: set[str] = set()
-        while True:
-            session_id = "s" + new_id()  # a fresh id per attempt: a slow first worker cannot collide
-            worker = self._reserve(spec, shunned) if not self._queue else None
-            if worker is None:
-                worker = await self._place_or_wait(spec, deadline, shunned)
-            if isinstance(worker, ErrorReply):
-                return worker
-            reply = await self._start_on(worker.worker_id, session_id, spec)
-            retry = isinstance(reply, ErrorReply) and reply.code in (codes.NO_CAPACITY, codes.WORKER_UNAVAILABLE)
-            if retry and time.monotonic() < deadline:
-                if reply.code == codes.WORKER_UNAVAILABLE:  # type: ignore[union-attr]
-                    shunned.add(worker.worker_id)
-                    log.warning("session_create_replaced", worker_id=worker.worker_id, reason=reply.message)  # type: ignore[union-attr]
-                continue  # our view of that worker was stale, or it went silent: place again
-            break
-        if not isinstance(reply, SessionInfo):
-            return reply
-        wid = worker.worker_id
-        current = self._workers.get(wid)
-        if current is not None:
-            self._workers[wid] = msgspec.structs.replace(current, running=current.running + 1)
-        record = SessionRecord(info=reply, spec=spec, last_activity=time.time())
-        self._sessions[session_id] = record
-        await self._kv_sessions.put(session_id, encode(record))
-        return reply
-
     async def _close(self, session_id: str, *, reason: str | None = None) -> SessionInfo | ErrorReply:
-        record = self._sessions.pop(session_id, None)
+        record = self._sessions.get(session_id)
         if record is None:
             return ErrorReply(code=codes.UNKNOWN_SESSION, message=f"no session {session_id!r} (never created, or closed)")
         info = msgspec.structs.replace(record.info, status="closed", reason=reason)
@@ -366,27 +347,28 @@ class Controller(Actor[Msg]):
                 answer = decode_reply(msg.data)
                 if isinstance(answer, SessionInfo):
                     info = msgspec.structs.replace(answer, reason=reason)
-            except _REPLY_ERRORS as exc:
+            except (*_REPLY_ERRORS, msgspec.DecodeError) as exc:
                 log.warning("session_close_unanswered", session_id=session_id, worker_id=record.info.worker_id, error=repr(exc))
                 await self._publish_status(info)
         else:
             await self._publish_status(info)
-        await kv_delete(self._kv_sessions, session_id)
+        await self._table.delete(session_id)
+        await self._placement.room_changed()
         log.info("session_closed", session_id=session_id, reason=reason)
         return info
 
     async def _drain(self, ref: WorkerRef) -> WorkerList | ErrorReply:
         """Stop (or resume) placing sessions on a worker; its running sessions carry on."""
-        if ref.worker_id not in self._workers:
+        if ref.worker_id not in self._placement.workers:
             return ErrorReply(code=codes.INVALID_ARGUMENT, message=f"no live worker {ref.worker_id!r}")
         try:
             msg = await self._nc.request(  # type: ignore[union-attr]
                 self._subjects.worker(ref.worker_id, "drain"), encode(ref), timeout=10)
-            info = msgspec.msgpack.decode(msg.data, type=WorkerInfo)
+            info = decode_as(msg.data, WorkerInfo)
         except (*_REPLY_ERRORS, msgspec.DecodeError) as exc:
             return ErrorReply(code=codes.WORKER_UNAVAILABLE, message=f"worker {ref.worker_id} did not answer: {exc!r}")
-        self._workers[ref.worker_id] = info
-        await self._capacity_changed()
+        self._placement.heard(info)
+        await self._placement.room_changed()
         return WorkerList(workers=[info])
 
     async def _freeze(self, session_id: str, verb: str) -> SessionInfo | ErrorReply:
@@ -401,18 +383,18 @@ class Controller(Actor[Msg]):
                 self._subjects.worker(record.info.worker_id, verb), encode(SessionRef(session_id=session_id)), timeout=30
             )
             reply = decode_reply(msg.data)
-        except _REPLY_ERRORS as exc:
+        except (*_REPLY_ERRORS, msgspec.DecodeError) as exc:
             return ErrorReply(code=codes.WORKER_UNAVAILABLE, message=f"worker {record.info.worker_id} did not {verb}: {exc!r}")
         if isinstance(reply, SessionInfo):
             record.info = msgspec.structs.replace(record.info, status=reply.status)
             record.last_activity = time.time()
-            await self._kv_sessions.put(session_id, encode(record))
+            await self._table.put(record)
         return reply
 
     async def _publish_status(self, info: SessionInfo) -> None:
         await self._nc.publish(self._subjects.status(info.session_id), encode(info))  # type: ignore[union-attr]
 
-    # --------------------------------------------------------- data-path watch
+    # ------------------------------------------------- the leader: data-path watch
     async def _on_action(self, msg: Msg) -> None:
         parsed = self._subjects.parse_session_subject(msg.subject)
         if parsed is None:
@@ -467,9 +449,8 @@ class Controller(Actor[Msg]):
             start = 1
         answered = await answer_unanswered(self._nc, self._subjects, stream, sid, since=start,  # type: ignore[arg-type]
                                            code=codes.SANDBOX_LOST, reason=f"session {sid} is lost: {reason}")
-        self._sessions.pop(sid, None)
         self._bury(sid, reason)
-        await kv_delete(self._kv_sessions, sid)
+        await self._table.delete(sid)
         await self._publish_status(msgspec.structs.replace(record.info, status="closed", reason=reason))
         log.warning("session_abandoned", session_id=sid, pending_answered=answered, reason=reason)
 
@@ -485,16 +466,14 @@ class Controller(Actor[Msg]):
         if record is None or record.info.status == info.status:
             return
         if info.status == "closed":  # closed by its worker (e.g. worker shutdown), not through ctl.close
-            self._sessions.pop(info.session_id, None)
-            await kv_delete(self._kv_sessions, info.session_id)
+            await self._table.delete(info.session_id)
         elif info.status == "lost":  # its worker saw the sandbox die and answered what it held
-            self._sessions.pop(info.session_id, None)
             self._bury(info.session_id, info.reason or "the sandbox died")
-            await kv_delete(self._kv_sessions, info.session_id)
+            await self._table.delete(info.session_id)
         elif info.status == "recovered":  # a restarted worker re-adopted the sandbox
             record.info = msgspec.structs.replace(record.info, status="ready", worker_id=info.worker_id, reason=None)
             record.last_activity = time.time()
-            await self._kv_sessions.put(info.session_id, encode(record))
+            await self._table.put(record)
 
     # ------------------------------------------------------------ heartbeats
     async def _on_heartbeat(self, msg: Msg) -> None:
@@ -503,17 +482,16 @@ class Controller(Actor[Msg]):
         except msgspec.DecodeError:
             log.warning("heartbeat_undecodable", subject=msg.subject)
             return
+        self._placement.heard(info)
         now = time.time()
-        self._workers[info.worker_id] = info
-        self._worker_seen[info.worker_id] = now
         for sid in info.active:  # a running command or streaming output is activity, not idleness
             record = self._sessions.get(sid)
             if record is not None and record.info.worker_id == info.worker_id:
                 record.last_activity = now
-        if self._queue:
-            await self._capacity_changed()
+        if self._placement.waiting:
+            await self._placement.room_changed()
 
-    # --------------------------------------------------------------- reaper
+    # ------------------------------------------------------- the leader: reaper
     async def _reap_forever(self) -> None:
         while True:
             await asyncio.sleep(self._config.reap_interval_s)
@@ -522,7 +500,7 @@ class Controller(Actor[Msg]):
     async def reap_once(self) -> None:
         now = time.time()
         self._export_gauges()
-        for wid, seen in list(self._worker_seen.items()):
+        for wid, seen in list(self._placement.seen.items()):
             if now - seen > self._config.heartbeat_ttl_s:
                 await self._worker_lost(wid, now - seen)
         for sid, record in list(self._sessions.items()):
@@ -540,11 +518,10 @@ class Controller(Actor[Msg]):
             counts[record.info.status] = counts.get(record.info.status, 0) + 1
         for state, n in counts.items():
             metrics.sessions.labels("controller", state).set(n)
-        metrics.workers.set(len(self._workers))
+        metrics.workers.set(len(self._placement.workers))
 
     async def _worker_lost(self, wid: str, silent_s: float) -> None:
-        self._worker_seen.pop(wid, None)
-        self._workers.pop(wid, None)
+        self._placement.forget(wid)
         await kv_delete(self._kv_workers, wid)
         lost = [r for r in self._sessions.values() if r.info.worker_id == wid and r.info.status != "lost"]
         log.warning("worker_lost", worker_id=wid, silent_s=round(silent_s, 1), sessions=len(lost))
@@ -553,5 +530,5 @@ class Controller(Actor[Msg]):
                 record.info, status="lost", reason=f"worker {wid} stopped sending heartbeats ({silent_s:.1f} s)"
             )
             record.last_activity = time.time()  # the grace period for recovery starts now
-            await self._kv_sessions.put(record.info.session_id, encode(record))
+            await self._table.put(record)
             await self._publish_status(record.info)

@@ -20,7 +20,8 @@ DEFAULT_NATS = os.environ.get("CORRAL_NATS_URL", "nats://127.0.0.1:4222")
 
 
 def configure_logging(level: str, as_json: bool) -> None:
-    processors: list[Any] = [structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso")]
+    processors: list[Any] = [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
+                             structlog.processors.TimeStamper(fmt="iso")]
     renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     structlog.configure(
         processors=[*processors, structlog.processors.format_exc_info, renderer],

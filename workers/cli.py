@@ -315,21 +315,50 @@ def status(nats_url: str, once: bool, interval: float) -> None:
 
     async def main() -> None:
         async with await Client.connect(nats_url) as client:
-            while True:
-                found, sessions = await asyncio.gather(client.workers(), client.list_sessions())
-                table = _status_table(found, sessions)
-                if once or not sys.stdout.isatty():
-                    click.echo(table)
+            if once or not sys.stdout.isatty():
+                while True:
+                    found, sessions = await asyncio.gather(client.workers(), client.list_sessions())
+                    click.echo(_status_table(found, sessions))
                     if once:
                         return
-                else:
-                    click.echo("\x1b[H\x1b[2J" + table, nl=False)
-                await asyncio.sleep(interval)
+                    await asyncio.sleep(interval)
+            from rich.live import Live
+
+            with Live(auto_refresh=False, screen=False) as live:
+                while True:
+                    found, sessions = await asyncio.gather(client.workers(), client.list_sessions())
+                    live.update(_status_tables(found, sessions), refresh=True)
+                    await asyncio.sleep(interval)
 
     try:
         run_cli(main())
     except KeyboardInterrupt:
         pass
+
+
+def _status_tables(found: list[Any], sessions: list[Any]) -> Any:
+    """The live view on a terminal: a table of workers, then the newest sessions."""
+    from rich.console import Group
+    from rich.table import Table
+
+    workers = Table(title=f"workers: {len(found)}", title_justify="left")
+    for name in ("WORKER", "BACKEND", "RUNNING", "STARTING", "WARM", "CAPACITY", "STATE"):
+        workers.add_column(name, justify="right" if name in ("RUNNING", "STARTING", "WARM", "CAPACITY") else "left")
+    for w in sorted(found, key=lambda w: w.worker_id):
+        workers.add_row(w.worker_id, w.backend, str(w.running), str(w.starting), str(w.warm), str(w.capacity),
+                        "[yellow]draining[/]" if w.draining else "[green]up[/]")
+    by_status: dict[str, int] = {}
+    for s in sessions:
+        by_status[s.status] = by_status.get(s.status, 0) + 1
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(by_status.items())) or "none"
+    table = Table(title=f"sessions: {len(sessions)} ({counts})", title_justify="left")
+    for name in ("SESSION", "WORKER", "STATUS", "LABELS"):
+        table.add_column(name)
+    colours = {"ready": "green", "lost": "red", "paused": "yellow", "recovered": "cyan"}
+    for s in sorted(sessions, key=lambda s: s.created_at)[-30:]:
+        labels = ",".join(f"{k}={v}" for k, v in s.labels.items())
+        table.add_row(s.session_id, s.worker_id, f"[{colours.get(s.status, 'white')}]{s.status}[/]", labels)
+    return Group(workers, table)
 
 
 def _status_table(found: list[Any], sessions: list[Any]) -> str:

@@ -107,3 +107,19 @@ async def test_status_prints_workers_and_sessions(deployment):
     code, sid, _ = await corral(deployment.url, "session", "create", "--label", "team=a")
     code, out, _ = await corral(deployment.url, "status", "--once")
     assert code == 0 and "workers: 1" in out and sid.strip() in out and "team=a" in out
+
+
+def test_the_live_status_view_draws_tables_of_workers_and_sessions():
+    import io
+
+    from rich.console import Console
+
+    from protocol import SessionInfo, WorkerInfo
+    from workers.cli import _status_tables
+
+    out = io.StringIO()
+    Console(file=out, width=140).print(_status_tables(
+        [WorkerInfo(worker_id="w-one", backend="docker", capacity=8, running=3, draining=True)],
+        [SessionInfo(session_id="s-one", worker_id="w-one", backend="docker", status="lost", labels={"task": "t1"})]))
+    text = out.getvalue()
+    assert "w-one" in text and "draining" in text and "s-one" in text and "lost=1" in text and "task=t1" in text

@@ -144,3 +144,16 @@ async def test_sdk_shorthands_for_files_and_the_editor(session):
     assert isinstance(read, FileContent) and read.content == "gamma\n"
     missing = await session.read_file("notes/none.txt")
     assert isinstance(missing, Error) and missing.code == codes.FILE_NOT_FOUND
+
+
+async def test_every_action_has_one_canonical_log_line_with_its_outcome(session):
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        ok = await session.run(CmdRun(id=new_id(), command="exit 3"))
+        bad = await session.run(FileRead(id=new_id(), path="/no/such/file"))
+    lines = [e for e in logs if e["event"] == "action_answered"]
+    by_action = {e["action_id"]: e for e in lines}
+    assert len(lines) == 2 and set(by_action) == {ok.cause, bad.cause}
+    assert by_action[ok.cause]["outcome"] == "completed:3" and by_action[bad.cause]["outcome"] == "error:file_not_found"
+    assert all(e["session_id"] == session.session_id and e["worker_id"] and e["log_level"] == "info" for e in lines)

@@ -1,9 +1,9 @@
-"""Live batch statistics and a one-line progress bar for stderr (no third-party dependency)."""
+"""Live batch statistics, and their progress on stderr: a rich bar on a terminal, plain lines otherwise."""
 
 from __future__ import annotations
 
 import time
-from typing import Callable, TextIO
+from typing import Any, Callable, TextIO
 
 from ._tasks import TaskResult
 
@@ -68,23 +68,40 @@ def status_line(stats: BatchStats) -> str:
 
 
 class ProgressBar:
-    """On a terminal, one line rewritten in place with ``\\r``; otherwise one line per finished task."""
+    """On a terminal, a live ``rich`` progress bar (done/total, rate, ETA, outcomes); otherwise one
+    plain line per finished task, so logs and CI output stay readable."""
 
     def __init__(self, stream: TextIO, *, tty: bool | None = None) -> None:
         self._stream = stream
         self._tty = stream.isatty() if tty is None else tty
-        self._width = 0
+        self._live: Any = None
+        self._task: Any = None
 
     def __call__(self, stats: BatchStats, result: TaskResult | None) -> None:
-        if self._tty:
-            line = "[batch] " + status_line(stats)
-            self._stream.write("\r" + line.ljust(self._width))
-            self._width = len(line)
-        elif result is not None:
-            self._stream.write(f"[batch] {result.status:8} {result.id} ({result.duration_s:.1f}s) | {status_line(stats)}\n")
-        self._stream.flush()
+        if not self._tty:
+            if result is not None:
+                self._stream.write(f"[batch] {result.status:8} {result.id} ({result.duration_s:.1f}s) | {status_line(stats)}\n")
+                self._stream.flush()
+            return
+        if self._live is None:
+            self._start(stats)
+        outcomes = (f"{stats.running} running  {stats.passed} passed  {stats.failed} failed  "
+                    f"{stats.errors} errors  {stats.timeouts} timeouts")
+        self._live.update(self._task, completed=stats.done, total=stats.total, outcomes=outcomes,
+                          rate=f"{stats.rate_per_min:.1f} tasks/min")
+
+    def _start(self, stats: BatchStats) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = Console(file=self._stream, force_terminal=True, width=None if self._stream.isatty() else 160)
+        self._live = Progress(TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                              TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[outcomes]}"),
+                              console=console, transient=False)
+        self._task = self._live.add_task("batch", total=stats.total, outcomes="", rate="")
+        self._live.start()
 
     def close(self) -> None:
-        if self._tty and self._width:
-            self._stream.write("\n")
-            self._stream.flush()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None

@@ -95,6 +95,7 @@ class _Job(msgspec.Struct, kw_only=True):
     answered: bool = False
     streamed: int = 0
     dropped: int = 0
+    arrived: float = 0.0
 
 
 class _Lane(Actor["tuple[_Job, Handler]"]):
@@ -201,10 +202,15 @@ class SessionRunner:
         return info.ack_floor.stream_seq + 1 if info.ack_floor and info.ack_floor.stream_seq else 0
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
-        task = asyncio.ensure_future(coro)
+        task = asyncio.ensure_future(self._bound(coro))
         task.set_name(f"{self.session_id}:{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _bound(self, coro: Awaitable[Any]) -> Any:
+        """Every log line of the session's tasks names the session and its worker."""
+        with structlog.contextvars.bound_contextvars(session_id=self.session_id, worker_id=self.handle.worker_id):
+            return await coro
 
     # ------------------------------------------------------------------ intake
     async def _on_action(self, msg: Msg) -> None:
@@ -235,7 +241,7 @@ class SessionRunner:
             return
         if self._closed:
             return self._reject(msg, as_json, action.id, self._close_code, self._close_reason)
-        job = _Job(action=action, msg=msg, json=as_json, seq=seq)
+        job = _Job(action=action, msg=msg, json=as_json, seq=seq, arrived=time.monotonic())
         self._jobs[action.id] = job
         self._route(job)
 
@@ -321,7 +327,8 @@ class SessionRunner:
             metrics.queue_wait_seconds.observe(max(started - job.msg.metadata.timestamp.timestamp(), 0.0))
         except (AttributeError, ValueError, nats.errors.Error):
             pass  # not a JetStream message (cannot happen through the consumer; keep the hot path safe)
-        final = await self._gated(job) or await self._outcome(job, handler)
+        with structlog.contextvars.bound_contextvars(action_id=job.action.id):
+            final = await self._gated(job) or await self._outcome(job, handler)
         metrics.action_seconds.labels(job.action.__struct_config__.tag).observe(time.time() - started)
         self._finish(job, final)
 
@@ -425,6 +432,9 @@ class SessionRunner:
         copies = [(data if as_json == job.json else self._encoded(final, as_json)[1], final_headers(final.id, as_json))
                   for as_json in job.repeat_json]
         self._book.record(job.action.id, job.seq, data, job.json)
+        log.info("action_answered", session_id=self.session_id, worker_id=self.handle.worker_id,
+                 action_id=job.action.id, kind=job.action.__struct_config__.tag, outcome=_outcome_of(final),
+                 ms=round((time.monotonic() - job.arrived) * 1000, 2) if job.arrived else None)
         self._outbox.send(Outgoing(action_id=job.action.id, subject=self._subjects.obs(self.session_id, final.__struct_config__.tag),
                                    data=data, headers=headers, acks=[job.msg, *job.repeats], copies=copies))
 
@@ -506,6 +516,15 @@ class SessionRunner:
             return
         if count:
             log.info("session_undelivered_answered", session_id=self.session_id, count=count)
+
+
+def _outcome_of(obs: AnyObservation) -> str:
+    """One word for the canonical log line: a command's status and exit code, an error's code."""
+    if isinstance(obs, CmdOutput):
+        return obs.status if obs.exit_code is None else f"{obs.status}:{obs.exit_code}"
+    if isinstance(obs, Error):
+        return f"error:{obs.code}"
+    return obs.__struct_config__.tag
 
 
 async def _ack(msg: Msg) -> None:

@@ -15,9 +15,20 @@ from nats.aio.client import Client as Nats
 import nats.errors
 import structlog
 
-from protocol import INTERIM_KINDS, OBSERVATION_KINDS, Error, Subjects, decode_action, decode_observation, encode, headers_for, new_id, wants_json
-from protocol._client import replay
-from protocol._codec import ActionDecodeError
+from protocol import (
+    INTERIM_KINDS,
+    OBSERVATION_KINDS,
+    ActionDecodeError,
+    Error,
+    Subjects,
+    decode_action,
+    decode_observation,
+    encode,
+    headers_for,
+    new_id,
+    replay,
+    wants_json,
+)
 
 log = structlog.get_logger()
 

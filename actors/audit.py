@@ -10,8 +10,7 @@ import msgspec
 from nats.aio.client import Client as Nats
 import nats.errors
 
-from protocol import Subjects, wants_json
-from protocol._client import replay
+from protocol import Subjects, replay, wants_json
 
 from ._broker import stream_name
 

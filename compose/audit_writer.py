@@ -18,8 +18,8 @@ import sys
 
 import structlog
 
-from actors._broker import ensure_stream
-from actors._kernel import Supervisor
+from actors import ensure_stream
+from actors import Supervisor
 from actors.audit import AuditWriter
 from protocol import Subjects, connect_nats
 

@@ -62,16 +62,16 @@ from ._events import (
 from ._ids import new_id
 from ._registry import Registry, UnknownName
 from ._schema import json_schema
-from ._validate import MAX_ID_LENGTH, Invalid, check_action, spec_problem, valid_id
 from ._subjects import DEFAULT_PREFIX, KV_SESSIONS, KV_WORKERS, STREAM, Subjects
+from ._validate import MAX_ID_LENGTH, Invalid, check_action, spec_problem, valid_id
 
-__all__ = [name for name in dir() if not name.startswith("_")] + ["Client", "Session", "connect_nats"]
+__all__ = [name for name in dir() if not name.startswith("_")] + ["Client", "Session", "connect_nats", "replay", "start_at"]
 
 
 def __getattr__(name: str) -> object:
     # The SDK pulls in nats-py (and aiohttp); the in-sandbox executor imports this package
     # too and must start fast, so the client is loaded only when asked for.
-    if name in ("Client", "Session"):
+    if name in ("Client", "Session", "replay", "start_at"):
         from . import _client
 
         return getattr(_client, name)

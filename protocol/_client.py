@@ -23,10 +23,10 @@ from ._codec import decode_observation, decode_reply, encode, wants_json
 from ._connect import connect_nats
 from ._errors import ConnectionLost, RequestError
 from ._events import (
+    INTERIM_KINDS,
     AnyAction,
     AnyObservation,
     AnyReply,
-    INTERIM_KINDS,
     CmdOutput,
     CmdRun,
     Confirm,
@@ -52,6 +52,9 @@ from ._subjects import DEFAULT_PREFIX, Subjects
 
 CONTROL_TIMEOUT_S = 30.0
 NO_CONTROLLER_WAIT_S = 3.0
+CLOSED_GRACE_S = 1.0
+"""After a ``closed`` status, how long a pending action waits for its real answer before the SDK
+answers it ``unknown_session`` itself."""
 """How long a control request keeps retrying while no controller is subscribed."""
 
 
@@ -231,9 +234,17 @@ class Session:
         self.status = info.status
         # `lost` may still turn into `recovered` (a restarted worker re-adopts the sandbox), and the
         # controller answers every pending action if it does not: only `closed` ends the waits here.
+        # The worker or the controller answers what the session held as it closes; an answer may
+        # still be on its way when the status arrives, so only what is unanswered a moment later
+        # gets an error made here.
         if info.status == "closed":
             reason = info.reason or "the session was closed"
-            for cause, queue in self._waiters.items():
+            asyncio.get_running_loop().call_later(CLOSED_GRACE_S, self._fail_waiters, set(self._waiters), reason)
+
+    def _fail_waiters(self, causes: set[str], reason: str) -> None:
+        for cause in causes:
+            queue = self._waiters.get(cause)
+            if queue is not None:
                 queue.put_nowait(Error(id=new_id(), cause=cause, session_id=self.session_id,
                                        code=codes.UNKNOWN_SESSION, message=reason))
 

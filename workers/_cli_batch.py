@@ -78,8 +78,7 @@ def batch_run(tasks_path: str, nats_url: str, concurrency: int, backend: str | N
 def batch_swebench(instances_path: str, repos_dir: str, test_cmds: tuple[str, ...], setup_cmds: tuple[str, ...],
                    predictions: str | None, workdir: str, image: str | None, timeout_s: float, out_path: str) -> None:
     """Convert SWE-Bench instances (JSONL or a JSON array) into a tasks file for `corral batch run`."""
-    from .batch import SwebenchError, convert_instances, load_instances
-    from .batch._swebench import load_predictions, mirror_path
+    from .batch import SwebenchError, convert_instances, load_instances, load_predictions, mirror_path
 
     setups: dict[str, list[str]] = {}
     for repo, command in _pairs_in_order(setup_cmds):

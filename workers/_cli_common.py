@@ -14,7 +14,7 @@ import structlog
 
 from protocol import Client, CorralError
 
-from .backends._base import BackendError
+from .backends import BackendError
 
 DEFAULT_NATS = os.environ.get("CORRAL_NATS_URL", "nats://127.0.0.1:4222")
 

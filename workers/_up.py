@@ -16,15 +16,13 @@ import sys
 import msgspec
 import structlog
 
-from actors import metrics
-from actors._broker import StreamConfigOptions
-from actors._kernel import Supervisor
+from actors import StreamConfigOptions, Supervisor, metrics
 from actors.audit import AuditWriter
 from actors.controller import Controller, ControllerConfig
 from actors.embedded import EmbeddedNats
 from protocol import Subjects, connect_nats
 
-from .backends._base import deployment_id
+from .backends import deployment_id
 from .worker import Worker, WorkerConfig
 
 log = structlog.get_logger()

@@ -19,11 +19,19 @@ import nats.errors
 import nats.js.errors
 import structlog
 
-from actors import metrics
-from actors._broker import StreamConfigOptions, ensure_stream, sessions_bucket, stream_name, workers_bucket
-from actors._kernel import Supervisor, cancel_and_wait
-from actors._answers import answer_unanswered
-from actors._registry import kv_delete, load_sessions
+from actors import (
+    StreamConfigOptions,
+    Supervisor,
+    answer_unanswered,
+    cancel_and_wait,
+    ensure_stream,
+    kv_delete,
+    load_sessions,
+    metrics,
+    sessions_bucket,
+    stream_name,
+    workers_bucket,
+)
 from protocol import (
     ErrorReply,
     SandboxCreate,
@@ -41,9 +49,8 @@ from protocol import (
 )
 
 from ._pool import WarmPool
+from .backends import Backend, BackendError, BubblewrapConfig, DockerConfig, SandboxHandle, deployment_id, make_backend
 from .session import RunnerConfig, SessionRunner
-from .backends import Backend, BackendError, BubblewrapConfig, DockerConfig, SandboxHandle, make_backend
-from .backends._base import deployment_id
 
 log = structlog.get_logger()
 

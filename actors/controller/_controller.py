@@ -24,6 +24,7 @@ import nats.js.errors
 import structlog
 
 from protocol import (
+    ActionDecodeError,
     Empty,
     Error,
     ErrorReply,
@@ -47,7 +48,6 @@ from protocol import (
     spec_problem,
     wants_json,
 )
-from protocol._codec import ActionDecodeError
 
 from .. import metrics
 from .._answers import answer_unanswered, final_headers

@@ -12,9 +12,9 @@ import asyncio
 import time
 from typing import Awaitable, Callable
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-import nats.errors
 import nats.js.errors
 from nats.js.kv import KeyValue
 import structlog

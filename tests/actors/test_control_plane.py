@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from actors.controller import Controller, ControllerConfig
-from protocol import Client, CmdRun, Error, RequestError, codes, encode, new_id
+from protocol import Client, CmdRun, RequestError, codes, encode
 from workers.worker import Worker, WorkerConfig
 
 pytestmark = pytest.mark.slow

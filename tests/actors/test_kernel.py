@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from structlog.testing import capture_logs
 
-from actors._kernel import Actor, InboxFull, Supervisor
+from actors import Actor, InboxFull, Supervisor
 
 
 class Recorder(Actor[object]):

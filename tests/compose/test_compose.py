@@ -3,10 +3,10 @@ through it from the host with the SDK, and tears it down."""
 
 from __future__ import annotations
 
+from pathlib import Path
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 import re
 import shutil
 import uuid
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from images import (
     EXECUTOR_SOURCES,
+    HOST_CA_BUNDLE,
     BuildContext,
     BuildFailed,
     DebootstrapMissing,
-    HOST_CA_BUNDLE,
     DockerRuntimeBuilder,
     EngineUnavailable,
     ImageMissing,

@@ -1,11 +1,11 @@
 """Writes the golden wire files. Run once per protocol version; never rewrite an old version's files."""
 
-import sys
 from pathlib import Path
-
-from protocol import encode
+import sys
 
 from samples import ACTIONS, OBSERVATIONS, REPLIES, SPECS
+
+from protocol import encode
 
 version = sys.argv[1]
 out = Path(__file__).parent / "golden" / version

@@ -1,9 +1,31 @@
 """One instance of every event kind, with non-default values in every field that has one."""
 
 from protocol import (
-    ActionHeld, ConfirmResult, BrowseInteractive, BrowseUrl, CmdChunk, CmdOutput, CmdRun, Confirm, Error, ErrorReply, FileContent, FileEdit,
-    FileEdited, FileRead, FileWrite, FileWritten, IPythonRun, McpCall, McpList, Resources, SessionInfo, SessionList,
-    SessionSpec, WorkerInfo, WorkerList,
+    ActionHeld,
+    BrowseInteractive,
+    BrowseUrl,
+    CmdChunk,
+    CmdOutput,
+    CmdRun,
+    Confirm,
+    ConfirmResult,
+    Error,
+    ErrorReply,
+    FileContent,
+    FileEdit,
+    FileEdited,
+    FileRead,
+    FileWrite,
+    FileWritten,
+    IPythonRun,
+    McpCall,
+    McpList,
+    Resources,
+    SessionInfo,
+    SessionList,
+    SessionSpec,
+    WorkerInfo,
+    WorkerList,
 )
 
 ACTIONS = [

@@ -6,9 +6,17 @@ import msgspec
 import pytest
 
 from protocol import (
-    ACTION_KINDS, AnyReply, SessionSpec, codes, decode_action, decode_observation, decode_reply, encode, json_schema,
+    ACTION_KINDS,
+    ActionDecodeError,
+    AnyReply,
+    SessionSpec,
+    codes,
+    decode_action,
+    decode_observation,
+    decode_reply,
+    encode,
+    json_schema,
 )
-from protocol._codec import ActionDecodeError
 
 from .samples import ACTIONS, OBSERVATIONS, REPLIES, SPECS
 

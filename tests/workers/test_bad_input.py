@@ -6,9 +6,18 @@ import msgspec
 import pytest
 
 from protocol import (
-    CmdOutput, CmdRun, Error, FileRead, FileWrite, RequestError, codes, decode_observation, encode, new_id,
+    JSON_HEADERS,
+    CmdOutput,
+    CmdRun,
+    Error,
+    FileRead,
+    FileWrite,
+    RequestError,
+    codes,
+    decode_observation,
+    encode,
+    new_id,
 )
-from protocol._codec import JSON_HEADERS
 
 
 async def _publish_and_next(client, session_id, kind, data, headers=None):
@@ -113,7 +122,7 @@ async def test_an_answer_over_the_broker_max_becomes_payload_too_large(session, 
 
 async def _consumer_settled(client, session_id):
     """The session's consumer holds nothing unacked (a poison message would stay pending forever)."""
-    from actors._broker import stream_name
+    from actors import stream_name
 
     js = client.nats.jetstream()
     for _ in range(100):

@@ -5,16 +5,26 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 from pathlib import Path
+import signal
 
 import pytest
 
-from actors._answers import answered_in_stream
-from actors._broker import stream_name
+from actors import answered_in_stream, stream_name
 from actors.controller import Controller, ControllerConfig
-from protocol import Client, CmdOutput, CmdRun, Error, FileRead, RequestError, codes, decode_reply, encode, new_id
-from protocol._client import replay
+from protocol import (
+    Client,
+    CmdOutput,
+    CmdRun,
+    Error,
+    FileRead,
+    RequestError,
+    codes,
+    decode_reply,
+    encode,
+    new_id,
+    replay,
+)
 
 from .helpers import FinalLedger, start_worker_process, stop
 
@@ -25,7 +35,7 @@ async def _stream_counts(client, session_id: str) -> dict[str, int]:
     """How many final observations the stream holds per action id."""
     from collections import Counter
 
-    from actors._answers import final_subjects
+    from actors import final_subjects
     from protocol import decode_observation, wants_json
 
     counts: Counter[str] = Counter()
@@ -117,7 +127,7 @@ async def test_a_sandbox_that_died_while_its_worker_was_down_makes_the_session_l
     try:
         async with await Client.connect(nats_server.url) as client:
             session = await client.create_session()
-            (handle_file,) = Path(tmp_path / "w").glob(f"local/wk/*/sandbox.json")
+            (handle_file,) = Path(tmp_path / "w").glob("local/wk/*/sandbox.json")
             executor_pid = json.loads(handle_file.read_text())["pid"]
             worker.send_signal(signal.SIGKILL)
             await worker.wait()

@@ -4,9 +4,9 @@ import asyncio
 
 import pytest
 
+from actors.controller import Controller, ControllerConfig
 from protocol import Client, RequestError, codes
 from workers.worker import Worker, WorkerConfig
-from actors.controller import Controller, ControllerConfig
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """A worker killed with SIGKILL mid-action: detected, re-adopted, every action answered exactly once."""
 
 import asyncio
+from pathlib import Path
 import signal
 import sys
-from pathlib import Path
 
 import pytest
 

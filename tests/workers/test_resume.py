@@ -2,8 +2,7 @@
 
 import asyncio
 
-from protocol import Client, CmdOutput, CmdRun, new_id
-from protocol._codec import encode
+from protocol import Client, CmdOutput, CmdRun, encode, new_id
 
 
 async def test_reconnecting_client_reads_every_observation_since_its_last_sequence(deployment, client):

@@ -4,10 +4,22 @@ import asyncio
 
 import pytest
 
-
 from protocol import (
-    CmdChunk, CmdOutput, CmdRun, Error, FileContent, FileEdit, FileEdited, FileRead, FileWrite, FileWritten,
-    IPythonRun, codes, decode_observation, encode, new_id,
+    CmdChunk,
+    CmdOutput,
+    CmdRun,
+    Error,
+    FileContent,
+    FileEdit,
+    FileEdited,
+    FileRead,
+    FileWrite,
+    FileWritten,
+    IPythonRun,
+    codes,
+    decode_observation,
+    encode,
+    new_id,
 )
 
 

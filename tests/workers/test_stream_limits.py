@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from actors._broker import StreamConfigOptions, stream_name
-from protocol import CmdOutput, CmdRun, new_id
-from protocol._client import replay
+from actors import StreamConfigOptions, stream_name
+from protocol import CmdOutput, CmdRun, new_id, replay
 
 
 async def test_a_flood_of_output_is_bounded_on_the_broker_and_the_session_survives(client, session):

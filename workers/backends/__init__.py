@@ -1,11 +1,11 @@
 """Sandbox backends: where a session's executor runs."""
 
-from ._base import Backend, BackendError, SandboxHandle
+from ._base import Backend, BackendError, SandboxHandle, deployment_id
 from ._docker_spec import DockerConfig
 from .bubblewrap import BubblewrapConfig
 from .local import LocalBackend
 
-__all__ = ["Backend", "BackendError", "BubblewrapConfig", "DockerConfig", "SandboxHandle", "LocalBackend", "make_backend"]
+__all__ = ["deployment_id", "Backend", "BackendError", "BubblewrapConfig", "DockerConfig", "SandboxHandle", "LocalBackend", "make_backend"]
 
 BACKENDS = ("local", "docker", "bubblewrap")
 

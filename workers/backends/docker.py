@@ -41,8 +41,8 @@ from ._base import (
 )
 from ._docker_spec import (
     EXEC_PORT,
-    LABEL_DEPLOYMENT,
     INTERNAL_NETWORK,
+    LABEL_DEPLOYMENT,
     LABEL_DIR,
     LABEL_SANDBOX,
     LABEL_SESSION,

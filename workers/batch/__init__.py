@@ -9,12 +9,13 @@ adapter: ``_swebench.py``. The CLI is ``corral batch run|swebench``.
 
 from ._progress import BatchStats, Progress, ProgressBar, status_line
 from ._runner import BatchSummary, run_batch
-from ._swebench import SwebenchError, SwebenchInstance, convert_instances, load_instances
+from ._swebench import SwebenchError, SwebenchInstance, convert_instances, load_instances, load_predictions, mirror_path
 from ._task_run import run_task
 from ._tasks import BadLine, ResultsFile, Task, TaskResult, TaskStatus, load_tasks, parse_tasks, recorded_ids
 
 __all__ = [
     "BadLine", "BatchStats", "BatchSummary", "Progress", "ProgressBar", "ResultsFile", "SwebenchError",
-    "SwebenchInstance", "Task", "TaskResult", "TaskStatus", "convert_instances", "load_instances", "load_tasks",
+    "SwebenchInstance", "Task", "TaskResult", "TaskStatus", "convert_instances", "load_instances", "load_predictions",
+    "load_tasks", "mirror_path",
     "parse_tasks", "recorded_ids", "run_batch", "run_task", "status_line",
 ]

@@ -6,10 +6,9 @@ import asyncio
 import posixpath
 import shlex
 import time
-
-import msgspec
 from typing import Any
 
+import msgspec
 import structlog
 
 from protocol import CmdOutput, CmdRun, CorralError, Error, FileWrite, FileWritten, codes, new_id

@@ -18,7 +18,7 @@ from nats.aio.msg import Msg
 import nats.errors
 import structlog
 
-from actors._answers import CONFIRM_TIMEOUT_S, publish_confirmed
+from actors import CONFIRM_TIMEOUT_S, publish_confirmed
 
 log = structlog.get_logger()
 

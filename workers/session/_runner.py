@@ -26,10 +26,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 import nats.js.errors
 import structlog
 
-from actors import metrics
-from actors._answers import answer_unanswered, answered_in_stream, final_headers
-from actors._kernel import Actor, InboxFull, cancel_and_wait
+from actors import Actor, InboxFull, answer_unanswered, answered_in_stream, cancel_and_wait, final_headers, metrics
 from protocol import (
+    ActionDecodeError,
     ActionHeld,
     AnyAction,
     AnyObservation,
@@ -50,7 +49,6 @@ from protocol import (
     valid_id,
     wants_json,
 )
-from protocol._codec import ActionDecodeError
 
 from ..backends import SandboxHandle
 from ..executor.client import ExecutorClient, ExecutorUnavailable

@@ -2,10 +2,10 @@
 
 import asyncio
 import os
+from pathlib import Path
 import shutil
 import sys
 import time
-from pathlib import Path
 
 import pytest
 

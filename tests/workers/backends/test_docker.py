@@ -11,17 +11,17 @@ import asyncio
 import hashlib
 import io
 import json
+from pathlib import Path
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-from pathlib import Path
 
 import aiodocker
-import pytest
 from aiodocker.exceptions import DockerError
+import pytest
 
 from protocol import CmdOutput, CmdRun, Mount, Resources, SessionSpec, codes, new_id
 from workers.backends import BackendError

@@ -12,9 +12,9 @@ import aiodocker
 import pytest
 
 from protocol import CmdRun, SessionSpec, new_id
-
-from .test_docker import ENGINE, remove_worker_sandboxes, client_for, runtime_image  # noqa: F401  (fixture)
 from workers.backends.docker import DockerBackend, DockerConfig
+
+from .test_docker import ENGINE, client_for, remove_worker_sandboxes, runtime_image  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.skipif(not ENGINE, reason="no Docker engine answers (dockerd / DOCKER_HOST)"),
               pytest.mark.slow]

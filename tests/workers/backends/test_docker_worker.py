@@ -10,7 +10,17 @@ import pytest
 
 from actors.controller import Controller, ControllerConfig
 from protocol import (
-    Client, CmdChunk, CmdRun, Error, SandboxCreate, SessionInfo, SessionSpec, codes, decode_observation, encode, new_id,
+    Client,
+    CmdChunk,
+    CmdRun,
+    Error,
+    SandboxCreate,
+    SessionInfo,
+    SessionSpec,
+    codes,
+    decode_observation,
+    encode,
+    new_id,
 )
 from workers.backends import BackendError
 from workers.backends.docker import DockerBackend, DockerConfig

@@ -19,6 +19,8 @@ import pytest
 
 from protocol import Mount, Resources, SessionSpec, codes
 from workers.backends import BackendError
+from workers.backends._bwrap_host import readable_by
+from workers.backends._bwrap_runtime import executor_python
 from workers.backends.bubblewrap import BubblewrapBackend, BubblewrapConfig
 
 from .test_bubblewrap import backend, connect_from, run, sandbox, until  # noqa: F401  (fixtures)
@@ -91,6 +93,19 @@ async def test_a_mount_source_the_sandbox_user_cannot_read_is_invalid_spec(backe
     with pytest.raises(BackendError) as info:
         backend.validate(SessionSpec(mounts=[Mount(source=str(private), target="/private")]))
     assert info.value.code == codes.INVALID_SPEC and "sandbox user" in str(info.value)
+
+
+async def test_the_executor_runs_on_a_python_the_sandbox_user_can_read_not_the_workers_tree(sandbox, backend):
+    user = backend.sandbox_user
+    python = executor_python(user.uid, user.gid)
+    assert readable_by(python.executable, user.uid, user.gid, execute=True)
+    handle = await sandbox()
+    out = await run(handle, f"readlink /proc/$PPID/exe; test -e {sys.prefix} || echo no-venv; "
+                            f"test -e {Path(__file__).parents[3]} || echo no-checkout")
+    exe, *rest = out.content.splitlines()
+    assert os.path.realpath(exe) == os.path.realpath(python.executable)
+    if not sys.prefix.startswith("/usr"):
+        assert rest == ["no-venv", "no-checkout"]
 
 
 # ------------------------------------------------------------------ seccomp

@@ -11,7 +11,7 @@ What the sandbox cannot reach:
   the host's 127.0.0.1), and the sandbox's own 127.0.0.1 is its own namespace's ``lo``;
 * every address of the host's interfaces (and ``egress_deny`` CIDRs, link-local by default:
   cloud metadata): ``prohibit`` routes installed in the sandbox's namespace from outside
-  (``nsenter --net``, as root or as the namespace's owner) before the executor starts. The sandbox
+  (``FENCE_HELPER``, as root or as the namespace's owner) before the executor starts. The sandbox
   has no CAP_NET_ADMIN, so it cannot remove them.
 
 The helper runs as the sandbox user, with slirp4netns's own seccomp filter. A root worker starts
@@ -33,6 +33,7 @@ import ipaddress
 import os
 from pathlib import Path
 import shutil
+import sys
 
 import structlog
 
@@ -60,10 +61,13 @@ exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"
 """Run as root by `sh -c` inside `unshare --mount`: a private tun node, the sandbox files hidden, then drop to the user."""
 
 
-def check_tools(slirp4netns: str) -> list[str]:
-    """The commands egress needs that this host lacks."""
-    tools = [slirp4netns, "nsenter", "ip"] + (["unshare", "setpriv", "mount", "mknod"] if os.geteuid() == 0 else [])
-    return [tool for tool in tools if shutil.which(tool) is None]
+def missing_for_egress(slirp4netns: str) -> list[str]:
+    """What egress needs that this host lacks: commands, or a /dev/net/tun a worker that is not root may open."""
+    tools = [slirp4netns, "ip"] + (["unshare", "setpriv", "mount", "mknod"] if os.geteuid() == 0 else [])
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if os.geteuid() != 0 and not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        missing.append("a /dev/net/tun this user may open (it is 0666 on a standard Debian host)")
+    return missing
 
 
 def host_addresses() -> list[str]:
@@ -80,26 +84,62 @@ def host_addresses() -> list[str]:
     return sorted(found, key=ipaddress.IPv4Address)
 
 
+FENCE_HELPER = """\
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def check(rc, what):
+    if rc != 0:
+        sys.exit(f"{what}: {os.strerror(ctypes.get_errno())}")
+check(libc.setns(int(sys.argv[1]), 0x10000000), "setns(user)")
+check(libc.setns(int(sys.argv[2]), 0x40000000), "setns(net)")
+CAP_NET_ADMIN = 12
+header = (ctypes.c_uint32 * 2)(0x20080522, 0)
+data = (ctypes.c_uint32 * 6)()
+check(libc.capget(header, data), "capget")
+data[2] |= 1 << CAP_NET_ADMIN
+check(libc.capset(header, data), "capset")
+check(libc.prctl(47, 2, CAP_NET_ADMIN, 0, 0), "prctl(PR_CAP_AMBIENT_RAISE)")
+os.execvp("ip", ["ip", "-batch", "-"])
+"""
+"""Joins the sandbox's user and network namespaces, keeps CAP_NET_ADMIN across exec (ambient), runs ``ip``.
+
+Joining the user namespace gives every capability in it, to root and to an unprivileged worker
+that owns it alike; an exec would drop them (neither is uid 0 in there), hence the ambient bit."""
+
+
 async def block_host_addresses(init_pid: int, deny: tuple[str, ...]) -> list[str]:
     """Install prohibit routes in the sandbox's namespace for the host's addresses and ``deny``; returns them."""
     targets = [f"{a}/32" for a in await asyncio.to_thread(host_addresses)] + [str(ipaddress.ip_network(c)) for c in deny]
-    proc = await asyncio.create_subprocess_exec(
-        "nsenter", f"--net=/proc/{init_pid}/ns/net", "--", "ip", "-batch", "-",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    net_fd, user_fd = _namespace_fds(init_pid)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-S", "-c", FENCE_HELPER, str(user_fd), str(net_fd), pass_fds=[user_fd, net_fd],
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    finally:
+        os.close(net_fd)
+        os.close(user_fd)
     _, err = await proc.communicate("".join(f"route add prohibit {t}\n" for t in targets).encode())
     if proc.returncode != 0:
         raise BackendError(f"could not fence the sandbox's network off the host: {err.decode(errors='replace')[-400:]}")
     return targets
 
 
+def _namespace_fds(init_pid: int) -> tuple[int, int]:
+    """Fds of the sandbox's network namespace and of the user namespace that owns it."""
+    net_fd = os.open(f"/proc/{init_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return net_fd, fcntl.ioctl(net_fd, NS_GET_USERNS)
+    except BaseException:
+        os.close(net_fd)
+        raise
+
+
 async def start_slirp(init_pid: int, *, user: SandboxUser, exit_fd: int, log_path: Path, hidden_dir: str,
                       slirp4netns: str = "slirp4netns") -> asyncio.subprocess.Process:
     """Serve the sandbox's network namespace; returns once tap0 is configured."""
-    net_fd = os.open(f"/proc/{init_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    fds = [net_fd]
+    net_fd, user_fd = _namespace_fds(init_pid)
+    fds = [net_fd, user_fd]
     try:
-        user_fd = fcntl.ioctl(net_fd, NS_GET_USERNS)
-        fds.append(user_fd)
         ready_r, ready_w = os.pipe()
         fds += [ready_r, ready_w]
         command = [slirp4netns, "--configure", f"--mtu={MTU}", "--disable-host-loopback", "--enable-seccomp",

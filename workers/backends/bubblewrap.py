@@ -221,7 +221,7 @@ class BubblewrapBackend(Backend):
             if not readable_by(mount.source, self._user.uid, self._user.gid, execute=True):
                 _invalid(f"mount source {mount.source!r} is not readable by the sandbox user {self._user.name!r} "
                          f"(uid {self._user.uid}), which runs bubblewrap sandboxes: make it and its parents o+rx")
-        if network_for(spec) == "egress" and (missing := net.check_tools(self._config.slirp4netns)):
+        if network_for(spec) == "egress" and (missing := net.missing_for_egress(self._config.slirp4netns)):
             _invalid(f"network='egress' on bubblewrap needs {', '.join(missing)} on the worker's host "
                      "(Debian packages slirp4netns, iproute2, util-linux; `./dev setup` installs them)")
 
@@ -240,7 +240,7 @@ class BubblewrapBackend(Backend):
     # ------------------------------------------------------------------ set-up
     async def prepare(self, progress: Callable[[str], None] | None = None) -> None:
         await self._ensure_ready()
-        if missing := net.check_tools(self._config.slirp4netns):
+        if missing := net.missing_for_egress(self._config.slirp4netns):
             log.warning("bubblewrap_egress_unavailable", missing=missing,
                         detail="sessions asking for network='egress' will be refused")
 

@@ -75,7 +75,8 @@ def runtime_sources() -> list[tuple[str, Path]]:
         for pattern in patterns:
             files += [(f"{prefix}/{p.relative_to(root).as_posix()}", p) for p in root.rglob(pattern)
                       if "__pycache__" not in p.parts]
-    files.append(("workers/__init__.py", Path(workers.executor.__file__).parent.parent / "__init__.py"))  # type: ignore[arg-type]
+    workers_init = Path(workers.executor.__file__).parent.parent / "__init__.py"  # type: ignore[arg-type]
+    files.append(("workers/__init__.py", workers_init))
     return sorted(files)
 
 

@@ -388,6 +388,7 @@ class BubblewrapBackend(Backend):
             await net.stop_helper(helper)  # slirp4netns exits once its sandbox has
         await self._cgroups.remove(sandbox_id)
         (self._socket_dir / f"{sandbox_id}.sock").unlink(missing_ok=True)
+        await asyncio.to_thread(shutil.rmtree, self._socket_dir / sandbox_id, True)  # sandboxes started by older versions
         await asyncio.to_thread(shutil.rmtree, self._root / sandbox_id, True)
 
     async def list(self) -> list[SandboxHandle]:

@@ -1,22 +1,35 @@
 """The bubblewrap backend: each executor runs in its own Linux namespaces, at process speed.
 
-A sandbox is ``bwrap`` around ``python -m workers.executor``: new user, pid, ipc, uts, cgroup,
-mount and network namespaces (the network is shared only for ``network="egress"``), a read-only
-root (the host's /usr and a few /etc files, or an unpacked image ``rootfs``), private /tmp,
-/proc and /dev, a writable /workspace and /outputs, and the executor's Unix socket in a
-per-sandbox host directory bound at /run/corral. Inside, the executor runs as uid 1000 with
-no capabilities, no_new_privs, nested user namespaces disabled and its own session.
+A sandbox is ``bwrap`` around the executor: new user, pid, ipc, uts, cgroup, mount and network
+namespaces, a read-only root (the host's /usr and a few /etc files, or an unpacked image
+``rootfs``), private /tmp, /proc and /dev, a writable /workspace and /outputs, and the executor
+runtime read-only at /run/corral (see ``_bwrap_runtime``). Inside, the executor runs as uid 1000
+with no capabilities, no_new_privs, nested user namespaces disabled, its own session, and a
+seccomp filter (``_bwrap_seccomp``: mounts, namespaces, keyrings, BPF, io_uring, TIOCSTI, the
+x32 ABI and the rest of what Docker's default profile denies fail with EPERM).
 
-Host side, bwrap runs in a session of its own and without ``--die-with-parent``, so sandboxes
-outlive a worker restart; ``destroy`` SIGKILLs the namespace's init (which kills everything in
-the pid namespace). Memory, pids and CPU limits come from cgroup v1 when the hierarchies are
-writable: the init joins the sandbox's cgroups while bwrap blocks on ``--block-fd``, before the
-executor is forked. Where they are not writable a warning is logged once and sandboxes run
-without limits.
+Host identity. bwrap maps the sandbox's uid to the host user that runs it. A root worker runs
+bwrap as the dedicated unprivileged user ``sandbox_user`` (``corral-sandbox``, made by
+``./dev setup``) and refuses to start without it or without the seccomp filter, so sandbox
+processes and the files they make are never host root's. The worker itself stays root (cgroups,
+network set-up). Its sandbox files live under ``host_dir`` (/var/lib/corral-sandbox), a
+nosuid,nodev bind mount, so even a setuid file planted there is inert on the host; each
+workspace and outputs directory is 0700 and owned by the sandbox user; handles and logs are
+root's (0600). A worker that is not root runs bwrap as itself, its files under its data dir.
 
-When the worker runs as root, the sandbox's uid 1000 maps to host uid 0 (capabilities dropped,
-read-only binds): bwrap can only map the uid that runs it. Run the worker as an unprivileged
-user to make sandbox processes unprivileged on the host as well.
+The executor channel. The worker binds the executor's listening Unix socket itself, in a host
+directory of its own that no sandbox sees, and hands the listening fd to the executor through
+bwrap; the sandbox has no path to the socket it could replace.
+
+Network. ``none``: only a loopback. ``egress``: a namespace of its own behind slirp4netns,
+which cannot reach the host's loopback nor any address of the host (``_bwrap_net``).
+
+Lifetime. bwrap runs in a session of its own and without ``--die-with-parent``, so sandboxes
+(and their slirp4netns) outlive a worker restart; ``destroy`` SIGKILLs the namespace's init,
+which kills everything in the pid namespace, and slirp4netns exits with it. Memory, pids and CPU
+limits come from cgroup v1 when the hierarchies are writable: the init joins the sandbox's
+cgroups while bwrap blocks on ``--block-fd``, before the executor is forked. Where they are not
+writable a warning is logged once and sandboxes run without limits.
 """
 
 from __future__ import annotations
@@ -28,28 +41,43 @@ from pathlib import Path
 import posixpath
 import shutil
 import signal
-import sys
 import time
+from typing import Callable
 
 import msgspec
 import structlog
 
-import protocol
 from protocol import Mount, SessionSpec, codes, new_id
-import workers
 
-from ._base import Backend, BackendError, SandboxHandle, load_handles, save_handle
+from . import _bwrap_net as net
+from ._base import Backend, BackendError, SandboxHandle, deployment_id, load_handles, save_handle
+from ._bwrap_host import (
+    SandboxUser,
+    ensure_nosuid_mount,
+    host_memory_mb,
+    make_dir,
+    private_dir,
+    readable_by,
+    sandbox_user,
+)
+from ._bwrap_runtime import LAUNCHER, RUNTIME_MOUNT, ExecutorPython, build_runtime, executor_python
+from ._bwrap_cgroups import Cgroups
+from ._bwrap_seccomp import compile_filter
+from ._bwrap_spawn import SpawnFds, listen_unix, private_file, read_json_fd
 
 log = structlog.get_logger()
 
 READY_TIMEOUT_S = 15.0
 WORKSPACE = "/workspace"
 OUTPUTS = "/outputs"
-RUN_DIR = "/run/corral"
 WRITABLE = (WORKSPACE, "/tmp")
 SANDBOX_UID = 1000
 HOSTNAME = "corral"
 NETWORKS = ("none", "egress")
+MIN_MEMORY_MB = 64
+MIN_PIDS = 32
+"""Fewer and the executor cannot start its shells (Docker's backend has the same floor)."""
+DEFAULT_HOST_DIR = "/var/lib/corral-sandbox"
 HOST_ROOT = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 SKIP_IN_ROOTFS = {"proc", "dev", "sys", "tmp", "run", "etc", "workspace", "outputs"}
 HOST_ETC = (
@@ -65,6 +93,7 @@ SYNTHETIC_ETC = {
     "hostname": f"{HOSTNAME}\n",
     "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{HOSTNAME}\n",
 }
+EGRESS_ETC = {"resolv.conf": net.RESOLV_CONF}
 SANDBOX_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": WORKSPACE, "USER": "corral",
     "LOGNAME": "corral", "SHELL": "/bin/bash", "LANG": "C.UTF-8", "HOSTNAME": HOSTNAME,
@@ -76,11 +105,21 @@ class BubblewrapConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     rootfs: str | None = None
     """An unpacked image root to show read-only at / instead of the host's /usr and /etc."""
     socket_dir: str | None = None
-    """Host directory of the per-sandbox socket dirs; default /tmp/corral-<uid> (socket paths must stay short)."""
+    """Host directory of the executors' sockets (never shown to sandboxes); default /tmp/corral-<uid>."""
+    sandbox_user: str = "corral-sandbox"
+    """The unprivileged host user a root worker runs sandboxes as (ignored when the worker is not root)."""
+    host_dir: str | None = None
+    """Host directory of the sandboxes' files and the executor runtime; the sandbox user must be able to
+    traverse to it. Default: /var/lib/corral-sandbox for a root worker (made a nosuid,nodev mount),
+    <base_dir>/bubblewrap otherwise."""
     cgroup_root: str = "/sys/fs/cgroup"
     default_memory_mb: int = 2048
     default_pids: int = 512
+    max_pids: int = 32768
+    egress_deny: tuple[str, ...] = ("169.254.0.0/16",)
+    """CIDRs egress sandboxes may not reach besides the host's own addresses (link-local: cloud metadata)."""
     bwrap: str = "bwrap"
+    slirp4netns: str = "slirp4netns"
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,24 +128,31 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     cpus: float | None = None
 
 
-def limits_for(spec: SessionSpec, config: BubblewrapConfig) -> Limits:
-    """The spec's resources with the backend's defaults; non-positive values are an invalid spec."""
+def limits_for(spec: SessionSpec, config: BubblewrapConfig, *, host_memory_mb: int | None = None,
+               host_cpus: int | None = None) -> Limits:
+    """The spec's resources with the backend's defaults, within what the host has; else an invalid spec."""
     res = spec.resources
     limits = Limits(memory_mb=res.memory_mb if res and res.memory_mb is not None else config.default_memory_mb,
                     pids=res.pids if res and res.pids is not None else config.default_pids,
                     cpus=res.cpus if res else None)
-    for name in ("memory_mb", "pids", "cpus"):
-        value = getattr(limits, name)
-        if value is not None and value <= 0:
-            raise BackendError(f"resources.{name} must be positive, got {value!r}", codes.INVALID_SPEC)
+    if not MIN_MEMORY_MB <= limits.memory_mb or (host_memory_mb and limits.memory_mb > host_memory_mb):
+        _invalid(f"resources.memory_mb={limits.memory_mb} is out of range ({MIN_MEMORY_MB} to "
+                 f"{host_memory_mb or 'host memory'}, the host's memory)")
+    if not MIN_PIDS <= limits.pids <= config.max_pids:
+        _invalid(f"resources.pids={limits.pids} is out of range ({MIN_PIDS} to {config.max_pids})")
+    if limits.cpus is not None and (limits.cpus <= 0 or (host_cpus and limits.cpus > host_cpus)):
+        _invalid(f"resources.cpus={limits.cpus} is out of range (more than 0, at most {host_cpus or 'the host CPU count'})")
     return limits
+
+
+def _invalid(message: str) -> None:
+    raise BackendError(message, codes.INVALID_SPEC)
 
 
 def network_for(spec: SessionSpec) -> str:
     network = spec.network or "none"
     if network not in NETWORKS:
-        raise BackendError(f"network {network!r} is not supported by bubblewrap (use 'none' or 'egress')",
-                           codes.INVALID_SPEC)
+        _invalid(f"network {network!r} is not supported by bubblewrap (use 'none' or 'egress')")
     return network
 
 
@@ -114,9 +160,17 @@ def sandbox_workdir(workdir: str | None) -> str:
     """The session's workdir inside the sandbox; relative paths are under /workspace."""
     path = posixpath.normpath(posixpath.join(WORKSPACE, workdir or "."))
     if not any(path == root or path.startswith(root + "/") for root in WRITABLE):
-        raise BackendError(f"workdir {workdir!r} is outside the sandbox's writable areas {WRITABLE}",
-                           codes.INVALID_SPEC)
+        _invalid(f"workdir {workdir!r} is outside the sandbox's writable areas {WRITABLE}")
     return path
+
+
+def host_layout(base_dir: str, worker_id: str, config: BubblewrapConfig) -> tuple[Path, Path]:
+    """(the host directory of sandbox files, this backend's directory in it)."""
+    if config.host_dir is None and os.geteuid() != 0:
+        top = Path(base_dir) / "bubblewrap"
+        return top, top / worker_id
+    top = Path(config.host_dir or DEFAULT_HOST_DIR)
+    return top, top / deployment_id(base_dir) / worker_id
 
 
 class BubblewrapBackend(Backend):
@@ -127,18 +181,53 @@ class BubblewrapBackend(Backend):
         if bwrap is None:
             raise BackendError(f"the bubblewrap backend needs {config.bwrap!r} (Debian package 'bubblewrap')")
         self._config = config
-        self._root = Path(base_dir) / "bubblewrap" / worker_id
-        self._root.mkdir(parents=True, exist_ok=True)
-        self._socket_dir = Path(config.socket_dir or f"/tmp/corral-{os.getuid()}")
-        self._socket_dir.mkdir(mode=0o700, exist_ok=True)
+        self._bwrap = bwrap
+        self._user = sandbox_user(config.sandbox_user)
+        if not self._user.is_worker and shutil.which("setpriv") is None:
+            raise BackendError("a root worker starts sandboxes through setpriv (Debian package 'util-linux')")
+        self._seccomp = _seccomp_program()
+        self._top, self._root = host_layout(base_dir, worker_id, config)
+        self._make_root()
+        self._socket_dir = private_dir(Path(config.socket_dir or f"/tmp/corral-{os.getuid()}"))
         self._worker_id = worker_id
-        self._cgroups = _Cgroups(config.cgroup_root)
+        self._host_memory_mb = host_memory_mb()
+        self._host_cpus = os.cpu_count()
+        self._cgroups = Cgroups(config.cgroup_root)
         self._procs: dict[str, asyncio.subprocess.Process] = {}
-        self._static_args = [bwrap, *self._namespace_args(), *self._root_args()]
+        self._helpers: dict[str, asyncio.subprocess.Process] = {}
+        self._static_args: list[str] | None = None
+        self._python: ExecutorPython | None = None
+        self._runtime: Path | None = None
+        self._ready_lock = asyncio.Lock()
+
+    def _make_root(self) -> None:
+        self._root.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:  # the sandbox user must traverse to its workspaces, and list nothing on the way
+            for path in (self._top, *[p for p in self._root.parents if self._top in p.parents], self._root):
+                os.chmod(path, 0o711)
+
+    @property
+    def sandbox_user(self) -> SandboxUser:
+        return self._user
+
+    def _limits(self, spec: SessionSpec) -> Limits:
+        return limits_for(spec, self._config, host_memory_mb=self._host_memory_mb, host_cpus=self._host_cpus)
+
+    def validate(self, spec: SessionSpec) -> None:
+        super().validate(spec)
+        self._limits(spec)
+        sandbox_workdir(spec.workdir)
+        for mount in spec.mounts:
+            if not readable_by(mount.source, self._user.uid, self._user.gid, execute=True):
+                _invalid(f"mount source {mount.source!r} is not readable by the sandbox user {self._user.name!r} "
+                         f"(uid {self._user.uid}), which runs bubblewrap sandboxes: make it and its parents o+rx")
+        if network_for(spec) == "egress" and (missing := net.missing_for_egress(self._config.slirp4netns)):
+            _invalid(f"network='egress' on bubblewrap needs {', '.join(missing)} on the worker's host "
+                     "(Debian packages slirp4netns, iproute2, util-linux; `./dev setup` installs them)")
 
     def pool_key(self, spec: SessionSpec) -> str | None:
         try:
-            limits, network = limits_for(spec, self._config), network_for(spec)
+            limits, network = self._limits(spec), network_for(spec)
         except BackendError:
             return None  # never pooled: the cold start reports the error
         mounts = ",".join(f"{m.source}>{m.target}:{'ro' if m.read_only else 'rw'}" for m in spec.mounts)
@@ -148,66 +237,90 @@ class BubblewrapBackend(Backend):
         """The sandbox's cgroup of one controller ('memory', 'pids', 'cpu'); None where not writable."""
         return self._cgroups.path(controller, sandbox_id) if self._cgroups.enabled(controller) else None
 
+    # ------------------------------------------------------------------ set-up
+    async def prepare(self, progress: Callable[[str], None] | None = None) -> None:
+        await self._ensure_ready()
+        if missing := net.missing_for_egress(self._config.slirp4netns):
+            log.warning("bubblewrap_egress_unavailable", missing=missing,
+                        detail="sessions asking for network='egress' will be refused")
+
+    async def _ensure_ready(self) -> list[str]:
+        """Once per backend: the nosuid mount, the executor runtime and the command line every sandbox shares."""
+        if self._static_args is not None:
+            return self._static_args
+        async with self._ready_lock:
+            if self._static_args is None:
+                if os.geteuid() == 0:
+                    await asyncio.to_thread(ensure_nosuid_mount, self._top)
+                runtime = await asyncio.to_thread(build_runtime, self._top / ".runtime", {**SYNTHETIC_ETC, **EGRESS_ETC})
+                root = self._config.rootfs or "/"
+                self._python = await asyncio.to_thread(executor_python, self._user.uid, self._user.gid, root)
+                root_args = await asyncio.to_thread(self._root_args, self._python, runtime)
+                self._runtime = runtime
+                self._static_args = [self._bwrap, *self._namespace_args(), *root_args]
+                log.info("bubblewrap_ready", sandbox_user=self._user.name, uid=self._user.uid, host_dir=str(self._top),
+                         python=self._python.executable, runtime=str(runtime), seccomp=self._seccomp is not None)
+        return self._static_args
+
     # ------------------------------------------------------------------ start
     async def prestart(self, spec: SessionSpec) -> SandboxHandle:
-        limits, network = limits_for(spec, self._config), network_for(spec)
+        limits, network = self._limits(spec), network_for(spec)
+        static_args = await self._ensure_ready()
         sandbox_id = "b" + new_id()
         sandbox_dir = self._root / sandbox_id
-        run_dir = self._socket_dir / sandbox_id
-        for path in (sandbox_dir / "workspace", sandbox_dir / "outputs"):
-            path.mkdir(parents=True)
-        run_dir.mkdir(mode=0o700)
+        self._make_root()  # again: a backend that closed on this directory may have removed it
+        make_dir(sandbox_dir, 0o711)
+        for name in ("workspace", "outputs"):
+            make_dir(sandbox_dir / name, 0o700, self._user)
+        socket_path = self._socket_dir / f"{sandbox_id}.sock"
         key = new_id()
-        config = {"key": key, "workdir": WORKSPACE, "output_dir": OUTPUTS, "socket_path": f"{RUN_DIR}/executor.sock"}
         try:
-            cgroups = self._cgroups.create(sandbox_id, limits)
-            proc, init_pid = await self._spawn(sandbox_id, sandbox_dir, run_dir, network, config, cgroups,
-                                               spec.mounts)
+            listener = listen_unix(socket_path)
+            config = {"key": key, "workdir": WORKSPACE, "output_dir": OUTPUTS, "listen_fd": listener.fileno()}
+            try:
+                cgroups = self._cgroups.create(sandbox_id, limits)
+                spawn = _Spawn(sandbox_id=sandbox_id, sandbox_dir=sandbox_dir, network=network, config=config,
+                               cgroups=cgroups, mounts=spec.mounts, listen_fd=listener.fileno())
+                init_pid = await self._spawn(static_args, spawn)
+            finally:
+                listener.close()  # the executor holds it now
         except BaseException:
             await self._cleanup(sandbox_id)
             raise
-        self._procs[sandbox_id] = proc
         handle = SandboxHandle(sandbox_id=sandbox_id, session_id="", worker_id=self._worker_id, backend=self.name,
-                               key=key, socket_path=str(run_dir / "executor.sock"), pid=init_pid, workdir=WORKSPACE,
+                               key=key, socket_path=str(socket_path), pid=init_pid, workdir=WORKSPACE,
                                created_at=time.time())
         self._save(handle)
         return handle
 
-    async def _spawn(self, sandbox_id: str, sandbox_dir: Path, run_dir: Path, network: str, config: dict[str, str],
-                     cgroups: list[Path], mounts: list[Mount]) -> tuple[asyncio.subprocess.Process, int]:
-        """Start bwrap; return it and the host pid of the sandbox's init once the executor is ready."""
-        config_r, config_w = os.pipe()  # the key reaches the executor through a pipe: no argv, no environ
-        os.write(config_w, json.dumps(config).encode())
-        os.close(config_w)
-        info_r, info_w = os.pipe()
-        block_r, block_w = os.pipe() if cgroups else (-1, -1)
-        child_fds = [fd for fd in (config_r, info_w, block_r) if fd >= 0]
-        args = [*self._static_args, *self._sandbox_args(sandbox_dir, run_dir, network, mounts),
-                "--info-fd", str(info_w), *(["--block-fd", str(block_r)] if cgroups else []),
-                "--", sys.executable, "-m", "workers.executor", f"/dev/fd/{config_r}"]
+    async def _spawn(self, static_args: list[str], spawn: "_Spawn") -> int:
+        """Start bwrap; return the host pid of the sandbox's init once the executor is ready."""
+        egress = spawn.network == "egress"
+        fds = SpawnFds.open(spawn.config, passed=[spawn.listen_fd], block=bool(spawn.cgroups) or egress, sync=egress,
+                            seccomp=self._seccomp)
+        assert self._python is not None
+        args = [*static_args, *self._sandbox_args(spawn), *fds.bwrap_args(), "--", self._python.executable,
+                "-I", "-S", f"{RUNTIME_MOUNT}/{LAUNCHER}", str(fds.config_fd)]
         try:
-            with open(sandbox_dir / "executor.log", "ab") as stderr:
+            with private_file(spawn.sandbox_dir / "executor.log") as stderr:
                 proc = await asyncio.create_subprocess_exec(
-                    *args, env={"PATH": os.environ.get("PATH", SANDBOX_ENV["PATH"])}, cwd=str(sandbox_dir),
-                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=stderr,
-                    pass_fds=child_fds, start_new_session=True,
-                )
+                    *self._run_as(), *args, env={"PATH": os.environ.get("PATH", SANDBOX_ENV["PATH"])},
+                    cwd=str(spawn.sandbox_dir), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                    stderr=stderr, pass_fds=fds.inherited, start_new_session=True)
         except BaseException:
-            for fd in (info_r, block_w):
-                if fd >= 0:
-                    os.close(fd)
+            fds.close_all()
             raise
-        finally:
-            for fd in child_fds:
-                os.close(fd)
+        fds.close_child()
+        self._procs[spawn.sandbox_id] = proc
         init_pid = None
         try:
-            info = await asyncio.wait_for(_read_json_fd(info_r), READY_TIMEOUT_S)
+            info = await asyncio.wait_for(read_json_fd(fds.take("info")), READY_TIMEOUT_S)
             init_pid = int(info["child-pid"])
-            for cgroup in cgroups:
+            for cgroup in spawn.cgroups:
                 (cgroup / "cgroup.procs").write_text(str(init_pid))
-            if cgroups:
-                os.write(block_w, b"1")  # the init may now fork the executor, inside the cgroups
+            if egress:
+                await self._start_egress(spawn, init_pid, fds.take("sync"))
+            fds.release()  # the init may now fork the executor, inside the cgroups and the network
             line = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT_S)  # type: ignore[union-attr]
             if not json.loads(line or b"null"):
                 raise ValueError("the executor exited before it was ready")
@@ -218,12 +331,30 @@ class BubblewrapBackend(Backend):
             await proc.wait()
             if not isinstance(exc, (asyncio.TimeoutError, ValueError, KeyError, OSError)):
                 raise
-            tail = (sandbox_dir / "executor.log").read_text(errors="replace")[-800:]
+            tail = (spawn.sandbox_dir / "executor.log").read_text(errors="replace")[-800:]
             raise BackendError(f"sandbox did not become ready: {exc!r}; log: {tail}") from exc
         finally:
-            if block_w >= 0:
-                os.close(block_w)
-        return proc, init_pid
+            fds.close_all()
+        return init_pid
+
+    async def _start_egress(self, spawn: "_Spawn", init_pid: int, exit_fd: int) -> None:
+        """Fence the sandbox's network namespace off the host, then give it slirp4netns (closes exit_fd)."""
+        try:
+            await net.block_host_addresses(init_pid, self._config.egress_deny)
+            self._helpers[spawn.sandbox_id] = await net.start_slirp(
+                init_pid, user=self._user, exit_fd=exit_fd, log_path=spawn.sandbox_dir / "slirp4netns.log",
+                hidden_dir=str(self._top), slirp4netns=self._config.slirp4netns)
+        finally:
+            os.close(exit_fd)
+
+    def _run_as(self) -> list[str]:
+        """The command prefix that makes bwrap run as the sandbox user (none when that is us).
+
+        setpriv rather than Popen's user=/group=: those make CPython fork the whole worker instead
+        of vfork, and a fork of a large process stalls the event loop for milliseconds per start."""
+        if self._user.is_worker:
+            return []
+        return ["setpriv", f"--reuid={self._user.uid}", f"--regid={self._user.gid}", "--clear-groups", "--"]
 
     # ------------------------------------------------------------------ claim
     def claim_workdir(self, handle: SandboxHandle, spec: SessionSpec) -> str:
@@ -233,6 +364,8 @@ class BubblewrapBackend(Backend):
         return self._root / handle.sandbox_id
 
     def _save(self, handle: SandboxHandle) -> None:
+        with private_file(self.sandbox_dir(handle) / "sandbox.json"):
+            pass  # created 0600: it holds the key, and later saves keep the mode
         save_handle(self.sandbox_dir(handle), handle)
 
     # ---------------------------------------------------------------- destroy
@@ -249,8 +382,13 @@ class BubblewrapBackend(Backend):
         await self._cleanup(handle.sandbox_id)
 
     async def _cleanup(self, sandbox_id: str) -> None:
+        self._procs.pop(sandbox_id, None)
+        helper = self._helpers.pop(sandbox_id, None)
+        if helper is not None:
+            await net.stop_helper(helper)  # slirp4netns exits once its sandbox has
         await self._cgroups.remove(sandbox_id)
-        await asyncio.to_thread(shutil.rmtree, self._socket_dir / sandbox_id, True)
+        (self._socket_dir / f"{sandbox_id}.sock").unlink(missing_ok=True)
+        await asyncio.to_thread(shutil.rmtree, self._socket_dir / sandbox_id, True)  # sandboxes started by older versions
         await asyncio.to_thread(shutil.rmtree, self._root / sandbox_id, True)
 
     async def list(self) -> list[SandboxHandle]:
@@ -267,7 +405,16 @@ class BubblewrapBackend(Backend):
         return None
 
     async def aclose(self) -> None:
+        """Forget the sandboxes (they live on) and remove this backend's directory if none is left in it."""
         self._procs.clear()
+        self._helpers.clear()  # slirp4netns lives on with its sandbox
+        for path in (self._root, self._root.parent):
+            if path == self._top:
+                break
+            try:
+                path.rmdir()
+            except OSError:
+                break  # a sandbox (or another deployment's worker) still has files here
 
     # ---------------------------------------------------------- command line
     def _namespace_args(self) -> list[str]:
@@ -276,13 +423,12 @@ class BubblewrapBackend(Backend):
                 "--gid", str(SANDBOX_UID), "--hostname", HOSTNAME, "--new-session", "--cap-drop", "ALL",
                 "--clearenv", *env]
 
-    def _root_args(self) -> list[str]:
-        """The read-only root, /etc and the executor's Python: the same for every sandbox."""
+    def _root_args(self, python: ExecutorPython, runtime: Path) -> list[str]:
+        """The read-only root, /etc, the executor's Python and runtime: the same for every sandbox. Blocking."""
         root = self._config.rootfs or "/"
-        python = _python_paths()
-        python_tops = {p.split("/")[1] for p in python}
-        # /proc, /dev and the private /tmp first: binds made after them (the executor's Python,
-        # which may live under /tmp, e.g. a CI checkout) show through instead of being hidden.
+        python_tops = {p.split("/")[1] for p in python.binds}
+        # /proc, /dev and the private /tmp first: binds made after them (an interpreter that lives
+        # under /tmp, e.g. a CI checkout's) show through instead of being hidden.
         args: list[str] = ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         for name in sorted(os.listdir(root)):
             path = os.path.join(root, name)
@@ -294,14 +440,12 @@ class BubblewrapBackend(Backend):
             elif os.path.isdir(path):
                 args += ["--ro-bind", path, f"/{name}"]
         bound = [f"/{name}" for name in HOST_ROOT] if root == "/" else []
-        for path in python:
+        for path in python.binds:
             if not any(path == b or path.startswith(b + "/") for b in bound):
                 args += ["--ro-bind", path, path]
                 bound.append(path)
-        etc_dir = self._root / "etc"
-        etc_dir.mkdir(exist_ok=True)
-        for name, text in SYNTHETIC_ETC.items():
-            (etc_dir / name).write_text(text)
+        args += ["--ro-bind", str(runtime), RUNTIME_MOUNT]
+        etc_dir = runtime / "etc"
         if root == "/":
             args += [a for name in HOST_ETC if os.path.exists(f"/etc/{name}") for a in ("--ro-bind", f"/etc/{name}", f"/etc/{name}")]
             args += [a for name in SYNTHETIC_ETC for a in ("--ro-bind", str(etc_dir / name), f"/etc/{name}")]
@@ -311,107 +455,42 @@ class BubblewrapBackend(Backend):
                      for a in ("--ro-bind", str(etc_dir / name), f"/etc/{name}")]
         return args
 
-    def _sandbox_args(self, sandbox_dir: Path, run_dir: Path, network: str, mounts: list[Mount]) -> list[str]:
-        args = ["--bind", str(sandbox_dir / "workspace"), WORKSPACE, "--bind", str(sandbox_dir / "outputs"), OUTPUTS,
-                "--bind", str(run_dir), RUN_DIR]
-        if network == "egress":
-            args.append("--share-net")
-            etc = os.path.join(self._config.rootfs or "/", "etc", "resolv.conf")
-            if os.path.exists("/etc/resolv.conf") and (self._config.rootfs is None or _plain_file(etc)):
-                args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
-        args += [a for m in mounts for a in ("--ro-bind" if m.read_only else "--bind", m.source, m.target)]
+    def _sandbox_args(self, spawn: "_Spawn") -> list[str]:
+        args = ["--bind", str(spawn.sandbox_dir / "workspace"), WORKSPACE,
+                "--bind", str(spawn.sandbox_dir / "outputs"), OUTPUTS]
+        if spawn.network == "egress":
+            resolv = os.path.join(self._config.rootfs or "/", "etc", "resolv.conf")
+            if self._config.rootfs is None or _plain_file(resolv):
+                args += ["--ro-bind", str(self._runtime / "etc" / "resolv.conf"), "/etc/resolv.conf"]  # type: ignore[operator]
+        args += [a for m in spawn.mounts for a in ("--ro-bind" if m.read_only else "--bind", m.source, m.target)]
         return args + ["--remount-ro", "/", "--chdir", WORKSPACE]
 
 
-class _Cgroups:
-    """Per-sandbox cgroup v1 directories under <root>/<controller>/corral/, where writable."""
+class _Spawn(msgspec.Struct, frozen=True, kw_only=True):
+    """What one sandbox start needs beyond the backend's own state."""
 
-    CONTROLLERS = ("memory", "pids", "cpu")
-    _warned = False
-
-    def __init__(self, root: str) -> None:
-        self._parents: dict[str, Path] = {}
-        for controller in self.CONTROLLERS:
-            base = Path(root) / controller
-            try:
-                if (base / "cgroup.procs").exists():
-                    (base / "corral").mkdir(exist_ok=True)
-                    if os.access(base / "corral", os.W_OK):
-                        self._parents[controller] = base / "corral"
-            except OSError:
-                pass
-        missing = [c for c in ("memory", "pids") if c not in self._parents]
-        if missing and not _Cgroups._warned:
-            _Cgroups._warned = True
-            log.warning("bubblewrap_cgroups_unavailable", root=root, missing=missing,
-                        detail="sandboxes run without these limits (cgroup v1 hierarchies absent or not writable)")
-
-    def enabled(self, controller: str) -> bool:
-        return controller in self._parents
-
-    def path(self, controller: str, sandbox_id: str) -> Path:
-        return self._parents[controller] / sandbox_id
-
-    def create(self, sandbox_id: str, limits: Limits) -> list[Path]:
-        settings = {
-            "memory": [("memory.limit_in_bytes", limits.memory_mb << 20), ("memory.memsw.limit_in_bytes", limits.memory_mb << 20)],
-            "pids": [("pids.max", limits.pids)],
-            "cpu": [("cpu.cfs_period_us", 100_000), ("cpu.cfs_quota_us", max(1000, int(limits.cpus * 100_000)))]
-            if limits.cpus else [],
-        }
-        made = []
-        for controller, parent in self._parents.items():
-            path = parent / sandbox_id
-            path.mkdir()
-            made.append(path)
-            for name, value in settings[controller]:
-                if (path / name).exists():  # memsw exists only with swap accounting
-                    (path / name).write_text(str(value))
-        return made
-
-    async def remove(self, sandbox_id: str, timeout_s: float = 5.0) -> None:
-        """Remove the sandbox's cgroups once their last process has exited (just after a kill, it may not have)."""
-        deadline = time.monotonic() + timeout_s
-        for parent in self._parents.values():
-            path = parent / sandbox_id
-            while path.exists():
-                try:
-                    path.rmdir()
-                except OSError as exc:
-                    if time.monotonic() > deadline:
-                        log.warning("bubblewrap_cgroup_not_removed", path=str(path), error=str(exc))
-                        break
-                    await asyncio.sleep(0.01)
+    sandbox_id: str
+    sandbox_dir: Path
+    network: str
+    config: dict[str, object]
+    cgroups: list[Path]
+    mounts: list[Mount]
+    listen_fd: int
 
 
-def _python_paths() -> list[str]:
-    """What `python -m workers.executor` needs: the interpreter, the venv and our packages' sources."""
-    packages = [p for pkg in (protocol, workers) for p in pkg.__path__ if os.path.isdir(p)]
-    paths = {sys.base_prefix, sys.prefix, *packages}
-    real = sorted({os.path.realpath(p) for p in paths} | paths, key=len)
-    return [p for i, p in enumerate(real) if not any(p.startswith(q + "/") for q in real[:i])]
+def _seccomp_program() -> bytes | None:
+    """The sandboxes' seccomp filter; a root worker refuses to run without one."""
+    try:
+        return compile_filter()
+    except BackendError as exc:
+        if os.geteuid() == 0:
+            raise BackendError(f"{exc}; a root worker does not start sandboxes without their seccomp filter") from exc
+        log.warning("bubblewrap_seccomp_unavailable", error=str(exc), detail="sandboxes run without a seccomp filter")
+        return None
 
 
 def _plain_file(path: str) -> bool:
     return os.path.isfile(path) and not os.path.islink(path)
-
-
-async def _read_json_fd(fd: int) -> dict[str, object]:
-    """Read one JSON object from a pipe (bwrap's --info-fd) without blocking the loop; closes fd."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0))
-    data = b""
-    try:
-        while chunk := await reader.read(65536):
-            data += chunk
-            try:
-                return json.loads(data)
-            except ValueError:
-                continue
-        raise ValueError(f"bwrap exited before starting the sandbox ({data[:200]!r})")
-    finally:
-        transport.close()
 
 
 def _is_sandbox(pid: int, sandbox_id: str) -> bool:

@@ -15,6 +15,7 @@ import hmac
 import json
 import os
 import shlex
+import socket
 import time
 from typing import Callable
 
@@ -60,6 +61,8 @@ class ExecutorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     session_id: str = ""
     """Empty: start unclaimed (a warm-pool sandbox) and wait for POST /v1/claim."""
     socket_path: str | None = None
+    listen_fd: int | None = None
+    """An inherited, already listening Unix socket to serve on (the worker bound it where the sandbox cannot reach)."""
     host: str = "127.0.0.1"
     port: int | None = None
     env: dict[str, str] = {}
@@ -217,7 +220,11 @@ class ExecutorServer:
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        if self._config.socket_path:
+        if self._config.listen_fd is not None:
+            sock = socket.socket(fileno=self._config.listen_fd)
+            sock.set_inheritable(False)  # the sandbox's shells need not hold it
+            self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=_http.MAX_HEAD)
+        elif self._config.socket_path:
             path = self._config.socket_path
             if os.path.exists(path):
                 os.unlink(path)
@@ -230,7 +237,7 @@ class ExecutorServer:
 
     @property
     def port(self) -> int | None:
-        if self._server is None or self._config.socket_path:
+        if self._server is None or self._config.socket_path or self._config.listen_fd is not None:
             return None
         return self._server.sockets[0].getsockname()[1]
 

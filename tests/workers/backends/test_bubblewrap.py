@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 import shutil
 import sys
+import tempfile
 import time
 
 import pytest
@@ -80,7 +81,7 @@ async def test_runs_as_uid_1000_without_capabilities(sandbox):
 async def test_host_files_outside_the_binds_are_invisible(sandbox, tmp_path):
     (tmp_path / "secret").write_text("host only")
     handle = await sandbox()
-    out = await run(handle, f"cat {tmp_path / 'secret'}; ls -A /root; test -e /etc/shadow; echo shadow=$?")
+    out = await run(handle, f"cat {tmp_path / 'secret'}; ls -A /root 2>/dev/null; test -e /etc/shadow; echo shadow=$?")
     assert "host only" not in out.content and "No such file" in out.content
     assert "shadow=1" in out.content
     assert set(out.content.splitlines()[1:-1]) <= {".pyenv"}, "only the interpreter's own dir may show in /root"
@@ -88,10 +89,10 @@ async def test_host_files_outside_the_binds_are_invisible(sandbox, tmp_path):
 
 async def test_writes_outside_workspace_and_tmp_fail(sandbox, backend, tmp_path):
     handle = await sandbox()
-    targets = ["/x", "/usr/x", "/etc/x", f"{sys.prefix}/x", "/workspace/ok", "/tmp/ok"]
+    targets = ["/x", "/usr/x", "/etc/x", "/run/corral/x", "/workspace/ok", "/tmp/ok"]
     out = await run(handle, "; ".join(f"touch {t} 2>/dev/null; echo $?" for t in targets))
     assert out.content.split() == ["1", "1", "1", "1", "0", "0"]
-    assert (tmp_path / "data" / "bubblewrap" / "wb" / handle.sandbox_id / "workspace" / "ok").exists()
+    assert (backend.sandbox_dir(handle) / "workspace" / "ok").exists()
 
 
 async def test_tmp_is_private(sandbox):
@@ -102,8 +103,9 @@ async def test_tmp_is_private(sandbox):
     assert not os.path.exists(f"/tmp/{name}")
 
 
-async def _connect_from(handle, port) -> str:
-    probe = (f"{sys.executable} -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), timeout=3); "
+async def connect_from(handle, port, host="127.0.0.1") -> str:
+    """Try a TCP connection from inside the sandbox: 'connected' or the last line of the error."""
+    probe = (f"python3 -c 'import socket; socket.create_connection((\"{host}\", {port}), timeout=3); "
              "print(\"connected\")' 2>&1 | tail -1")
     return (await run(handle, probe)).content
 
@@ -124,15 +126,8 @@ async def host_server():
 async def test_network_none_cannot_reach_the_host(sandbox, host_server):
     port, connected = host_server
     handle = await sandbox()
-    assert "ConnectionRefusedError" in await _connect_from(handle, port)
+    assert "ConnectionRefusedError" in await connect_from(handle, port)
     assert not connected.is_set()
-
-
-async def test_network_egress_reaches_the_host(sandbox, host_server):
-    port, connected = host_server
-    handle = await sandbox(network="egress")
-    assert "connected" in await _connect_from(handle, port)
-    await asyncio.wait_for(connected.wait(), 5)
 
 
 async def test_pid_namespace_shows_only_the_sandbox(sandbox):
@@ -144,7 +139,8 @@ async def test_pid_namespace_shows_only_the_sandbox(sandbox):
     out = await run(handle, "ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '; echo; ps -eo comm=")
     pids = [int(p) for p in out.content.splitlines()[0].split()]
     assert len(pids) < 10 and max(pids) < 50
-    assert set(out.content.splitlines()[1:]) <= {"bwrap", "python", "python3", "bash", "ps", "ls", "grep", "sort", "tr"}
+    expected = {"bwrap", "python", "python3", f"python3.{sys.version_info.minor}", "bash", "ps", "ls", "grep", "sort", "tr"}
+    assert set(out.content.splitlines()[1:]) <= expected
 
 
 async def test_fork_bomb_is_stopped_by_the_pids_limit(sandbox, backend):
@@ -162,7 +158,7 @@ async def test_fork_bomb_is_stopped_by_the_pids_limit(sandbox, backend):
 async def test_memory_hog_is_killed_by_the_memory_limit(sandbox, backend):
     handle = await sandbox(resources=Resources(memory_mb=128))
     require_cgroup(backend, "memory", handle)
-    out = await run(handle, f"{sys.executable} -c 'b = bytearray(512 << 20); print(\"survived\")'; echo rc=$?")
+    out = await run(handle, "python3 -c 'b = bytearray(512 << 20); print(\"survived\")'; echo rc=$?")
     assert "survived" not in out.content and "rc=137" in out.content
     assert (await run(handle, "echo still here")).content == "still here\n"
 
@@ -177,7 +173,7 @@ async def test_cpu_limit_sets_the_cfs_quota(sandbox, backend):
 async def test_without_writable_cgroups_sandboxes_still_start(tmp_path):
     config = BubblewrapConfig(cgroup_root=str(tmp_path / "no-cgroups"))
     async with BubblewrapBackend(base_dir=str(tmp_path / "data"), worker_id="wn", config=config) as backend:
-        handle = await backend.create("s1", SessionSpec(resources=Resources(memory_mb=64, pids=16)))
+        handle = await backend.create("s1", SessionSpec(resources=Resources(memory_mb=64, pids=32)))
         try:
             assert backend.cgroup_path("memory", handle.sandbox_id) is None
             assert (await run(handle, "echo unlimited")).content == "unlimited\n"
@@ -199,8 +195,8 @@ async def test_destroy_leaves_no_process_and_no_directories(backend, tmp_path):
         except OSError:
             pass
     assert leftovers == []
-    assert not (tmp_path / "data" / "bubblewrap" / "wb" / handle.sandbox_id).exists()
-    assert not Path(handle.socket_path).parent.exists()
+    assert not backend.sandbox_dir(handle).exists()
+    assert not Path(handle.socket_path).exists()
     assert not any(c is not None and c.exists() for c in cgroups)
     await backend.destroy(handle)  # idempotent
 
@@ -275,7 +271,7 @@ async def test_a_sandbox_outlives_the_worker_process_that_started_it(backend, tm
     stdout, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0
     [handle] = await backend.list()
-    assert handle.sandbox_id == stdout.decode().strip() and handle.session_id == "s-orphan"
+    assert handle.sandbox_id == stdout.decode().split()[-1] and handle.session_id == "s-orphan"
     assert (await run(handle, "echo still running")).content == "still running\n"
     await backend.destroy(handle)
     assert await backend.list() == []
@@ -298,11 +294,20 @@ async def test_a_session_on_a_bubblewrap_worker_runs_commands(nats_server, tmp_p
         await ctl.aclose()
 
 
-async def test_an_allowed_mount_is_visible_read_only(backend, sandbox, tmp_path):
-    shared = tmp_path / "mirrors"
+@pytest.fixture
+def shared_dir():
+    """A host directory the sandbox user can read (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="corral-mount-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+async def test_an_allowed_mount_is_visible_read_only(backend, sandbox, shared_dir):
+    shared = shared_dir / "mirrors"
     shared.mkdir()
     (shared / "repo.txt").write_text("mirror\n")
-    backend.allowed_mounts = (str(tmp_path),)
+    backend.allowed_mounts = (str(shared_dir),)
     spec = dict(mounts=[Mount(source=str(shared), target="/mirrors")])
     backend.validate(SessionSpec(**spec))
     handle = await sandbox(**spec)

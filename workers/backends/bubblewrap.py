@@ -392,7 +392,10 @@ class BubblewrapBackend(Backend):
         await asyncio.to_thread(shutil.rmtree, self._root / sandbox_id, True)
 
     async def list(self) -> list[SandboxHandle]:
-        return [h for h in await asyncio.to_thread(load_handles, self._root) if await self.alive(h) is None]
+        return [h for h in await self.inventory() if await self.alive(h) is None]
+
+    async def inventory(self) -> list[SandboxHandle]:
+        return await asyncio.to_thread(load_handles, self._root)
 
     async def alive(self, handle: SandboxHandle) -> str | None:
         proc = self._procs.get(handle.sandbox_id)

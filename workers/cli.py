@@ -108,9 +108,9 @@ def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_
     from .worker import Worker, WorkerConfig
 
     async def main() -> None:
-        w = Worker(WorkerConfig(nats_url=nats_url, prefix=prefix, backend=backend, worker_id=worker_id,
+        config = DockerConfig(image=image) if backend == "docker" else backend
+        w = Worker(WorkerConfig(nats_url=nats_url, prefix=prefix, backend=config, worker_id=worker_id,
                                 capacity=capacity, base_dir=os.path.abspath(base_dir), warm_pool=warm_pool,
-                                docker=DockerConfig(image=image),
                                 allowed_mounts=[os.path.abspath(p) for p in allowed_mounts]))
         await w.start(progress=lambda line: print(f"corral: {line}", file=sys.stderr, flush=True))
         if metrics_port:

@@ -49,7 +49,16 @@ from protocol import (
 )
 
 from ._pool import WarmPool
-from .backends import Backend, BackendError, BubblewrapConfig, DockerConfig, SandboxHandle, deployment_id, make_backend
+from .backends import (
+    AnyBackendConfig,
+    Backend,
+    BackendError,
+    SandboxHandle,
+    backend_config,
+    backend_name,
+    deployment_id,
+    make_backend,
+)
 from .session import RunnerConfig, SessionRunner
 
 log = structlog.get_logger()
@@ -65,7 +74,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     worker_id: str | None = None
     """Stable across restarts on one host; default ``<hostname>-<backend>-<deployment>``, where the
     deployment is a hash of ``base_dir`` (two deployments on one host never share a worker id)."""
-    backend: str = "local"
+    backend: str | AnyBackendConfig = "local"
+    """A backend's name (with its defaults) or its config, e.g. ``{"name": "docker", "image": "..."}``."""
     capacity: int = 64
     base_dir: str = "/var/lib/corral"
     heartbeat_interval_s: float = 2.0
@@ -88,12 +98,10 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     allowed_mounts: list[str] = []
     """Host directories sessions may mount (SessionSpec.mounts); nothing by default."""
     stream: StreamConfigOptions = StreamConfigOptions()
-    docker: DockerConfig = DockerConfig()
-    """Options of the docker backend (image, limits, transport, ...)."""
-    bubblewrap: BubblewrapConfig = BubblewrapConfig()
 
     def resolved_worker_id(self) -> str:
-        return self.worker_id or f"{socket.gethostname()}-{self.backend}-{deployment_id(self.base_dir)}".replace(".", "-")
+        name = backend_name(backend_config(self.backend))
+        return self.worker_id or f"{socket.gethostname()}-{name}-{deployment_id(self.base_dir)}".replace(".", "-")
 
 
 class Worker:
@@ -103,7 +111,6 @@ class Worker:
         self._subjects = Subjects(config.prefix)
         self._stream = stream_name(self._subjects)
         self._backend = backend or make_backend(config.backend, base_dir=config.base_dir, worker_id=self.worker_id,
-                                                docker=config.docker, bubblewrap=config.bubblewrap,
                                                 allowed_mounts=tuple(config.allowed_mounts))
         self._runners: dict[str, SessionRunner] = {}
         self._starting = 0

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 if TYPE_CHECKING:
-    from .bubblewrap import Limits
+    from ._limits import Resources as Limits
 
 log = structlog.get_logger()
 

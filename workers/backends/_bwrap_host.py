@@ -61,16 +61,6 @@ def _user_name(uid: int) -> str:
         return str(uid)
 
 
-def private_dir(path: Path) -> Path:
-    """``path`` as a directory only this process's user can use (made 0700 if missing); refuses a squatted one."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
-        raise BackendError(f"{path} must be a directory owned by uid {os.geteuid()} with mode 0700 "
-                           f"(found uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}); remove it or choose another")
-    return path
-
-
 def make_dir(path: Path, mode: int, owner: SandboxUser | None = None) -> None:
     """mkdir with exactly ``mode`` (umask aside), handed to ``owner`` when given (and we are root)."""
     path.mkdir(mode=mode)

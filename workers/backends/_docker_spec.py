@@ -11,9 +11,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from protocol import SessionSpec, codes
+from protocol import SessionSpec
 
-from ._base import BackendError
+from ._limits import invalid as _invalid
+from ._limits import resolve_network, resolve_resources
 
 LABEL_SANDBOX = "corral.sandbox"
 LABEL_SESSION = "corral.session"
@@ -33,13 +34,10 @@ EXEC_PORT = 8000
 INTERNAL_NETWORK = "corral-internal"
 """Internal bridge network (no egress, no inter-container traffic): TCP transport without egress."""
 
-MIN_MEMORY_MB = 64
-MIN_PIDS = 32
-MIN_CPUS = 0.05
-NETWORKS = ("none", "egress")
 
 
-class DockerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class DockerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="name",
+                   tag="docker"):
     """How the Docker backend builds sandboxes; session specs may ask for less, never more."""
 
     image: str | None = None
@@ -96,21 +94,11 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
 def resolve_limits(spec: SessionSpec, config: DockerConfig, *, engine_cpus: float | None = None,
                    engine_memory_mb: int | None = None, engine_runtimes: frozenset[str] = frozenset()) -> Limits:
     """The session's limits, validated; BackendError ``invalid_spec`` names the first bad value."""
-    res = spec.resources
-    cpus = res.cpus if res is not None and res.cpus is not None else config.cpus
-    memory_mb = res.memory_mb if res is not None and res.memory_mb is not None else config.memory_mb
-    pids = res.pids if res is not None and res.pids is not None else config.pids
-    network = spec.network if spec.network is not None else config.network
-    max_cpus = config.max_cpus or engine_cpus
-    max_memory_mb = config.max_memory_mb or engine_memory_mb
-    if not MIN_CPUS <= cpus or (max_cpus is not None and cpus > max_cpus):
-        _invalid(f"resources.cpus={cpus} is out of range ({MIN_CPUS} to {max_cpus or 'the host CPU count'})")
-    if not MIN_MEMORY_MB <= memory_mb or (max_memory_mb is not None and memory_mb > max_memory_mb):
-        _invalid(f"resources.memory_mb={memory_mb} is out of range ({MIN_MEMORY_MB} to {max_memory_mb or 'host memory'})")
-    if not MIN_PIDS <= pids <= config.max_pids:
-        _invalid(f"resources.pids={pids} is out of range ({MIN_PIDS} to {config.max_pids})")
-    if network not in NETWORKS:
-        _invalid(f"network={network!r} is not one of {', '.join(NETWORKS)}")
+    wanted = resolve_resources(spec, memory_mb=config.memory_mb, pids=config.pids, cpus=config.cpus,
+                               max_memory_mb=config.max_memory_mb or engine_memory_mb, max_pids=config.max_pids,
+                               max_cpus=config.max_cpus or engine_cpus)
+    cpus, memory_mb, pids = wanted.cpus or config.cpus, wanted.memory_mb, wanted.pids
+    network = resolve_network(spec, config.network)
     if spec.image is not None and not spec.image.strip():
         _invalid("image is empty")
     if spec.workdir is not None and not spec.workdir.startswith("/"):
@@ -130,10 +118,6 @@ def resolve_limits(spec: SessionSpec, config: DockerConfig, *, engine_cpus: floa
 
 
 GVISOR_RUNTIME = "runsc"
-
-
-def _invalid(message: str) -> None:
-    raise BackendError(message, codes.INVALID_SPEC)
 
 
 def executor_config(key: str, transport: str) -> dict[str, Any]:

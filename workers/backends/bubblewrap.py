@@ -47,16 +47,17 @@ from typing import Callable
 import msgspec
 import structlog
 
-from protocol import Mount, SessionSpec, codes, new_id
+from protocol import Mount, SessionSpec, new_id
 
 from . import _bwrap_net as net
-from ._base import Backend, BackendError, SandboxHandle, deployment_id, load_handles, save_handle
+from ._base import BackendError, SandboxHandle, deployment_id, save_handle
+from ._hostdir import HostDirBackend, default_socket_dir
+from ._limits import Resources, invalid, resolve_network, resolve_resources
 from ._bwrap_host import (
     SandboxUser,
     ensure_nosuid_mount,
     host_memory_mb,
     make_dir,
-    private_dir,
     readable_by,
     sandbox_user,
 )
@@ -73,10 +74,6 @@ OUTPUTS = "/outputs"
 WRITABLE = (WORKSPACE, "/tmp")
 SANDBOX_UID = 1000
 HOSTNAME = "corral"
-NETWORKS = ("none", "egress")
-MIN_MEMORY_MB = 64
-MIN_PIDS = 32
-"""Fewer and the executor cannot start its shells (Docker's backend has the same floor)."""
 DEFAULT_HOST_DIR = "/var/lib/corral-sandbox"
 HOST_ROOT = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 SKIP_IN_ROOTFS = {"proc", "dev", "sys", "tmp", "run", "etc", "workspace", "outputs"}
@@ -101,7 +98,8 @@ SANDBOX_ENV = {
 }
 
 
-class BubblewrapConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class BubblewrapConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="name",
+                       tag="bubblewrap"):
     rootfs: str | None = None
     """An unpacked image root to show read-only at / instead of the host's /usr and /etc."""
     socket_dir: str | None = None
@@ -122,45 +120,25 @@ class BubblewrapConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     slirp4netns: str = "slirp4netns"
 
 
-class Limits(msgspec.Struct, frozen=True, kw_only=True):
-    memory_mb: int
-    pids: int
-    cpus: float | None = None
+Limits = Resources
 
 
 def limits_for(spec: SessionSpec, config: BubblewrapConfig, *, host_memory_mb: int | None = None,
                host_cpus: int | None = None) -> Limits:
     """The spec's resources with the backend's defaults, within what the host has; else an invalid spec."""
-    res = spec.resources
-    limits = Limits(memory_mb=res.memory_mb if res and res.memory_mb is not None else config.default_memory_mb,
-                    pids=res.pids if res and res.pids is not None else config.default_pids,
-                    cpus=res.cpus if res else None)
-    if not MIN_MEMORY_MB <= limits.memory_mb or (host_memory_mb and limits.memory_mb > host_memory_mb):
-        _invalid(f"resources.memory_mb={limits.memory_mb} is out of range ({MIN_MEMORY_MB} to "
-                 f"{host_memory_mb or 'host memory'}, the host's memory)")
-    if not MIN_PIDS <= limits.pids <= config.max_pids:
-        _invalid(f"resources.pids={limits.pids} is out of range ({MIN_PIDS} to {config.max_pids})")
-    if limits.cpus is not None and (limits.cpus <= 0 or (host_cpus and limits.cpus > host_cpus)):
-        _invalid(f"resources.cpus={limits.cpus} is out of range (more than 0, at most {host_cpus or 'the host CPU count'})")
-    return limits
-
-
-def _invalid(message: str) -> None:
-    raise BackendError(message, codes.INVALID_SPEC)
+    return resolve_resources(spec, memory_mb=config.default_memory_mb, pids=config.default_pids, cpus=None,
+                             max_memory_mb=host_memory_mb, max_pids=config.max_pids, max_cpus=host_cpus)
 
 
 def network_for(spec: SessionSpec) -> str:
-    network = spec.network or "none"
-    if network not in NETWORKS:
-        _invalid(f"network {network!r} is not supported by bubblewrap (use 'none' or 'egress')")
-    return network
+    return resolve_network(spec)
 
 
 def sandbox_workdir(workdir: str | None) -> str:
     """The session's workdir inside the sandbox; relative paths are under /workspace."""
     path = posixpath.normpath(posixpath.join(WORKSPACE, workdir or "."))
     if not any(path == root or path.startswith(root + "/") for root in WRITABLE):
-        _invalid(f"workdir {workdir!r} is outside the sandbox's writable areas {WRITABLE}")
+        invalid(f"workdir {workdir!r} is outside the sandbox's writable areas {WRITABLE}")
     return path
 
 
@@ -173,7 +151,7 @@ def host_layout(base_dir: str, worker_id: str, config: BubblewrapConfig) -> tupl
     return top, top / deployment_id(base_dir) / worker_id
 
 
-class BubblewrapBackend(Backend):
+class BubblewrapBackend(HostDirBackend):
     name = "bubblewrap"
 
     def __init__(self, *, base_dir: str, worker_id: str, config: BubblewrapConfig = BubblewrapConfig()) -> None:
@@ -188,7 +166,7 @@ class BubblewrapBackend(Backend):
         self._seccomp = _seccomp_program()
         self._top, self._root = host_layout(base_dir, worker_id, config)
         self._make_root()
-        self._socket_dir = private_dir(Path(config.socket_dir or f"/tmp/corral-{os.getuid()}"))
+        self._socket_dir = default_socket_dir(config.socket_dir)
         self._worker_id = worker_id
         self._host_memory_mb = host_memory_mb()
         self._host_cpus = os.cpu_count()
@@ -219,10 +197,10 @@ class BubblewrapBackend(Backend):
         sandbox_workdir(spec.workdir)
         for mount in spec.mounts:
             if not readable_by(mount.source, self._user.uid, self._user.gid, execute=True):
-                _invalid(f"mount source {mount.source!r} is not readable by the sandbox user {self._user.name!r} "
+                invalid(f"mount source {mount.source!r} is not readable by the sandbox user {self._user.name!r} "
                          f"(uid {self._user.uid}), which runs bubblewrap sandboxes: make it and its parents o+rx")
         if network_for(spec) == "egress" and (missing := net.missing_for_egress(self._config.slirp4netns)):
-            _invalid(f"network='egress' on bubblewrap needs {', '.join(missing)} on the worker's host "
+            invalid(f"network='egress' on bubblewrap needs {', '.join(missing)} on the worker's host "
                      "(Debian packages slirp4netns, iproute2, util-linux; `./dev setup` installs them)")
 
     def pool_key(self, spec: SessionSpec) -> str | None:
@@ -360,9 +338,6 @@ class BubblewrapBackend(Backend):
     def claim_workdir(self, handle: SandboxHandle, spec: SessionSpec) -> str:
         return sandbox_workdir(spec.workdir)
 
-    def sandbox_dir(self, handle: SandboxHandle) -> Path:
-        return self._root / handle.sandbox_id
-
     def _save(self, handle: SandboxHandle) -> None:
         with private_file(self.sandbox_dir(handle) / "sandbox.json"):
             pass  # created 0600: it holds the key, and later saves keep the mode
@@ -390,12 +365,6 @@ class BubblewrapBackend(Backend):
         (self._socket_dir / f"{sandbox_id}.sock").unlink(missing_ok=True)
         await asyncio.to_thread(shutil.rmtree, self._socket_dir / sandbox_id, True)  # sandboxes started by older versions
         await asyncio.to_thread(shutil.rmtree, self._root / sandbox_id, True)
-
-    async def list(self) -> list[SandboxHandle]:
-        return [h for h in await self.inventory() if await self.alive(h) is None]
-
-    async def inventory(self) -> list[SandboxHandle]:
-        return await asyncio.to_thread(load_handles, self._root)
 
     async def alive(self, handle: SandboxHandle) -> str | None:
         proc = self._procs.get(handle.sandbox_id)

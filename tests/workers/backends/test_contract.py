@@ -45,8 +45,8 @@ async def make(kind, tmp_path, image):
     worker_id = "wc-" + new_id()[:8]
 
     def build() -> Backend:
-        backend = make_backend(kind, base_dir=str(tmp_path / "data"), worker_id=worker_id,
-                               docker=DockerConfig(image=image) if image else None)
+        backend = make_backend(DockerConfig(image=image) if image else kind, base_dir=str(tmp_path / "data"),
+                               worker_id=worker_id)
         made.append(backend)
         return backend
 

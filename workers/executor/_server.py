@@ -17,6 +17,7 @@ import os
 import shlex
 import time
 from typing import Callable
+from urllib.parse import unquote
 
 import msgspec
 
@@ -40,6 +41,7 @@ from protocol import (
     decode_action,
     encode,
     new_id,
+    valid_id,
 )
 
 from . import _http
@@ -267,7 +269,10 @@ class ExecutorServer:
         if request.method == "POST" and request.path == "/v1/claim":
             return await self._claim(request, writer)
         if request.method == "GET" and request.path.startswith("/v1/result/"):
-            return await self._result(request.path.removeprefix("/v1/result/"), writer)
+            action_id = unquote(request.path.removeprefix("/v1/result/"), errors="replace")
+            if not valid_id(action_id):
+                return await self._reply(writer, 400, "Bad Request", {"error": "not a valid action id"})
+            return await self._result(action_id, writer)
         await self._reply(writer, 404, "Not Found", {"error": f"no route {request.method} {request.path}"})
 
     async def _reply(self, writer: asyncio.StreamWriter, status: int, reason: str, body: dict[str, object]) -> None:

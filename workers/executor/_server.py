@@ -48,6 +48,7 @@ from protocol import (
 from . import _http
 from ._editor import Editor
 from ._files import file_read, file_write
+from ._offload import offload
 from ._shell import ShellManager, base_env
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class Executor:
 
     async def start(self) -> None:
         config = self._config
+        offload.start()  # file operations must not need a new thread later (a fork bomb leaves none)
         if config.session_id:
             await self.claim(Claim(session_id=config.session_id, env=config.env, workdir=config.workdir,
                                    default_timeout_s=config.default_timeout_s,
@@ -176,8 +178,9 @@ class Executor:
             size = len(encode(result))
         except Exception as exc:  # a bug, or a failure we did not foresee: still an answer
             log.error("action_failed", exc_info=exc)
-            result = Error(id=new_id(), cause=action.id, session_id=self._session_id, code=codes.INTERNAL,
-                           message=f"the executor failed on {action.__struct_config__.tag}: {exc}")
+            code, message = _failure(exc)
+            result = Error(id=new_id(), cause=action.id, session_id=self._session_id, code=code,
+                           message=f"the executor failed on {action.__struct_config__.tag}: {message}")
             size = len(encode(result))
         except BaseException as exc:  # cancelled: waiters for the same id re-raise it
             future.set_exception(exc)
@@ -209,6 +212,15 @@ class Executor:
                     id=new_id(), cause=action.id, session_id=sid, code=codes.UNSUPPORTED,
                     message=f"action kind {kind!r} is not supported by this sandbox's executor",
                 )
+
+
+def _failure(exc: Exception) -> tuple[str, str]:
+    """A stable code for what went wrong: the sandbox out of resources, or a bug of ours."""
+    if isinstance(exc, MemoryError):
+        return codes.SANDBOX_FAILED, "the sandbox ran out of memory"
+    if isinstance(exc, BlockingIOError) or (isinstance(exc, RuntimeError) and "can't start new thread" in str(exc)):
+        return codes.SANDBOX_FAILED, f"the sandbox is out of processes or threads (a fork bomb?): {exc}"
+    return codes.INTERNAL, str(exc) or repr(exc)
 
 
 class _Results:

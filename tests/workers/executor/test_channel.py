@@ -18,6 +18,8 @@ import pytest
 
 from protocol import CmdChunk, CmdOutput, CmdRun, encode
 from workers.executor import _http
+
+from . import peak_rss
 from workers.executor.client import (
     ChannelLimits,
     ExecutorClient,
@@ -84,19 +86,6 @@ def final(action_id: str = "a") -> bytes:
 
 def client_for(path: str, **kw: object) -> ExecutorClient:
     return ExecutorClient(key="k", socket_path=path, **kw)  # type: ignore[arg-type]
-
-
-def vm_hwm_kb() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM in /proc/self/status")
-
-
-def reset_peak_rss() -> int:
-    """Reset this process's peak RSS (VmHWM) to its current RSS and return it, in kB."""
-    Path("/proc/self/clear_refs").write_text("5")
-    return vm_hwm_kb()
 
 
 async def run_action(client: ExecutorClient, action_id: str = "a") -> list[object]:
@@ -237,10 +226,10 @@ async def test_an_oversize_chunk_is_refused_at_its_declaration_and_memory_stays_
 
     async with FakeExecutor(str(tmp_path / "executor.sock"), flood) as fake:
         client = client_for(fake.path)
-        before = reset_peak_rss()
+        before = peak_rss.reset()
         with pytest.raises(ProtocolViolation, match=f"chunk of {1024 * MiB} bytes declared, over the {4 * MiB}-byte cap"):
             await run_action(client)
-        grown_mb = (vm_hwm_kb() - before) / 1024
+        grown_mb = peak_rss.grown_mb(before)
         await fake.closed.wait()
     assert grown_mb < 40, f"peak RSS grew by {grown_mb:.0f} MB"
     assert sent < 600 * MiB  # the client hung up instead of reading it

@@ -3,11 +3,12 @@
 import asyncio
 import json
 import os
+import resource
 import sys
 
 import pytest
 
-from protocol import CmdOutput, CmdRun, Error, FileWrite, codes, new_id
+from protocol import CmdOutput, CmdRun, Error, FileContent, FileEdit, FileEdited, FileRead, FileWrite, FileWritten, codes, new_id
 from workers.executor.client import ExecutorClient, ExecutorUnavailable, exact_pid
 
 
@@ -158,4 +159,31 @@ async def test_the_executor_is_the_listener_its_client_checks_for(executor):
     sock, proc = executor
     client = ExecutorClient(key="k1", socket_path=sock, peer_check=exact_pid(proc.pid))
     assert (await client.health())["pid"] == proc.pid
+    await client.aclose()
+
+
+def _vm_size(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmSize")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to lower another process's limits")
+async def test_file_operations_work_when_the_sandbox_cannot_start_a_thread(executor, tmp_path):
+    sock, proc = executor
+    client = ExecutorClient(key="k1", socket_path=sock)
+    await client.claim({"session_id": "s1"})
+    # What a fork bomb leaves behind: no room for another thread (its stack is 8 MiB of address space).
+    _, hard = resource.prlimit(proc.pid, resource.RLIMIT_AS)
+    resource.prlimit(proc.pid, resource.RLIMIT_AS, (_vm_size(proc.pid) + 6 * 1024 * 1024, hard))
+    try:
+        written = [o async for o in client.execute(FileWrite(id="w", path="f.txt", content="still here\n"))][-1]
+        read = [o async for o in client.execute(FileRead(id="r", path="f.txt"))][-1]
+        viewed = [o async for o in client.execute(FileEdit(id="v", command="view", path=str(tmp_path / "ws" / "f.txt")))][-1]
+    finally:
+        resource.prlimit(proc.pid, resource.RLIMIT_AS, (hard, hard))
+    assert isinstance(written, FileWritten) and written.size == 11
+    assert isinstance(read, FileContent) and read.content == "still here\n"
+    assert isinstance(viewed, FileEdited) and "still here" in viewed.content
     await client.aclose()

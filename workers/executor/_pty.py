@@ -274,7 +274,7 @@ class _Shell:
         log.error("shell_reader_failed", exc_info=exc)
         w = self.waiter
         if w is not None:
-            self.fail(w, ShellFailure(f"the executor failed reading shell {self.name!r}: {exc!r}; "
+            self.fail(w, ShellFailure(f"reading shell {self.name!r} failed: {exc!r}; "
                                       "the shell was killed and the next command starts a fresh one"))
         self.closing = True
         self.kill()
@@ -350,7 +350,7 @@ class _Shell:
         except Exception as exc:
             log.error("cmd_chunk_emit_failed", exc_info=exc)
             self.fail(w, ShellFailure(
-                f"the executor could not stream the output of {_short(w.action.command)!r}: {exc!r}; the command "
+                f"could not stream the output of {_short(w.action.command)!r}: {exc!r}; the command "
                 f"keeps running in shell {self.name!r} (collect it with an is_input command)"
             ))
 
@@ -358,7 +358,7 @@ class _Shell:
         try:
             self._flush_chunks(w)
         except Exception as exc:  # a timer callback: nobody else would see it
-            self.fail(w, ShellFailure(f"the executor failed streaming output: {exc!r}"))
+            self.fail(w, ShellFailure(f"streaming the output failed: {exc!r}"))
 
     # ------------------------------------------------------------------- states
 
@@ -459,7 +459,7 @@ class _Shell:
         except Exception as exc:  # the shell is fine; only this answer is lost
             log.error("cmd_settle_failed", exc_info=exc)
             out.discard()
-            w.error = ShellFailure(f"the executor failed answering {_short(w.action.command)!r}: {exc!r}")
+            w.error = ShellFailure(f"answering {_short(w.action.command)!r} failed: {exc!r}")
         w.wake()
 
     def fail(self, w: _Waiter, error: ShellFailure) -> None:
@@ -542,7 +542,7 @@ class _Shell:
         try:
             self._soft_check_now(w)
         except Exception as exc:  # a timer callback: nobody else would see it
-            self.fail(w, ShellFailure(f"the executor failed checking a quiet command: {exc!r}"))
+            self.fail(w, ShellFailure(f"checking a quiet command failed: {exc!r}"))
 
     def _soft_check_now(self, w: _Waiter) -> None:
         if self.waiter is not w or w.soft_s is None:

@@ -7,7 +7,6 @@ is no file name, a command that removes the executor's own directories, a stream
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 

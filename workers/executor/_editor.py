@@ -7,7 +7,7 @@ model can act on: a numbered view, or a message with a numbered snippet of the e
 
 from __future__ import annotations
 
-import asyncio
+import codecs
 from collections import deque
 import difflib
 import os
@@ -16,14 +16,31 @@ from typing import NamedTuple, assert_never
 
 from protocol import Error, FileEdit, FileEdited, codes, new_id
 
-from ._files import FileOpError, atomic_write, count_lines, decode_text, require_regular_file, translate_os_error
+from ._files import (
+    BLOCK_BYTES,
+    SNIFF_BYTES,
+    FileOpError,
+    atomic_write,
+    binary_error,
+    count_lines,
+    decode_text,
+    guarded,
+    looks_binary,
+    require_regular_file,
+    translate_os_error,
+)
+from ._offload import offload
 
 HISTORY_STEPS = 20
 """Undo steps kept per file."""
 MAX_VIEW_CHARS = 16_000
 """Views and snippets longer than this are cut at a line boundary, with a note."""
 MAX_FILE_BYTES = 64 * 1024 * 1024
-"""Files larger than this are not loaded at all."""
+"""Files larger than this are not loaded (nor viewed) at all."""
+DIFF_MAX_CHARS = 4 * 1024 * 1024
+"""Past this much text (before and after together) the diff is left out: difflib holds every line."""
+_ROW_CAP_BYTES = 4 * MAX_VIEW_CHARS + 4
+"""A viewed line is read up to this many bytes, which always holds more than MAX_VIEW_CHARS characters."""
 SNIPPET_CONTEXT = 4
 """Lines shown on each side of an edited region."""
 _MAX_LISTED_LINES = 20
@@ -51,7 +68,7 @@ class Editor:
         """Run one command; failures come back as an Error with a stable code."""
         try:
             path = _absolute(action.path)
-            outcome = await asyncio.to_thread(self._run_locked, path, action)
+            outcome = await offload.run(guarded, path, self._run_locked, path, action)
         except FileOpError as exc:
             return Error(id=new_id(), cause=action.id, session_id=self._session_id, code=exc.code, message=exc.message)
         return FileEdited(
@@ -194,14 +211,75 @@ def _view(path: str, view_range: list[int] | None) -> _Outcome:
         if view_range is not None:
             raise _invalid(f"view_range applies to files only, and {path} is a directory")
         return _Outcome(_list_directory(path))
-    text = _load(path, for_edit=False)
-    lines = _split_lines(text)
+    if view_range is not None and len(view_range) != 2:
+        raise _invalid(f"view_range must be two integers [start, end], got {view_range}")
+    _require_text_file(path, for_edit=False)
+    first = max(view_range[0], 1) if view_range is not None else 1
+    last = None if view_range is None or view_range[1] == -1 else view_range[1]
+    rows, n_lines = _scan_view(path, first, last)
     if view_range is None:
-        if not lines:
+        if not n_lines:
             return _Outcome(f"{path} is empty.")
-        return _Outcome(_render(lines, 1, len(lines)))
-    first, last = _check_view_range(path, view_range, len(lines))
-    return _Outcome(_render(lines, first, last))
+        first, last = 1, n_lines
+    else:
+        first, last = _check_view_range(path, view_range, n_lines)
+    return _Outcome(_render(rows, first, last, n_lines))
+
+
+def _scan_view(path: str, first: int, last: int | None) -> tuple[list[str], int]:
+    """Lines first..last as far as one view can show them, and the file's line count.
+
+    Reads blocks, never whole lines: a row is kept up to ``_ROW_CAP_BYTES`` and rows stop once a
+    view's worth is held, so a 60 MB one-line file costs a block and a row. The whole file is still
+    checked to be UTF-8, as a full load would.
+    """
+    rows: list[bytearray] = []
+    row: bytearray | None = None
+    budget = _ROW_CAP_BYTES  # bytes of rows held; more than any view renders
+    line, offset, last_byte = 1, 0, b"\n"
+    utf8 = codecs.getincrementaldecoder("utf-8")("strict")
+    with open(path, "rb") as f:
+        if looks_binary(f.read(SNIFF_BYTES)):
+            raise binary_error(path, f"it has NUL bytes in its first {SNIFF_BYTES} bytes")
+        f.seek(0)
+        while block := f.read(BLOCK_BYTES):
+            try:
+                utf8.decode(block)
+            except UnicodeDecodeError as exc:
+                raise binary_error(path, f"invalid UTF-8 at byte {offset + exc.start}") from exc
+            offset += len(block)
+            last_byte = block[-1:]
+            newlines = block.count(b"\n")
+            if line + newlines < first:
+                line += newlines  # the view starts after this block
+                continue
+            pos = 0
+            while pos < len(block):
+                if budget <= 0 or (last is not None and line > last):
+                    line += block.count(b"\n", pos)  # nothing more of this file is shown
+                    break
+                nl = block.find(b"\n", pos)
+                stop = len(block) if nl < 0 else nl
+                if line >= first:
+                    if row is None:
+                        row = bytearray()
+                        rows.append(row)
+                        budget -= 8  # what a row costs besides its text, so empty lines count too
+                    piece = block[pos : min(stop, pos + _ROW_CAP_BYTES - len(row))]
+                    row += piece
+                    budget -= len(piece)
+                if nl < 0:
+                    break
+                row = None
+                line += 1
+                pos = nl + 1
+        try:
+            utf8.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            raise binary_error(path, f"invalid UTF-8 at byte {offset - 1}") from exc
+    n_lines = line - 1 if last_byte == b"\n" else line
+    # A row cut at its cap may end inside a character; the rest of the file is valid UTF-8.
+    return [codecs.getincrementaldecoder("utf-8")("strict").decode(bytes(r)) for r in rows], n_lines
 
 
 def _check_view_range(path: str, view_range: list[int], n_lines: int) -> tuple[int, int]:
@@ -223,18 +301,19 @@ def _check_view_range(path: str, view_range: list[int], n_lines: int) -> tuple[i
     return start, end
 
 
-def _render(lines: list[str], first: int, last: int) -> str:
-    """`cat -n` style rows for lines first..last (1-based), cut with a note past MAX_VIEW_CHARS."""
+def _render(lines: list[str], first: int, last: int, n_lines: int) -> str:
+    """`cat -n` style rows for lines first..last (1-based; ``lines[0]`` is line ``first``), cut
+    with a note past MAX_VIEW_CHARS. ``lines`` may stop early, once it holds more than a view."""
     rows: list[str] = []
     used = 0
-    for number in range(first, last + 1):
-        row = f"{number:6}\t{lines[number - 1]}\n"
+    for number in range(first, min(last, first + len(lines) - 1) + 1):
+        row = f"{number:6}\t{lines[number - first]}\n"
         if used + len(row) <= MAX_VIEW_CHARS:
             rows.append(row)
             used += len(row)
         elif rows:
             rows.append(
-                f"[output truncated after line {number - 1} of {len(lines)}: views are capped at "
+                f"[output truncated after line {number - 1} of {n_lines}: views are capped at "
                 f"{MAX_VIEW_CHARS} characters; use view_range to see the rest, e.g. [{number}, {last}]]\n"
             )
             break
@@ -250,18 +329,57 @@ def _render(lines: list[str], first: int, last: int) -> str:
 
 
 def _render_file(text: str) -> str:
-    lines = _split_lines(text)
-    return _render(lines, 1, len(lines)) if lines else "(the file is empty)\n"
+    n_lines = count_lines(text)
+    return _render(_rows(text, 1, n_lines), 1, n_lines, n_lines) if n_lines else "(the file is empty)\n"
 
 
 def _with_snippet(head: str, text: str, first: int, last: int) -> str:
-    lines = _split_lines(text)
-    if not lines:
+    n_lines = count_lines(text)
+    if not n_lines:
         return f"{head}\nThe file is now empty.\n{_REVIEW}"
     start = max(1, first - SNIPPET_CONTEXT)
-    end = min(len(lines), max(last, first) + SNIPPET_CONTEXT)
+    end = min(n_lines, max(last, first) + SNIPPET_CONTEXT)
     start = min(start, end)
-    return f"{head} Lines {start}-{end} now read:\n{_render(lines, start, end)}{_REVIEW}"
+    return f"{head} Lines {start}-{end} now read:\n{_render(_rows(text, start, end), start, end, n_lines)}{_REVIEW}"
+
+
+def _rows(text: str, first: int, last: int) -> list[str]:
+    """Lines first..last of ``text`` without splitting all of it: each cut past MAX_VIEW_CHARS,
+    and no more of them than one view shows."""
+    rows: list[str] = []
+    pos = _line_offset(text, first)
+    held = 0
+    for _ in range(first, last + 1):
+        if pos >= len(text) or held > MAX_VIEW_CHARS:
+            break
+        nl = text.find("\n", pos, pos + MAX_VIEW_CHARS + 1)
+        if nl < 0:
+            row = text[pos : pos + MAX_VIEW_CHARS + 1]
+            nl = text.find("\n", pos + len(row))
+        else:
+            row = text[pos:nl]
+        rows.append(row)
+        held += len(row) + 8
+        if nl < 0:
+            break
+        pos = nl + 1
+    return rows
+
+
+def _line_offset(text: str, number: int) -> int:
+    """Where 1-based line ``number`` starts (``len(text)`` when the text has fewer lines)."""
+    need, pos, step = number - 1, 0, 64 * 1024
+    while need > 0:
+        found = text.count("\n", pos, pos + step)
+        if found < need:
+            if pos + step >= len(text):
+                return len(text)
+            need, pos = need - found, pos + step
+            continue
+        for _ in range(need):
+            pos = text.index("\n", pos) + 1
+        break
+    return pos
 
 
 def _list_directory(path: str) -> str:
@@ -315,8 +433,8 @@ def _invalid(message: str) -> FileOpError:
     return FileOpError(codes.INVALID_ARGUMENT, message)
 
 
-def _load(path: str, *, for_edit: bool) -> str:
-    """Read a UTF-8 text file; missing, directory, binary and oversized files are refused."""
+def _require_text_file(path: str, *, for_edit: bool) -> None:
+    """Refuse missing, directory, special and oversized files with the codes a model acts on."""
     try:
         st = require_regular_file(path)
     except FileOpError as exc:
@@ -325,15 +443,26 @@ def _load(path: str, *, for_edit: bool) -> str:
             raise FileOpError(codes.FILE_NOT_FOUND, f"{path} does not exist{hint}") from exc
         raise
     if st.st_size > MAX_FILE_BYTES:
-        raise FileOpError(
-            codes.FILE_TOO_LARGE,
-            f"{path} is {st.st_size} bytes, more than the editor handles ({MAX_FILE_BYTES}); use shell tools on it",
-        )
+        raise _too_large(path, st.st_size)
+
+
+def _too_large(path: str, size: int | None) -> FileOpError:
+    what = f"{size} bytes" if size is not None else f"over {MAX_FILE_BYTES} bytes"
+    return FileOpError(
+        codes.FILE_TOO_LARGE, f"{path} is {what}, more than the editor handles ({MAX_FILE_BYTES}); use shell tools on it"
+    )
+
+
+def _load(path: str, *, for_edit: bool) -> str:
+    """Read a UTF-8 text file; missing, directory, binary and oversized files are refused."""
+    _require_text_file(path, for_edit=for_edit)
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise translate_os_error(exc, path) from exc
+    if len(data) > MAX_FILE_BYTES:  # grew since stat
+        raise _too_large(path, None)
     return decode_text(data, path)
 
 
@@ -415,6 +544,8 @@ def _no_match_message(path: str, text: str, old_str: str) -> str:
 
 
 def _same_text_other_indent(text: str, old_str: str) -> int | None:
+    if len(text) > DIFF_MAX_CHARS:
+        return None  # a hint is not worth splitting a huge file into lines
     wanted = [line.strip() for line in _split_lines(old_str)]
     if not wanted or not wanted[0]:
         return None
@@ -427,6 +558,8 @@ def _same_text_other_indent(text: str, old_str: str) -> int | None:
 
 def _diff(path: str, before: str | None, after: str | None) -> str:
     """A unified diff; None on a side means the file does not exist there."""
+    if len(before or "") + len(after or "") > DIFF_MAX_CHARS:
+        return f"[no diff: the file is over {DIFF_MAX_CHARS} characters; the snippet above shows the change]\n"
     rows = difflib.unified_diff(
         _keep_line_breaks(before), _keep_line_breaks(after),
         fromfile=path if before is not None else "/dev/null",

@@ -1,21 +1,28 @@
-"""File reads and writes inside the sandbox: byte-exact, atomic, and off the event loop.
+"""File reads and writes inside the sandbox: byte-exact, atomic, bounded, and off the event loop.
 
-The sync helpers here (path resolution, text sniffing, the atomic write, OSError translation)
-are shared with the editor; the two coroutines are what the executor's server calls.
+The sync helpers here (path resolution, text sniffing, the atomic write, error translation)
+are shared with the editor; the two coroutines are what the executor's server calls. No read
+holds more than about ``max_bytes`` of a file, however long its lines.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import errno
 import os
+from typing import Any, Callable, TypeVar
 
 from protocol import Error, FileContent, FileRead, FileWrite, FileWritten, codes, new_id
 
+from ._offload import offload
+
+T = TypeVar("T")
+
 SNIFF_BYTES = 8192
 """How much of a file's head is checked for NUL bytes before it is treated as text."""
+BLOCK_BYTES = 256 * 1024
+"""Files are scanned in blocks of this size, never line by line."""
 _LISTING_LIMIT = 20
 
 
@@ -53,6 +60,20 @@ def translate_os_error(exc: OSError, path: str) -> FileOpError:
             return FileOpError(codes.PERMISSION_DENIED, f"cannot access {path}: {reason}")
         case _:
             return FileOpError(codes.INTERNAL, f"I/O error on {path}: {reason}")
+
+
+def guarded(path: str, fn: Callable[..., T], *args: Any) -> T:
+    """Run a sync file operation, turning what the OS and Python raise into FileOpError codes."""
+    try:
+        return fn(*args)
+    except OSError as exc:
+        raise translate_os_error(exc, path) from exc
+    except ValueError as exc:
+        if "null" in str(exc):  # "embedded null byte", from every os call given a NUL
+            raise FileOpError(codes.INVALID_ARGUMENT, f"path {path!r} contains a NUL byte") from exc
+        raise
+    except MemoryError:
+        raise FileOpError(codes.SANDBOX_FAILED, f"the sandbox ran out of memory working on {path}") from None
 
 
 def directory_listing(path: str, limit: int = _LISTING_LIMIT) -> str:
@@ -185,7 +206,9 @@ def _read_base64(path: str, size: int, max_bytes: int) -> tuple[str, int | None]
             "copy parts of it with a shell command (e.g. split or dd) and read those",
         )
     with open(path, "rb") as f:
-        data = f.read()
+        data = f.read(size + 1)
+    if 4 * ((len(data) + 2) // 3) > max_bytes:  # grew since stat
+        raise FileOpError(codes.FILE_TOO_LARGE, f"{path} grew past the {max_bytes}-byte limit while being read")
     return base64.b64encode(data).decode("ascii"), None
 
 
@@ -208,31 +231,58 @@ def _read_whole_text(path: str, size: int, max_bytes: int) -> tuple[str, int]:
 
 
 def _read_text_range(path: str, start: int, end: int | None, max_bytes: int) -> tuple[str, int]:
-    """Stream the file line by line, keep lines start..end, count them all."""
-    parts: list[bytes] = []
-    kept = 0
-    total = 0
+    """Keep lines start..end and count them all, reading blocks: a line is never read whole.
+
+    Fails with file_too_large as soon as the kept lines pass ``max_bytes``, naming the line.
+    """
+    kept = bytearray()
+    line = 1  # the line the next byte belongs to
+    last = b"\n"  # the file's last byte so far; "\n" for an empty file
     with open(path, "rb") as f:
         if looks_binary(f.read(SNIFF_BYTES)):
             raise binary_error(path, f"it has NUL bytes in its first {SNIFF_BYTES} bytes")
         f.seek(0)
-        for total, raw in enumerate(f, 1):
-            if start <= total and (end is None or total <= end):
-                kept += len(raw)
-                if kept <= max_bytes:
-                    parts.append(raw)
+        while block := f.read(BLOCK_BYTES):
+            last = block[-1:]
+            newlines = block.count(b"\n")
+            if line + newlines < start or (end is not None and line > end):
+                line += newlines  # nothing of this block is kept
+                continue
+            pos = 0
+            while pos < len(block):
+                nl = block.find(b"\n", pos)
+                stop = len(block) if nl < 0 else nl + 1
+                if line >= start:
+                    kept += block[pos:stop]
+                    if len(kept) > max_bytes:
+                        raise _range_too_large(path, start, line, max_bytes)
+                if nl < 0:
+                    break
+                line += 1
+                pos = stop
+                if end is not None and line > end:
+                    line += block.count(b"\n", pos)
+                    break
+    total = line - 1 if last == b"\n" else line
     if start > max(total, 1):
         raise FileOpError(
             codes.INVALID_ARGUMENT, f"start_line {start} is beyond the end of {path}, which has {total} lines"
         )
-    if kept > max_bytes:
-        last = total if end is None else min(end, total)
-        raise FileOpError(
+    return decode_text(bytes(kept), path), total
+
+
+def _range_too_large(path: str, start: int, line: int, max_bytes: int) -> FileOpError:
+    if line == start:
+        return FileOpError(
             codes.FILE_TOO_LARGE,
-            f"lines {start}-{last} of {path} are {kept} bytes, over the {max_bytes}-byte limit; "
-            "ask for fewer lines with start_line and end_line",
+            f"line {line} of {path} alone is over the {max_bytes}-byte limit; read a part of it with a "
+            f"shell command (e.g. cut -c1-100000, or dd with skip= and count=)",
         )
-    return decode_text(b"".join(parts), path), total
+    return FileOpError(
+        codes.FILE_TOO_LARGE,
+        f"lines {start}-{line} of {path} pass the {max_bytes}-byte limit at line {line}; "
+        f"ask for fewer lines with start_line and end_line (lines {start}-{line - 1} fit)",
+    )
 
 
 def _read_sync(path: str, action: FileRead, max_bytes: int) -> tuple[str, int | None]:
@@ -244,22 +294,26 @@ def _read_sync(path: str, action: FileRead, max_bytes: int) -> tuple[str, int | 
         )
     _check_range(action.start_line, action.end_line)
     st = require_regular_file(path)
-    try:
-        if action.encoding == "base64":
-            content, total = _read_base64(path, st.st_size, max_bytes)
-        elif ranged:
-            content, total = _read_text_range(path, action.start_line or 1, action.end_line, max_bytes)
-        else:
-            content, total = _read_whole_text(path, st.st_size, max_bytes)
-    except OSError as exc:
-        raise translate_os_error(exc, path) from exc
-    return content, total
+    if action.encoding == "base64":
+        return _read_base64(path, st.st_size, max_bytes)
+    if ranged:
+        return _read_text_range(path, action.start_line or 1, action.end_line, max_bytes)
+    return _read_whole_text(path, st.st_size, max_bytes)
 
 
 # ----------------------------------------------------------------------------- writing
 
 
 def _write_sync(path: str, action: FileWrite) -> int:
+    data = _content_bytes(action)
+    if action.append:
+        append_to(path, data)
+    else:
+        atomic_write(path, data)
+    return len(data)
+
+
+def _content_bytes(action: FileWrite) -> bytes:
     if action.encoding == "base64":
         try:
             data = base64.b64decode(action.content, validate=True)
@@ -270,8 +324,29 @@ def _write_sync(path: str, action: FileWrite) -> int:
             data = action.content.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise FileOpError(codes.INVALID_ARGUMENT, f"content cannot be encoded as UTF-8: {exc}") from exc
-    atomic_write(path, data)
-    return len(data)
+    return data
+
+
+def append_to(path: str, data: bytes) -> None:
+    """Add ``data`` at the end of ``path`` (O_APPEND), creating it and its parents if missing.
+
+    Not atomic, unlike ``atomic_write``: a reader may see part of the data, and a failure halfway
+    (disk full) leaves what was written. That is the price of writing a big file in parts.
+    """
+    if os.path.isdir(path):
+        raise FileOpError(codes.IS_A_DIRECTORY, f"{path} is a directory; give the path of a file inside it")
+    parent = os.path.dirname(path) or "."
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except FileExistsError as exc:
+        raise FileOpError(codes.INVALID_ARGUMENT, f"cannot create {path}: a parent path is a file") from exc
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 # ------------------------------------------------------------------------------- verbs
@@ -281,7 +356,7 @@ async def file_read(action: FileRead, *, cwd: str, session_id: str, max_bytes: i
     """Read a file as UTF-8 text (optionally a 1-based inclusive line range) or as base64."""
     path = resolve_path(action.path, cwd)
     try:
-        content, total = await asyncio.to_thread(_read_sync, path, action, max_bytes)
+        content, total = await offload.run(guarded, path, _read_sync, path, action, max_bytes)
     except FileOpError as exc:
         return Error(id=new_id(), cause=action.id, session_id=session_id, code=exc.code, message=exc.message)
     return FileContent(
@@ -291,10 +366,15 @@ async def file_read(action: FileRead, *, cwd: str, session_id: str, max_bytes: i
 
 
 async def file_write(action: FileWrite, *, cwd: str, session_id: str) -> FileWritten | Error:
-    """Write exactly the given bytes (base64-decoded first if asked), atomically."""
+    """Write exactly the given bytes (base64-decoded first if asked).
+
+    The file is replaced atomically (a reader sees the old content or the new, never a mix), or
+    with ``append`` the bytes are added at its end, which is not atomic (see ``append_to``).
+    ``size`` in the answer is the number of bytes this action wrote.
+    """
     path = resolve_path(action.path, cwd)
     try:
-        size = await asyncio.to_thread(_write_sync, path, action)
+        size = await offload.run(guarded, path, _write_sync, path, action)
     except FileOpError as exc:
         return Error(id=new_id(), cause=action.id, session_id=session_id, code=exc.code, message=exc.message)
     return FileWritten(id=new_id(), cause=action.id, session_id=session_id, path=path, size=size)

@@ -76,8 +76,12 @@ class _Job:
         self.script = script
 
 
+class ShellFailure(RuntimeError):
+    """The executor itself failed while serving a command; the action is answered ``internal``."""
+
+
 class _Waiter:
-    """One action awaiting its observation: its result, wake-ups, quiet timer and chunk stream."""
+    """One action awaiting its observation: its result (or failure), wake-ups, quiet timer and chunk stream."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, action: CmdRun, emit: Emit | None, soft_s: float | None) -> None:
         self._loop = loop
@@ -85,6 +89,7 @@ class _Waiter:
         self.emit = emit
         self.soft_s = soft_s
         self.result: CmdOutput | None = None
+        self.error: ShellFailure | None = None
         self.expired = False
         self._wake: asyncio.Future[None] = loop.create_future()
         self.last_output = loop.time()
@@ -101,21 +106,29 @@ class _Waiter:
                 handle.cancel()
         self.soft_handle = self.flush_handle = None
 
+    @property
+    def answered(self) -> bool:
+        return self.result is not None or self.error is not None
+
     def wake(self) -> None:
         if not self._wake.done():
             self._wake.set_result(None)
 
     async def wait(self, timeout_s: float | None = None) -> CmdOutput | None:
-        """The answer, or ``None`` when woken without one (hard timeout, or ``timeout_s`` passed)."""
-        if self.result is not None:
-            return self.result
-        self._wake = self._loop.create_future()
-        handle = self._loop.call_later(timeout_s, self.wake) if timeout_s else None
-        try:
-            await self._wake
-        finally:
-            if handle is not None:
-                handle.cancel()
+        """The answer, or ``None`` when woken without one (hard timeout, or ``timeout_s`` passed).
+
+        Raises ``ShellFailure`` when the executor failed to produce the answer.
+        """
+        if not self.answered:
+            self._wake = self._loop.create_future()
+            handle = self._loop.call_later(timeout_s, self.wake) if timeout_s else None
+            try:
+                await self._wake
+            finally:
+                if handle is not None:
+                    handle.cancel()
+        if self.error is not None:
+            raise self.error
         return self.result
 
 
@@ -128,7 +141,7 @@ class _Shell:
         self._loop = asyncio.get_running_loop()
         token = new_id("c")[:17]
         self._prefix = f"\x1e{token}:"
-        self._sentinel = re.compile(re.escape(self._prefix) + r"(\d+):([01]):(.*?):" + token + "\x1f", re.S)
+        self._sentinel = re.compile(re.escape(self._prefix) + r"(\d{1,3}):([01]):(.*?):" + token + "\x1f", re.S)
         self._ps1 = f"\\036{token}:${{__corral_rc}}:${{__corral_q}}:${{PWD}}:{token}\\037"
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._held_cr = False
@@ -197,9 +210,11 @@ class _Shell:
             self._loop.remove_reader(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = None
-        self.teardown(self._proc.returncode)
-        if not self.exited.done():
-            self.exited.set_result(None)
+        try:
+            self.teardown(self._proc.returncode)
+        finally:
+            if not self.exited.done():
+                self.exited.set_result(None)
 
     def foreground(self) -> int:
         """The terminal's foreground process group (bash's own pid when bash holds it)."""
@@ -248,7 +263,22 @@ class _Shell:
         except OSError:
             self._loop.remove_reader(self._master)
             return
-        self._feed(self._decoder.decode(data))
+        try:
+            self._feed(self._decoder.decode(data))
+        except Exception as exc:  # a bug here must not leave the action unanswered
+            self._broken(exc)
+
+    def _broken(self, exc: Exception) -> None:
+        """Reading the shell failed unexpectedly: its state cannot be trusted, so answer the
+        waiting action ``internal`` and kill the shell; the next command starts a fresh one."""
+        log.error("shell_reader_failed", exc_info=exc)
+        w = self.waiter
+        if w is not None:
+            self.fail(w, ShellFailure(f"reading shell {self.name!r} failed: {exc!r}; "
+                                      "the shell was killed and the next command starts a fresh one"))
+        self.closing = True
+        self.kill()
+        self.teardown(None)
 
     def _feed(self, text: str) -> None:
         if self._held_cr:
@@ -304,7 +334,7 @@ class _Shell:
         if w.chunk_chars > CHUNK_MAX_CHARS:
             self._flush_chunks(w)
         elif w.flush_handle is None:
-            w.flush_handle = self._loop.call_later(CHUNK_INTERVAL_S, self._flush_chunks, w)
+            w.flush_handle = self._loop.call_later(CHUNK_INTERVAL_S, self._timer_flush, w)
 
     def _flush_chunks(self, w: _Waiter) -> None:
         if w.flush_handle is not None:
@@ -317,9 +347,18 @@ class _Shell:
         w.seq += 1
         try:
             w.emit(chunk)
-        except Exception:
-            log.exception("cmd_chunk_emit_failed")
-            w.emit = None
+        except Exception as exc:
+            log.error("cmd_chunk_emit_failed", exc_info=exc)
+            self.fail(w, ShellFailure(
+                f"could not stream the output of {_short(w.action.command)!r}: {exc!r}; the command "
+                f"keeps running in shell {self.name!r} (collect it with an is_input command)"
+            ))
+
+    def _timer_flush(self, w: _Waiter) -> None:
+        try:
+            self._flush_chunks(w)
+        except Exception as exc:  # a timer callback: nobody else would see it
+            self.fail(w, ShellFailure(f"streaming the output failed: {exc!r}"))
 
     # ------------------------------------------------------------------- states
 
@@ -344,7 +383,10 @@ class _Shell:
         if not self.alive and self.job is None and self.waiter is None:
             return
         if self.alive:
-            self._drain()
+            try:
+                self._drain()
+            except Exception as exc:  # what bash printed last is lost; the answer is not
+                log.error("shell_drain_failed", exc_info=exc)
             self.alive = False
             self._loop.remove_reader(self._master)
             self._loop.remove_writer(self._master)
@@ -395,22 +437,39 @@ class _Shell:
     def settle(self, status: CmdStatus, *, exit_code: int | None = None, pid: int | None = None, hint: str | None = None) -> None:
         """Answer the waiting action with the output gathered so far, and detach it."""
         w = self.waiter
-        if w is None or w.result is not None:
+        if w is None or w.answered:
             return
         if w.seq > 0:
             # Once a command has streamed, its chunks carry all of its output: flush the rest first.
             self._flush_chunks(w)
+            if self.waiter is not w:  # the flush failed and answered it
+                return
         self.waiter = None
         w.cancel_timers()
-        content, truncated, path = self.out.finish(w.action.id)
-        self.out = _Output(self._mgr.output_dir)
-        if not self.alive and content.endswith("exit\n"):
-            content = content[:-5]  # what interactive bash prints about its own `exit`, not the command's output
-        w.result = CmdOutput(
-            id=new_id(), cause=w.action.id, session_id=self._mgr.session_id, shell=self.name,
-            content=content, status=status, exit_code=exit_code, working_dir=self.cwd,
-            pid=pid or self.pid, truncated=truncated, full_output_path=path, hint=hint,
-        )
+        out, self.out = self.out, _Output(self._mgr.output_dir)
+        try:
+            content, truncated, path = out.finish(w.action.id)
+            if not self.alive and content.endswith("exit\n"):
+                content = content[:-5]  # what interactive bash prints about its own `exit`, not the command's output
+            w.result = CmdOutput(
+                id=new_id(), cause=w.action.id, session_id=self._mgr.session_id, shell=self.name,
+                content=content, status=status, exit_code=exit_code, working_dir=self.cwd,
+                pid=pid or self.pid, truncated=truncated, full_output_path=path, hint=hint,
+            )
+        except Exception as exc:  # the shell is fine; only this answer is lost
+            log.error("cmd_settle_failed", exc_info=exc)
+            out.discard()
+            w.error = ShellFailure(f"answering {_short(w.action.command)!r} failed: {exc!r}")
+        w.wake()
+
+    def fail(self, w: _Waiter, error: ShellFailure) -> None:
+        """Answer ``w`` with a failure and detach it; a running command keeps running."""
+        if self.waiter is w:
+            self.waiter = None
+        if w.answered:
+            return
+        w.cancel_timers()
+        w.error = error
         w.wake()
 
     # -------------------------------------------------------------------- input
@@ -480,6 +539,12 @@ class _Shell:
         return w
 
     def _soft_check(self, w: _Waiter) -> None:
+        try:
+            self._soft_check_now(w)
+        except Exception as exc:  # a timer callback: nobody else would see it
+            self.fail(w, ShellFailure(f"checking a quiet command failed: {exc!r}"))
+
+    def _soft_check_now(self, w: _Waiter) -> None:
         if self.waiter is not w or w.soft_s is None:
             return
         remaining = w.last_output + w.soft_s - self._loop.time()
@@ -498,7 +563,7 @@ class _Shell:
 
     def expire(self, w: _Waiter) -> None:
         """The hard timeout passed: wake the waiting action without answering it."""
-        if self.waiter is w and w.result is None:
+        if self.waiter is w and not w.answered:
             w.cancel_timers()
             w.soft_s = None
             w.expired = True

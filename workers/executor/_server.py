@@ -13,11 +13,13 @@ import asyncio
 from collections import OrderedDict
 import hmac
 import json
+import logging
 import os
 import shlex
 import socket
 import time
 from typing import Callable
+from urllib.parse import unquote
 
 import msgspec
 
@@ -41,16 +43,22 @@ from protocol import (
     decode_action,
     encode,
     new_id,
+    valid_id,
 )
 
 from . import _http
 from ._editor import Editor
 from ._files import file_read, file_write
+from ._offload import offload
 from ._shell import ShellManager, base_env
+
+log = logging.getLogger(__name__)
 
 MSGPACK = "application/msgpack"
 RESULTS_KEPT = 10_000
-"""Final observations kept to answer a repeated action id (also across worker restarts)."""
+"""Final observations kept to answer a repeated action id (also across worker restarts)..."""
+RESULTS_MAX_BYTES = 8 * 1024 * 1024
+"""... and their encoded size at most: oldest evicted first, the newest one always kept."""
 JSON = "application/json"
 
 
@@ -95,11 +103,12 @@ class Executor:
         self._warm: ShellManager | None = None
         self._editor: Editor | None = None
         self._started_at = time.time()
-        self._results: OrderedDict[str, AnyObservation] = OrderedDict()
+        self._results = _Results(RESULTS_KEPT, RESULTS_MAX_BYTES)
         self._running: dict[str, asyncio.Future[AnyObservation]] = {}
 
     async def start(self) -> None:
         config = self._config
+        offload.start()  # file operations must not need a new thread later (a fork bomb leaves none)
         if config.session_id:
             await self.claim(Claim(session_id=config.session_id, env=config.env, workdir=config.workdir,
                                    default_timeout_s=config.default_timeout_s,
@@ -141,6 +150,11 @@ class Executor:
     def result(self, action_id: str) -> AnyObservation | None:
         return self._results.get(action_id)
 
+    def statistics(self) -> dict[str, int]:
+        """Sizes of what the executor holds: stored answers (count, encoded bytes, cap), running actions."""
+        return {"results": len(self._results), "results_bytes": self._results.nbytes,
+                "results_max_bytes": self._results.max_bytes, "running": len(self._running)}
+
     @property
     def session_id(self) -> str:
         return self._session_id
@@ -164,16 +178,21 @@ class Executor:
         self._running[action.id] = future
         try:
             result = await self._dispatch(action, emit)
-        except BaseException as exc:
+            size = len(encode(result))
+        except Exception as exc:  # a bug, or a failure we did not foresee: still an answer
+            log.error("action_failed", exc_info=exc)
+            code, message = _failure(exc)
+            result = Error(id=new_id(), cause=action.id, session_id=self._session_id, code=code,
+                           message=f"the executor failed on {action.__struct_config__.tag}: {message}")
+            size = len(encode(result))
+        except BaseException as exc:  # cancelled: waiters for the same id re-raise it
             future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it, nobody else needs to
+            future.exception()
             raise
         finally:
             self._running.pop(action.id, None)
         future.set_result(result)
-        self._results[action.id] = result
-        if len(self._results) > RESULTS_KEPT:
-            self._results.popitem(last=False)
+        self._results.add(action.id, result, size)
         return result
 
     async def _dispatch(self, action: AnyAction, emit: Callable[[CmdChunk], None]) -> AnyObservation:
@@ -196,6 +215,46 @@ class Executor:
                     id=new_id(), cause=action.id, session_id=sid, code=codes.UNSUPPORTED,
                     message=f"action kind {kind!r} is not supported by this sandbox's executor",
                 )
+
+
+def _failure(exc: Exception) -> tuple[str, str]:
+    """A stable code for what went wrong: the sandbox out of resources, or a bug of ours."""
+    if isinstance(exc, MemoryError):
+        return codes.SANDBOX_FAILED, "the sandbox ran out of memory"
+    if isinstance(exc, BlockingIOError) or (isinstance(exc, RuntimeError) and "can't start new thread" in str(exc)):
+        return codes.SANDBOX_FAILED, f"the sandbox is out of processes or threads (a fork bomb?): {exc}"
+    return codes.INTERNAL, str(exc) or repr(exc)
+
+
+class _Results:
+    """Final observations by action id, bounded by count and by encoded bytes, oldest evicted first.
+
+    The newest answer is kept even when it alone is over the byte cap, so an action just answered
+    can always be asked for again.
+    """
+
+    def __init__(self, max_count: int, max_bytes: int) -> None:
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._entries: OrderedDict[str, tuple[AnyObservation, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, action_id: str) -> AnyObservation | None:
+        entry = self._entries.get(action_id)
+        return entry[0] if entry is not None else None
+
+    def add(self, action_id: str, obs: AnyObservation, size: int) -> None:
+        old = self._entries.pop(action_id, None)
+        if old is not None:
+            self.nbytes -= old[1]
+        self._entries[action_id] = (obs, size)
+        self.nbytes += size
+        while len(self._entries) > 1 and (len(self._entries) > self.max_count or self.nbytes > self.max_bytes):
+            _, (_, evicted) = self._entries.popitem(last=False)
+            self.nbytes -= evicted
 
 
 async def _adopt_warm_shells(shells: ShellManager, claim: Claim, workdir: str, env: dict[str, str]) -> bool:
@@ -274,7 +333,10 @@ class ExecutorServer:
         if request.method == "POST" and request.path == "/v1/claim":
             return await self._claim(request, writer)
         if request.method == "GET" and request.path.startswith("/v1/result/"):
-            return await self._result(request.path.removeprefix("/v1/result/"), writer)
+            action_id = unquote(request.path.removeprefix("/v1/result/"), errors="replace")
+            if not valid_id(action_id):
+                return await self._reply(writer, 400, "Bad Request", {"error": "not a valid action id"})
+            return await self._result(action_id, writer)
         await self._reply(writer, 404, "Not Found", {"error": f"no route {request.method} {request.path}"})
 
     async def _reply(self, writer: asyncio.StreamWriter, status: int, reason: str, body: dict[str, object]) -> None:
@@ -319,10 +381,11 @@ class ExecutorServer:
         def emit(chunk: CmdChunk) -> None:
             writer.write(_http.chunk(encode(chunk, json=as_json)))
 
+        final = await self._executor.execute(action, emit)  # answers every failure with an Error
         try:
-            final = await self._executor.execute(action, emit)
-        except Exception as exc:  # a bug in a handler must still answer the action
-            final = Error(id=new_id(), cause=action.id, session_id=sid, code=codes.INTERNAL,
-                          message=f"executor failed on {action.__struct_config__.tag}: {exc!r}")
-        writer.write(_http.chunk(encode(final, json=as_json)) + _http.LAST_CHUNK)
+            data = encode(final, json=as_json)
+        except Exception as exc:  # e.g. a value JSON cannot carry
+            data = encode(Error(id=new_id(), cause=action.id, session_id=sid, code=codes.INTERNAL,
+                                message=f"the executor could not encode its answer: {exc}"), json=as_json)
+        writer.write(_http.chunk(data) + _http.LAST_CHUNK)
         await writer.drain()

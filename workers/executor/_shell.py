@@ -90,8 +90,11 @@ class ShellManager:
         return sh.cwd if sh is not None else self.workdir
 
     def scratch_dir(self) -> str:
+        """Where long commands are written to be sourced; made again if a command removed it."""
         if self._scratch is None:
             self._scratch = tempfile.mkdtemp(prefix="corral-sh-")
+        else:
+            os.makedirs(self._scratch, mode=0o700, exist_ok=True)
         return self._scratch
 
     async def aclose(self) -> None:
@@ -156,8 +159,10 @@ class ShellManager:
                 "output it printed since then comes first in this output."
             )
         command = action.command.replace("\r\n", "\n").rstrip("\n")
-        w = sh.attach(action, emit, action.soft_timeout_s or self.default_soft_timeout_s)
+        # begin first: if it fails (the scratch file cannot be written) no waiter is left attached
+        # to block the shell. Nothing is read between the two calls, so no output is missed.
         sh.begin(action.command, preamble + command)
+        w = sh.attach(action, emit, action.soft_timeout_s or self.default_soft_timeout_s)
         result = await self._wait(sh, w, action)
         if hint and result.status == "completed" and result.hint is None:
             result = _with_hint(result, hint)
@@ -210,8 +215,8 @@ class ShellManager:
         """The command ended while nobody was waiting: hand over its output and exit code."""
         code, _ = sh.finished or (None, "")
         sh.finished = None
-        content, truncated, path = sh.out.finish(action.id)
-        sh.out = _Output(self.output_dir)
+        out, sh.out = sh.out, _Output(self.output_dir)
+        content, truncated, path = out.finish(action.id)
         hint = "The command had already finished; the input was not sent." if action.command else None
         return self._obs(
             action, "completed", content, exit_code=code, working_dir=sh.cwd, truncated=truncated,

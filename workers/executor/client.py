@@ -1,41 +1,169 @@
-"""The worker's side of the executor channel: pooled keep-alive HTTP over a Unix socket or TCP."""
+"""The worker's side of the executor channel: pooled keep-alive HTTP over a Unix socket or TCP.
+
+The worker (often root, on the host) talks to a server inside a sandbox it does not trust, through
+a socket file in a directory the sandbox can write. So the client:
+
+* never follows what the sandbox put at the socket path: the path is opened ``O_PATH|O_NOFOLLOW``,
+  must be a socket (a symlink to ``/var/run/docker.sock`` is refused), and is connected through
+  ``/proc/self/fd/<fd>``, so what was checked is what is connected;
+* checks who listens: the peer's ``SO_PEERCRED`` goes to the ``peer_check`` the client was built
+  with (``same_pid_namespace``, ``exact_pid``) once per new connection, before a byte is sent;
+* bounds what it reads (``ChannelLimits``): a declared chunk or body over its cap is refused
+  before it is read, a response head and the rest of a started chunk must arrive in time;
+* percent-encodes every action id it puts in a URL.
+
+Every failure is an ``ExecutorUnavailable``; ``ExecutorImpostor`` and ``ProtocolViolation`` say why.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import AsyncIterator
+import os
+import socket
+import stat
+import struct
+from typing import AsyncIterator, Callable, NamedTuple, NoReturn
+from urllib.parse import quote
+
+import msgspec
 
 from protocol import AnyAction, AnyObservation, decode_observation, encode
 
 from . import _http
+
+MAX_CHUNK_BYTES = 4 * 1024 * 1024
+"""One streamed observation. The largest real ones (a file read at max_read_bytes, ~0.9 MB) fit
+four times over, and NATS refuses messages over 1 MB by default anyway."""
+MAX_BODY_BYTES = 4 * 1024 * 1024
+"""One non-streamed answer: health, claim, a stored result."""
+HEAD_TIMEOUT_S = 30.0
+"""From a request to its response head. Actions answer their head at once; a claim may first
+start bash (its own limit is 10 s) and type cd/export into it (10 s)."""
+CHUNK_TIMEOUT_S = 10.0
+"""From a chunk's size line to its last byte (also a non-streamed body after its head). Between
+chunks there is no limit: a command may be silent for as long as it likes."""
+_IDLE_KEPT = 8
+_PEERCRED = struct.Struct("3i")
 
 
 class ExecutorUnavailable(Exception):
     """The executor could not be reached or broke the connection mid-answer."""
 
 
-class ExecutorClient:
-    """Talks to one sandbox's executor. Concurrent calls use separate connections."""
+class ExecutorImpostor(ExecutorUnavailable):
+    """What listens at the executor's address is not the sandbox's executor; nothing was sent to it."""
 
-    def __init__(self, *, key: str, socket_path: str | None = None, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"refused the executor's socket: {reason}")
+        self.reason = reason
+
+
+class ProtocolViolation(ExecutorUnavailable):
+    """The executor's answer broke the channel's rules (too large, too slow, malformed).
+
+    The connection is dropped; the action gets ``sandbox_failed``, the session lives on.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the executor broke the channel's rules: {reason}")
+        self.reason = reason
+
+
+class PeerCred(NamedTuple):
+    """``SO_PEERCRED`` of a Unix socket: who called ``listen()``, as seen from our pid namespace
+    (pid 0 when that process is not visible from it)."""
+
+    pid: int
+    uid: int
+    gid: int
+
+
+PeerCheck = Callable[[PeerCred], "str | None"]
+"""Given the peer's credentials, a reason to refuse it, or None to accept."""
+
+
+def same_pid_namespace(pid: int, uid: int | None = None) -> PeerCheck:
+    """Accept a peer in the same pid namespace as host process ``pid`` (a container's init).
+
+    A peer whose pid is not visible from here (0) is accepted only when ``uid`` is given and
+    matches the peer's uid.
+    """
+
+    def check(peer: PeerCred) -> str | None:
+        if peer.pid == 0:
+            if uid is None:
+                return "the listening process is not visible from this pid namespace"
+            return None if peer.uid == uid else f"the listener (invisible pid) runs as uid {peer.uid}, not {uid}"
+        try:
+            want = os.readlink(f"/proc/{pid}/ns/pid")
+        except OSError as exc:
+            return f"cannot read the pid namespace of the sandbox's process {pid}: {exc.strerror}"
+        try:
+            got = os.readlink(f"/proc/{peer.pid}/ns/pid")
+        except OSError as exc:
+            return f"cannot read the pid namespace of the listener, pid {peer.pid}: {exc.strerror}"
+        if got != want:
+            return f"the listener (pid {peer.pid}, uid {peer.uid}) is in pid namespace {got}, not the sandbox's {want}"
+        return None
+
+    return check
+
+
+def exact_pid(pid: int) -> PeerCheck:
+    """Accept only the process ``pid`` itself as the listener (the local backend's executor)."""
+
+    def check(peer: PeerCred) -> str | None:
+        return None if peer.pid == pid else f"the listener is pid {peer.pid} (uid {peer.uid}), not the executor's pid {pid}"
+
+    return check
+
+
+class ChannelLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """What the client accepts from an executor (see the module constants for the reasons)."""
+
+    max_chunk_bytes: int = MAX_CHUNK_BYTES
+    max_body_bytes: int = MAX_BODY_BYTES
+    head_timeout_s: float = HEAD_TIMEOUT_S
+    chunk_timeout_s: float = CHUNK_TIMEOUT_S
+
+
+_Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class ExecutorClient:
+    """Talks to one sandbox's executor. Concurrent calls use separate connections.
+
+    ``peer_check`` (Unix sockets only) runs once for every new connection; a refusal raises
+    ``ExecutorImpostor`` before anything is written to the socket.
+    """
+
+    def __init__(self, *, key: str, socket_path: str | None = None, host: str = "127.0.0.1", port: int | None = None,
+                 peer_check: PeerCheck | None = None, limits: ChannelLimits = ChannelLimits()) -> None:
         if socket_path is None and port is None:
             raise ValueError("ExecutorClient needs a socket_path or a port")
+        if peer_check is not None and not socket_path:
+            raise ValueError("peer_check needs a socket_path: TCP peers have no credentials to check")
         self._socket_path = socket_path
         self._host = host
         self._port = port
+        self._peer_check = peer_check
+        self._limits = limits
         self._auth = f"Authorization: Bearer {key}\r\n".encode()
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._idle: list[_Conn] = []
         self._closed = False
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    # ------------------------------------------------------------------ connections
+
+    async def _connect(self) -> _Conn:
         while self._idle:
             reader, writer = self._idle.pop()
             if not writer.is_closing() and not reader.at_eof():
                 return reader, writer
         try:
             if self._socket_path:
-                reader, writer = await asyncio.open_unix_connection(self._socket_path, limit=_http.MAX_HEAD)
+                sock = await self._open_unix(self._socket_path)
+                reader, writer = await asyncio.open_unix_connection(sock=sock, limit=_http.MAX_HEAD)
             else:
                 reader, writer = await asyncio.open_connection(self._host, self._port, limit=_http.MAX_HEAD)
         except OSError as exc:
@@ -43,11 +171,69 @@ class ExecutorClient:
         _http.tune_socket(writer)
         return reader, writer
 
-    def _release(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
-        if self._closed or len(self._idle) >= 8:
+    async def _open_unix(self, path: str) -> socket.socket:
+        """A connected socket to what ``path`` is (never where a symlink points), peer checked."""
+        try:
+            fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise ExecutorUnavailable(f"cannot open the executor's socket {path}: {exc.strerror}") from exc
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISSOCK(mode):
+                what = "a symlink" if stat.S_ISLNK(mode) else "not a socket"
+                raise ExecutorImpostor(f"{path} is {what}")
+            sock.setblocking(False)
+            await _connect_now(sock, f"/proc/self/fd/{fd}")
+            if self._peer_check is not None:
+                cred = PeerCred(*_PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)))
+                reason = self._peer_check(cred)
+                if reason is not None:
+                    raise ExecutorImpostor(reason)
+        except BaseException:
+            sock.close()
+            raise
+        finally:
+            os.close(fd)
+        return sock
+
+    def _release(self, conn: _Conn) -> None:
+        if self._closed or len(self._idle) >= _IDLE_KEPT:
             conn[1].close()
         else:
             self._idle.append(conn)
+
+    async def _read_head(self, reader: asyncio.StreamReader, what: str) -> tuple[str, dict[str, str]]:
+        try:
+            async with asyncio.timeout(self._limits.head_timeout_s):
+                head = await _http.read_head(reader)
+        except TimeoutError:
+            raise ProtocolViolation(f"no response head to {what} within {self._limits.head_timeout_s:g}s") from None
+        if head is None:
+            raise ExecutorUnavailable(f"executor closed the connection before answering {what}")
+        parts = head[0].split(" ", 2)
+        if len(parts) < 2 or parts[0] != "HTTP/1.1" or len(parts[1]) != 3 or not parts[1].isdigit():
+            raise ProtocolViolation(f"malformed status line {head[0][:80]!r}")
+        return parts[1], head[1]
+
+    async def _read_body(self, reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+        try:
+            async with asyncio.timeout(self._limits.chunk_timeout_s):
+                return await _http.read_body(reader, headers, self._limits.max_body_bytes)
+        except TimeoutError:
+            raise ProtocolViolation(f"a response body did not arrive within {self._limits.chunk_timeout_s:g}s") from None
+
+    async def _read_chunk(self, reader: asyncio.StreamReader) -> bytes | None:
+        size = await _http.read_chunk_size(reader, self._limits.max_chunk_bytes)  # silence here is a quiet command
+        try:
+            async with asyncio.timeout(self._limits.chunk_timeout_s):
+                return await _http.read_chunk_data(reader, size)
+        except TimeoutError:
+            raise ProtocolViolation(
+                f"a chunk of {size} bytes did not arrive within {self._limits.chunk_timeout_s:g}s of its size line"
+            ) from None
+
+    # ------------------------------------------------------------------ verbs
 
     async def health(self) -> dict[str, object]:
         return await self._json_call("GET", "/v1/health")
@@ -58,14 +244,25 @@ class ExecutorClient:
 
     async def result(self, action_id: str) -> AnyObservation | None:
         """The executor's stored answer to an action id, or None (unknown, or still running)."""
-        status, body = await self._exchange("GET", f"/v1/result/{action_id}")
-        return decode_observation(body) if status == "200" else None
+        status, body = await self._exchange("GET", "/v1/result/" + quote(action_id, safe=""))
+        if status != "200":
+            return None
+        try:
+            return decode_observation(body)
+        except msgspec.DecodeError as exc:
+            raise ProtocolViolation(f"undecodable stored result: {exc}") from None
 
     async def _json_call(self, method: str, path: str, body: dict[str, object] | None = None) -> dict[str, object]:
         status, answer = await self._exchange(method, path, json.dumps(body).encode() if body is not None else b"")
         if status != "200":
             raise ExecutorUnavailable(f"executor answered {status} to {path}: {answer[:300].decode(errors='replace')}")
-        return json.loads(answer)
+        try:
+            decoded = json.loads(answer)
+        except ValueError as exc:
+            raise ProtocolViolation(f"undecodable JSON answer to {path}: {exc}") from None
+        if not isinstance(decoded, dict):
+            raise ProtocolViolation(f"the answer to {path} is not a JSON object")
+        return decoded
 
     async def _exchange(self, method: str, path: str, data: bytes = b"") -> tuple[str, bytes]:
         """One request with a complete (not streamed) answer: (status code, body)."""
@@ -73,15 +270,13 @@ class ExecutorClient:
         try:
             writer.write(f"{method} {path} HTTP/1.1\r\nHost: executor\r\nContent-Type: application/json\r\n".encode()
                          + self._auth + b"Content-Length: %d\r\n\r\n" % len(data) + data)
-            head = await _http.read_head(reader)
-            if head is None:
-                raise ExecutorUnavailable("executor closed the connection")
-            answer = await _http.read_body(reader, head[1])
-        except (OSError, asyncio.IncompleteReadError, _http.HttpError) as exc:
+            status, headers = await self._read_head(reader, path)
+            answer = await self._read_body(reader, headers)
+        except BaseException as exc:
             writer.close()
-            raise ExecutorUnavailable(f"executor {path} failed: {exc!r}") from exc
+            _reraise(exc, path)
         self._release((reader, writer))
-        return head[0].split(" ", 2)[1], answer
+        return status, answer
 
     async def execute(self, action: AnyAction) -> AsyncIterator[AnyObservation]:
         """Yield the observations of one action: chunks, then the final observation."""
@@ -95,18 +290,21 @@ class ExecutorClient:
                 + b"Content-Length: %d\r\n\r\n" % len(body)
                 + body
             )
-            head = await _http.read_head(reader)
-            if head is None:
-                raise ExecutorUnavailable("executor closed the connection before answering")
-            status = head[0].split(" ", 2)[1]
+            status, headers = await self._read_head(reader, "the action")
             if status != "200":
-                detail = await _http.read_body(reader, head[1])
+                detail = await self._read_body(reader, headers)
                 raise ExecutorUnavailable(f"executor answered {status}: {detail[:200]!r}")
-            while (data := await _http.read_chunk(reader)) is not None:
-                yield decode_observation(data)
+            if headers.get("transfer-encoding") != "chunked":
+                raise ProtocolViolation("an action's answer must be chunked")
+            while (data := await self._read_chunk(reader)) is not None:
+                try:
+                    obs = decode_observation(data)
+                except msgspec.DecodeError as exc:
+                    raise ProtocolViolation(f"undecodable observation: {exc}") from None
+                yield obs
             done = True
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, _http.HttpError) as exc:
-            raise ExecutorUnavailable(f"executor connection broke: {exc!r}") from exc
+        except BaseException as exc:
+            _reraise(exc, "the action")
         finally:
             if done:
                 self._release((reader, writer))
@@ -117,3 +315,24 @@ class ExecutorClient:
         self._closed = True
         while self._idle:
             self._idle.pop()[1].close()
+
+
+def _reraise(exc: BaseException, what: str) -> NoReturn:
+    """Raise channel failures as the client's errors; anything else (cancellation, ours) as it is."""
+    if isinstance(exc, _http.HttpError):
+        raise ProtocolViolation(f"{what}: {exc}") from exc
+    if isinstance(exc, (OSError, EOFError)) and not isinstance(exc, ExecutorUnavailable):
+        raise ExecutorUnavailable(f"executor connection broke during {what}: {exc!r}") from exc
+    raise exc
+
+
+async def _connect_now(sock: socket.socket, address: str) -> None:
+    """connect() a non-blocking Unix socket: it succeeds or fails at once, except when the
+    listener's backlog is full (EAGAIN), which is retried a few times."""
+    for attempt in range(6):
+        try:
+            sock.connect(address)
+            return
+        except BlockingIOError:
+            await asyncio.sleep(0.002 * 2**attempt)
+    raise ExecutorUnavailable("the executor's listen backlog stayed full")

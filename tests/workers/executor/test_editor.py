@@ -10,6 +10,8 @@ import pytest
 from protocol import Error, FileEdit, FileEdited, codes
 from workers.executor._editor import HISTORY_STEPS, MAX_VIEW_CHARS, Editor
 
+from . import peak_rss
+
 SID = "sess-ed"
 
 
@@ -490,3 +492,60 @@ async def test_undo_history_is_bounded(editor, tmp_path):
         await ok(editor, "undo_edit", path)
     assert path.read_text() == "2"
     await fails(editor, "undo_edit", path, codes.EDIT_FAILED, "no edit history for")
+
+
+# ------------------------------------------------------------------ long lines, huge numbers, bad paths
+
+
+async def test_a_view_of_a_huge_one_line_file_holds_only_a_view(editor, tmp_path):
+    path = tmp_path / "huge.txt"
+    with open(path, "wb") as f:  # a text head, then a sparse run with no newline: one 60 MB line
+        f.write(b"a" * 8192)
+        f.truncate(60 * 1024 * 1024)
+    before = peak_rss.reset()
+    obs = await ok(editor, "view", path, view_range=[1, 1])
+    grown = peak_rss.grown_mb(before)
+    assert obs.content.startswith("     1\taaaa") and "line 1 is longer than" in obs.content
+    assert len(obs.content) < MAX_VIEW_CHARS + 300
+    assert grown < 30, f"peak RSS grew by {grown:.0f} MB"
+
+
+async def test_a_view_of_many_short_lines_holds_only_a_view(editor, tmp_path):
+    path = tmp_path / "lines.txt"
+    path.write_bytes(b"\n" * (20 * 1024 * 1024))  # 20 M empty lines: a list of them would take 160 MB
+    before = peak_rss.reset()
+    obs = await ok(editor, "view", path, view_range=[10_000_000, -1])
+    grown = peak_rss.grown_mb(before)
+    assert obs.content.startswith("10000000\t\n") and f"of {20 * 1024 * 1024}" in obs.content
+    assert grown < 30, f"peak RSS grew by {grown:.0f} MB"
+
+
+@pytest.mark.parametrize(("view_range", "phrase"), [
+    ([1, 10**20], "past the last line"),
+    ([10**20, -1], "view_range start"),
+    ([-(10**20), 2], "view_range start"),
+    ([10**20, 10**20 + 1], "view_range start"),
+])
+async def test_view_range_with_huge_numbers_is_invalid_argument(editor, tmp_path, view_range, phrase):
+    (tmp_path / "a.txt").write_text("one\ntwo\n")
+    await fails(editor, "view", tmp_path / "a.txt", codes.INVALID_ARGUMENT, phrase, view_range=view_range)
+
+
+async def test_insert_line_with_a_huge_number_is_invalid_argument(editor, tmp_path):
+    (tmp_path / "a.txt").write_text("one\n")
+    await fails(editor, "insert", tmp_path / "a.txt", codes.INVALID_ARGUMENT, "out of range", insert_line=10**20, new_str="x")
+
+
+@pytest.mark.parametrize("command", ["view", "create", "str_replace", "insert", "undo_edit"])
+async def test_a_nul_in_the_path_is_invalid_argument(editor, tmp_path, command):
+    kw = {"create": {"file_text": "x"}, "str_replace": {"old_str": "a", "new_str": "b"},
+          "insert": {"insert_line": 0, "new_str": "x"}}.get(command, {})
+    code = codes.EDIT_FAILED if command == "undo_edit" else codes.INVALID_ARGUMENT
+    await fails(editor, command, f"{tmp_path}/a\x00b", code, "NUL byte" if code == codes.INVALID_ARGUMENT else "", **kw)
+
+
+async def test_a_snippet_after_an_edit_in_a_file_of_long_lines_is_bounded(editor, tmp_path):
+    long_line = "z" * 200_000
+    (tmp_path / "a.txt").write_text(f"needle\n{long_line}\n{long_line}\n")
+    obs = await ok(editor, "str_replace", tmp_path / "a.txt", old_str="needle", new_str="pin")
+    assert "     1\tpin\n" in obs.content and len(obs.content) < 2 * MAX_VIEW_CHARS

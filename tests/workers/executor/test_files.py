@@ -10,9 +10,12 @@ import stat
 import pytest
 
 from protocol import Error, FileContent, FileRead, FileWrite, FileWritten, codes
-from workers.executor._files import atomic_write, file_read, file_write, translate_os_error
+from workers.executor._files import BLOCK_BYTES, SNIFF_BYTES, atomic_write, file_read, file_write, translate_os_error
+
+from . import peak_rss
 
 SID = "sess-1"
+MiB = 1024 * 1024
 
 
 async def read(tmp_path, path, **kw) -> FileContent | Error:
@@ -335,3 +338,113 @@ async def test_write_into_unwritable_directory_is_permission_denied(tmp_path):
     finally:
         locked.chmod(0o700)
     expect_error(obs, codes.PERMISSION_DENIED, "cannot access")
+
+
+# ------------------------------------------------------------------ long lines, bounded memory
+
+
+def one_line_file(path, size: int, tail: bytes = b"") -> None:
+    """A text head, then a sparse run of NUL bytes with no newline: one line of ``size`` bytes, made at once."""
+    with open(path, "wb") as f:
+        f.write(b"a" * SNIFF_BYTES)
+        f.truncate(size)
+        f.seek(size)
+        f.write(tail)
+
+
+async def test_a_range_inside_a_huge_line_fails_naming_the_line_and_holds_no_more_than_the_limit(tmp_path):
+    one_line_file(tmp_path / "huge.txt", 200 * MiB)
+    before = peak_rss.reset()
+    obs = await read(tmp_path, "huge.txt", start_line=1, end_line=1)
+    grown = peak_rss.grown_mb(before)
+    expect_error(obs, codes.FILE_TOO_LARGE, "line 1 of")
+    assert "alone is over the 900000-byte limit" in obs.message
+    assert grown < 30, f"peak RSS grew by {grown:.0f} MB"
+
+
+async def test_a_range_after_a_huge_line_counts_it_without_holding_it(tmp_path):
+    one_line_file(tmp_path / "huge.txt", 200 * MiB, b"\nsecond\n")
+    before = peak_rss.reset()
+    obs = await read(tmp_path, "huge.txt", start_line=2)
+    grown = peak_rss.grown_mb(before)
+    assert isinstance(obs, FileContent) and (obs.content, obs.total_lines) == ("second\n", 2)
+    assert grown < 30, f"peak RSS grew by {grown:.0f} MB"
+
+
+async def test_a_range_that_passes_the_limit_names_the_line_where_it_does(tmp_path):
+    (tmp_path / "a.txt").write_text("".join(f"line {i}\n" for i in range(1, 101)))  # 7 bytes each up to 9
+    obs = await file_read(FileRead(id="a", path="a.txt", start_line=5, end_line=50), cwd=str(tmp_path),
+                          session_id=SID, max_bytes=30)
+    message = expect_error(obs, codes.FILE_TOO_LARGE, "lines 5-9 of")
+    assert "lines 5-8 fit" in message
+
+
+@pytest.mark.parametrize(("start", "end"), [(1, 1), (1, None), (2, 3), (3, 3), (4, 9), (5, None), (6, 6)])
+async def test_ranges_across_block_boundaries_match_a_plain_split(tmp_path, start, end):
+    lengths = [10, BLOCK_BYTES - 12, 3, 2 * BLOCK_BYTES + 5, 0, 7]
+    text = "".join("x" * n + "\n" for n in lengths) + "last"  # 7 lines, the last without a newline
+    (tmp_path / "a.txt").write_text(text)
+    obs = await file_read(FileRead(id="a", path="a.txt", start_line=start, end_line=end), cwd=str(tmp_path),
+                          session_id=SID, max_bytes=10 * BLOCK_BYTES)
+    lines = text.splitlines(keepends=True)
+    assert isinstance(obs, FileContent)
+    assert (obs.content, obs.total_lines) == ("".join(lines[start - 1 : end]), 7)
+
+
+# ------------------------------------------------------------------ paths the OS refuses
+
+
+async def test_a_nul_in_a_read_path_is_invalid_argument(tmp_path):
+    expect_error(await read(tmp_path, "a\x00b"), codes.INVALID_ARGUMENT, "NUL byte")
+
+
+async def test_a_nul_in_a_write_path_is_invalid_argument(tmp_path):
+    expect_error(await write(tmp_path, "a\x00b", "x"), codes.INVALID_ARGUMENT, "NUL byte")
+
+
+# ------------------------------------------------------------------ append
+
+
+async def test_append_adds_to_the_end_of_a_file(tmp_path):
+    (tmp_path / "log.txt").write_text("one\n")
+    obs = await write(tmp_path, "log.txt", "two\n", append=True)
+    assert isinstance(obs, FileWritten) and obs.size == 4
+    assert (tmp_path / "log.txt").read_text() == "one\ntwo\n"
+
+
+async def test_append_creates_a_missing_file_and_its_parents(tmp_path):
+    obs = await write(tmp_path, "new/deeper/log.txt", "first", append=True)
+    assert isinstance(obs, FileWritten) and obs.path == str(tmp_path / "new" / "deeper" / "log.txt")
+    assert (tmp_path / "new" / "deeper" / "log.txt").read_text() == "first"
+
+
+async def test_append_of_base64_adds_the_decoded_bytes(tmp_path):
+    parts = [bytes(range(0, 128)), bytes(range(128, 256)), b"\x00\xff"]
+    for part in parts:
+        obs = await write(tmp_path, "b.bin", base64.b64encode(part).decode(), encoding="base64", append=True)
+        assert isinstance(obs, FileWritten) and obs.size == len(part)
+    assert (tmp_path / "b.bin").read_bytes() == b"".join(parts)
+
+
+async def test_append_of_bad_base64_is_invalid_and_changes_nothing(tmp_path):
+    (tmp_path / "b.bin").write_bytes(b"keep")
+    expect_error(await write(tmp_path, "b.bin", "not base64!", encoding="base64", append=True),
+                 codes.INVALID_ARGUMENT, "not valid base64")
+    assert (tmp_path / "b.bin").read_bytes() == b"keep"
+
+
+async def test_append_to_a_directory_is_refused(tmp_path):
+    (tmp_path / "d").mkdir()
+    expect_error(await write(tmp_path, "d", "x", append=True), codes.IS_A_DIRECTORY, "is a directory")
+
+
+async def test_append_under_a_file_is_invalid(tmp_path):
+    (tmp_path / "f").write_text("")
+    expect_error(await write(tmp_path, "f/g.txt", "x", append=True), codes.INVALID_ARGUMENT, "parent")
+
+
+async def test_append_keeps_the_files_mode(tmp_path):
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(tmp_path / "run.sh", 0o751)
+    await write(tmp_path, "run.sh", "echo hi\n", append=True)
+    assert stat.S_IMODE(os.stat(tmp_path / "run.sh").st_mode) == 0o751

@@ -3,12 +3,13 @@
 import asyncio
 import json
 import os
+import resource
 import sys
 
 import pytest
 
-from protocol import CmdOutput, CmdRun, Error, FileWrite, codes, new_id
-from workers.executor.client import ExecutorClient, ExecutorUnavailable
+from protocol import CmdOutput, CmdRun, Error, FileContent, FileEdit, FileEdited, FileRead, FileWrite, FileWritten, codes, new_id
+from workers.executor.client import ExecutorClient, ExecutorUnavailable, exact_pid
 
 
 @pytest.fixture
@@ -113,3 +114,76 @@ async def test_a_repeated_action_id_runs_once_even_across_clients(executor, tmp_
     assert a == b == c and a.content == "1\n"
     await first.aclose()
     await second.aclose()
+
+
+async def raw_exchange(sock: str, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_unix_connection(sock)
+    writer.write(request)
+    await writer.drain()
+    answer = await reader.read()  # the executor closes after a refused request; keep-alive otherwise
+    writer.close()
+    return answer
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /v1/health HTTP/1.1\r\nX-Smuggled: a\nAuthorization: Bearer k1\r\n\r\n",
+    b"GET /v1/health HTTP/1.1\r\nX-Smuggled: a\rAuthorization: Bearer k1\r\n\r\n",
+    b"GET /v1/health\x00 HTTP/1.1\r\nAuthorization: Bearer k1\r\n\r\n",
+])
+async def test_a_head_with_a_stray_cr_lf_or_nul_is_refused_unanswered(executor, head):
+    sock, _ = executor
+    assert await raw_exchange(sock, head) == b""
+
+
+async def test_a_result_id_is_percent_decoded(executor):
+    sock, _ = executor
+    client = ExecutorClient(key="k1", socket_path=sock)
+    await client.claim({"session_id": "s1"})
+    action = FileWrite(id="odd%41id?#&", path="f", content="x")
+    written = [o async for o in client.execute(action)][-1]
+    assert await client.result(action.id) == written
+    await client.aclose()
+
+
+@pytest.mark.parametrize("encoded", ["a%2Fb", "a%20b", "a%0D%0Ab", "%FF", "x" * 257])
+async def test_a_result_id_that_is_not_a_valid_action_id_is_a_400(executor, encoded):
+    sock, _ = executor
+    reader, writer = await asyncio.open_unix_connection(sock)
+    writer.write(f"GET /v1/result/{encoded} HTTP/1.1\r\nAuthorization: Bearer k1\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 400 ")
+
+
+async def test_the_executor_is_the_listener_its_client_checks_for(executor):
+    sock, proc = executor
+    client = ExecutorClient(key="k1", socket_path=sock, peer_check=exact_pid(proc.pid))
+    assert (await client.health())["pid"] == proc.pid
+    await client.aclose()
+
+
+def _vm_size(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmSize")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to lower another process's limits")
+async def test_file_operations_work_when_the_sandbox_cannot_start_a_thread(executor, tmp_path):
+    sock, proc = executor
+    client = ExecutorClient(key="k1", socket_path=sock)
+    await client.claim({"session_id": "s1"})
+    # What a fork bomb leaves behind: no room for another thread (its stack is 8 MiB of address space).
+    _, hard = resource.prlimit(proc.pid, resource.RLIMIT_AS)
+    resource.prlimit(proc.pid, resource.RLIMIT_AS, (_vm_size(proc.pid) + 6 * 1024 * 1024, hard))
+    try:
+        written = [o async for o in client.execute(FileWrite(id="w", path="f.txt", content="still here\n"))][-1]
+        read = [o async for o in client.execute(FileRead(id="r", path="f.txt"))][-1]
+        viewed = [o async for o in client.execute(FileEdit(id="v", command="view", path=str(tmp_path / "ws" / "f.txt")))][-1]
+    finally:
+        resource.prlimit(proc.pid, resource.RLIMIT_AS, (hard, hard))
+    assert isinstance(written, FileWritten) and written.size == 11
+    assert isinstance(read, FileContent) and read.content == "still here\n"
+    assert isinstance(viewed, FileEdited) and "still here" in viewed.content
+    await client.aclose()

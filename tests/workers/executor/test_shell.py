@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from protocol import CmdChunk, CmdOutput, CmdRun, new_id
+from workers.executor._output import log_name
 from workers.executor._shell import ShellManager
 
 
@@ -323,7 +324,7 @@ async def test_output_cap_keeps_head_and_tail_and_writes_the_full_log(shells: Sh
     result = await shells.run(action)
     full = "".join(f"{i}\n" for i in range(1, 30001))
     assert result.truncated
-    assert result.full_output_path == str(tmp_path / "out" / f"{action.id}.log")
+    assert result.full_output_path == str(tmp_path / "out" / log_name(action.id))
     assert Path(result.full_output_path).read_text() == full
     assert result.content.startswith(full[:10_000]) and result.content.endswith(full[-20_000:])
     assert f"{len(full) - 30_000} characters omitted" in result.content

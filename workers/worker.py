@@ -120,6 +120,7 @@ class Worker:
         self._supervisor = Supervisor(f"worker:{self.worker_id}")
         self._subs: list[Any] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing: set[asyncio.Task[None]] = set()
         self._nc: Nats | None = None
         self._draining = False
         self._images: list[str] = []
@@ -201,7 +202,7 @@ class Worker:
     def _runner(self, handle: SandboxHandle, spec: SessionSpec) -> SessionRunner:
         assert self._nc is not None
         return SessionRunner(self._nc, self._subjects, self._stream, handle, spec=spec, client=self._backend.client(handle),
-                             config=self._runner_config, on_dead=self._on_sandbox_dead,
+                             config=self._runner_config, on_dead=self._sandbox_died,
                              death_reason=lambda: self._backend.alive(handle))
 
     async def _watch_forever(self) -> None:
@@ -421,6 +422,13 @@ class Worker:
         log.info("session_" + ("paused" if verb == "pause" else "resumed"), session_id=ref.session_id)
         await self._reply(msg, info)
 
+    def _sandbox_died(self, session_id: str, reason: str) -> None:
+        """A runner found its sandbox dead: close the session as lost, in a task the worker owns
+        (a stopping worker lets it finish before it closes its backend)."""
+        task = asyncio.create_task(self._on_sandbox_dead(session_id, reason), name=f"lose:{session_id}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def _on_sandbox_dead(self, session_id: str, reason: str) -> None:
         log.warning("sandbox_died", session_id=session_id, reason=reason)
         await self.close_session(session_id, status="lost", reason=f"sandbox died: {reason}")
@@ -447,7 +455,9 @@ class Worker:
             await asyncio.gather(*(r.aclose(answer=False, delete_consumer=False) for r in self._runners.values()),
                                  return_exceptions=True)
             self._runners.clear()
-        await cancel_and_wait(self._tasks)
+        if self._closing:
+            await asyncio.wait(self._closing, timeout=30)
+        await cancel_and_wait(self._tasks | self._closing)
         await self._backend.aclose()
         if self._nc is not None and not self._nc.is_closed:
             try:

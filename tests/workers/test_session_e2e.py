@@ -169,3 +169,10 @@ async def test_every_action_has_one_canonical_log_line_with_its_outcome(session)
     assert len(lines) == 2 and set(by_action) == {ok.cause, bad.cause}
     assert by_action[ok.cause]["outcome"] == "completed:3" and by_action[bad.cause]["outcome"] == "error:file_not_found"
     assert all(e["session_id"] == session.session_id and e["worker_id"] and e["log_level"] == "info" for e in lines)
+
+
+async def test_a_file_bigger_than_one_message_is_written_in_parts_with_append(session):
+    part = "x" * 600_000
+    assert (await session.write_file("big.txt", part)).size == 600_000
+    assert (await session.write_file("big.txt", part, append=True)).size == 600_000
+    assert (await session.cmd("wc -c < big.txt")).content == "1200000\n"

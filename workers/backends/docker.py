@@ -29,6 +29,7 @@ import structlog
 from protocol import SessionSpec, codes, new_id
 
 from .._ports import PortAllocator, PortsExhausted
+from ..executor.client import ExecutorClient, PeerCred, PeerCheck, same_pid_namespace
 from ._base import (
     Backend,
     BackendError,
@@ -330,11 +331,25 @@ class DockerBackend(Backend):
                 break
         else:
             raise BackendError(f"the sandbox exited before its executor was ready: {await self._exit_report(container)}")
+        info = await container.show()
+        # The container's init, on the host: the executor's socket must belong to its pid namespace.
+        handle = msgspec.structs.replace(handle, pid=int(info["State"].get("Pid") or 0) or None)
         if self.config.transport == "tcp" and handle.port is None:
-            info = await container.show()
             address = info["NetworkSettings"]["Networks"][INTERNAL_NETWORK]["IPAddress"]
             handle = msgspec.structs.replace(handle, host=address, port=EXEC_PORT)
         return handle
+
+    def client(self, handle: SandboxHandle) -> ExecutorClient:
+        """Over the Unix socket, only a listener inside the container's pid namespace (or, when the
+        worker cannot see it, running as the sandbox uid) is talked to: whatever the sandbox puts
+        at the socket path, the worker never speaks to the engine or another host service."""
+        if handle.socket_path is None:
+            return super().client(handle)
+        if handle.pid is None:  # a handle from before the pid was recorded: the uid is what is left
+            check = _uid_only(self.config.uid)
+        else:
+            check = same_pid_namespace(handle.pid, uid=self.config.uid)
+        return ExecutorClient(key=handle.key, socket_path=handle.socket_path, peer_check=check)
 
     async def _exit_report(self, container: Any) -> str:
         try:
@@ -518,3 +533,9 @@ async def _follow_stdout(container: Any) -> AsyncIterator[str]:
             yield piece
     except DockerError as exc:
         raise BackendError(f"cannot read the sandbox's output: {exc.message}") from exc
+
+
+def _uid_only(uid: int) -> PeerCheck:
+    def check(peer: PeerCred) -> str | None:
+        return None if peer.uid == uid else f"the socket's listener runs as uid {peer.uid}, not the sandbox's {uid}"
+    return check

@@ -20,6 +20,7 @@ import structlog
 
 from protocol import SessionSpec, new_id
 
+from ..executor.client import ExecutorClient, exact_pid
 from ._base import BackendError, SandboxHandle, deployment_id
 from ._hostdir import HostDirBackend, default_socket_dir
 
@@ -59,6 +60,11 @@ class LocalBackend(HostDirBackend):
         if warn:
             print(f"WARNING: {NO_ISOLATION_WARNING}", file=sys.stderr)
             log.warning("local_backend_no_isolation", worker_id=worker_id)
+
+    def client(self, handle: SandboxHandle) -> ExecutorClient:
+        """The listener must be the executor this backend started (its pid in the handle)."""
+        check = exact_pid(handle.pid) if handle.pid else None
+        return ExecutorClient(key=handle.key, socket_path=handle.socket_path, peer_check=check)
 
     def validate(self, spec: SessionSpec) -> None:
         super().validate(spec)

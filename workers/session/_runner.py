@@ -117,7 +117,7 @@ class SessionRunner:
 
     def __init__(self, nc: Nats, subjects: Subjects, stream: str, handle: SandboxHandle, *,
                  spec: SessionSpec = SessionSpec(), client: ExecutorClient | None = None,
-                 config: RunnerConfig = RunnerConfig(), on_dead: Callable[[str, str], Awaitable[None]] | None = None,
+                 config: RunnerConfig = RunnerConfig(), on_dead: Callable[[str, str], None] | None = None,
                  death_reason: DeathReason | None = None) -> None:
         self._nc = nc
         self._js = nc.jetstream()
@@ -382,7 +382,7 @@ class SessionRunner:
         if self._dead is None:
             self._dead = reason
             if self._on_dead is not None:
-                self._spawn(self._on_dead(self.session_id, reason), "on_dead")
+                self._on_dead(self.session_id, reason)  # the worker closes the session, in a task of its own
         return self._error(job, codes.SANDBOX_DIED, f"the sandbox died: {reason}")
 
     async def _chunk(self, job: _Job, chunk: CmdChunk) -> None:

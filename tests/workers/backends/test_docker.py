@@ -140,7 +140,11 @@ async def _remove_worker_containers(worker_id: str) -> None:
     async with aiodocker.Docker() as docker:
         filters = json.dumps({"label": [f"corral.worker={worker_id}"]})
         for container in await docker.containers.list(all=True, filters=filters):
-            await container.delete(force=True)
+            try:
+                await container.delete(force=True)
+            except DockerError as exc:
+                if exc.status not in (404, 409):  # gone, or being removed by the worker already
+                    raise
 
 
 async def remove_worker_sandboxes(base_dir: str, worker_id: str, image: str) -> None:

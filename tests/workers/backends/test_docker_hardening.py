@@ -144,3 +144,61 @@ async def test_warm_sandboxes_stay_bounded_and_within_capacity(nats_server, tmp_
     finally:
         await worker.aclose()
         await ctl.aclose()
+
+
+async def test_a_sandbox_that_swaps_its_socket_for_a_symlink_reaches_nothing(nats_server, tmp_path, worker_id,
+                                                                             runtime_image, cleanup):
+    from workers.executor.client import ExecutorImpostor
+
+    connections = []
+
+    async def fake(reader, writer):  # stands in for any host service the symlink could point at
+        connections.append(await reader.read(100))
+        writer.close()
+
+    decoy_path = str(tmp_path / "decoy.sock")
+    decoy = await asyncio.start_unix_server(fake, decoy_path)
+    backend = DockerBackend(base_dir=str(tmp_path / "w"), worker_id=worker_id, config=DockerConfig(image=runtime_image))
+    try:
+        handle = await backend.create("s-swap", SessionSpec())
+        client = backend.client(handle)
+        out = [o async for o in client.execute(CmdRun(id=new_id(), command=f"rm /run/corral/executor.sock && "
+                                                                            f"ln -s {decoy_path} /run/corral/executor.sock"))]
+        assert out[-1].exit_code == 0, out[-1]
+        await client.aclose()
+        with pytest.raises(ExecutorImpostor):
+            await backend.client(handle).health()  # a new connection, as after a worker restart
+        assert connections == []
+    finally:
+        decoy.close()
+        await backend.aclose()
+
+
+async def test_neither_a_socket_swap_nor_a_crafted_lookup_makes_the_worker_talk_to_the_engine(
+        nats_server, tmp_path, worker_id, runtime_image, cleanup):
+    probe = "corral.probe=" + new_id()
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url))
+    await ctl.start()
+    worker = _worker(nats_server, tmp_path, worker_id, runtime_image)
+    await worker.start()
+    try:
+        async with await Client.connect(nats_server.url) as client:
+            session = await client.create_session()
+            await session.cmd("rm /run/corral/executor.sock && ln -s /var/run/docker.sock /run/corral/executor.sock")
+            body = json.dumps({"Image": runtime_image, "Labels": {probe.split("=")[0]: probe.split("=")[1]}})
+            smuggled = (f"x HTTP/1.1\r\nHost: docker\r\n\r\nPOST /containers/create HTTP/1.1\r\nHost: docker\r\n"
+                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}")
+            reply = await client.nats.request(client.subjects.lookup(session.session_id), smuggled.encode(), timeout=10)
+            assert b"bad_payload" in reply.data
+            await client.nats.request(client.subjects.lookup(session.session_id), b"plain-id", timeout=10)
+            worker._runners[session.session_id]._ctx.client._idle.clear()  # drop pooled connections: next call connects
+            out = await session.cmd("echo after")
+            assert isinstance(out, Error) and out.code in (codes.SANDBOX_DIED, codes.SANDBOX_FAILED), out
+        async with aiodocker.Docker() as docker:
+            assert await docker.containers.list(all=True, filters=json.dumps({"label": [probe]})) == []
+    finally:
+        async with aiodocker.Docker() as docker:  # clean up, should the probe ever have got through
+            for container in await docker.containers.list(all=True, filters=json.dumps({"label": [probe]})):
+                await container.delete(force=True)
+        await worker.aclose()
+        await ctl.aclose()

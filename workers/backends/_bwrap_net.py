@@ -40,6 +40,7 @@ import structlog
 from ._base import BackendError
 from ._bwrap_host import SandboxUser
 from ._bwrap_spawn import read_some
+from ._fence import host_addresses
 
 log = structlog.get_logger()
 
@@ -68,20 +69,6 @@ def missing_for_egress(slirp4netns: str) -> list[str]:
     if os.geteuid() != 0 and not os.access("/dev/net/tun", os.R_OK | os.W_OK):
         missing.append("a /dev/net/tun this user may open (it is 0666 on a standard Debian host)")
     return missing
-
-
-def host_addresses() -> list[str]:
-    """Every IPv4 address of the host's interfaces except loopback (from the kernel's local routing table)."""
-    found: set[str] = set()
-    last = None
-    with open("/proc/net/fib_trie") as f:
-        for line in f:
-            text = line.strip()
-            if text.startswith("|-- "):
-                last = text[4:]
-            elif text == "/32 host LOCAL" and last is not None and not last.startswith("127."):
-                found.add(last)
-    return sorted(found, key=ipaddress.IPv4Address)
 
 
 FENCE_HELPER = """\

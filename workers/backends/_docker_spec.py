@@ -50,6 +50,10 @@ class DockerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     network: Literal["none", "egress"] = "none"
     """A session's network when its spec names none."""
     egress_network: str = "bridge"
+    fence_egress: bool = True
+    """Egress containers get prohibit routes to every host address (the broker's included) and
+    ``egress_deny``; needs a root worker (nsenter). Off: egress reaches the host's services."""
+    egress_deny: tuple[str, ...] = ("169.254.0.0/16",)
     cpus: float = 1.0
     memory_mb: int = 2048
     pids: int = 512

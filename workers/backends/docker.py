@@ -29,7 +29,7 @@ import structlog
 from protocol import SessionSpec, codes, new_id
 
 from .._ports import PortAllocator, PortsExhausted
-from ..executor.client import ExecutorClient, PeerCred, PeerCheck, same_pid_namespace
+from ..executor.client import ExecutorClient, PeerCheck, PeerCred, same_pid_namespace
 from ._base import (
     Backend,
     BackendError,
@@ -58,6 +58,7 @@ from ._docker_spec import (
     executor_config,
     resolve_limits,
 )
+from ._fence import fence_as_root
 
 log = structlog.get_logger()
 
@@ -142,7 +143,10 @@ class DockerBackend(Backend):
 
     def validate(self, spec: SessionSpec) -> None:
         super().validate(msgspec.structs.replace(spec, isolation=None))  # isolation is ours to judge
-        self.limits(spec)
+        limits = self.limits(spec)
+        if limits.network == "egress" and self.config.fence_egress and os.geteuid() != 0:
+            raise BackendError("network='egress' is fenced off the host with routes only a root worker can install; "
+                               "run the worker as root or set the docker backend's fence_egress=false", "invalid_spec")
 
     def pool_key(self, spec: SessionSpec) -> str | None:
         try:
@@ -232,6 +236,8 @@ class DockerBackend(Backend):
             async with asyncio.timeout(self.config.start_timeout_s):
                 handle = await self._launch(docker, image, limits, handle)
                 handle = await self._wait_ready(docker, handle)
+                if limits.network == "egress" and self.config.fence_egress:
+                    await self._fence(docker, handle)
         except TimeoutError:
             await asyncio.shield(self.destroy(handle))
             raise _StartTimeout() from None
@@ -240,6 +246,15 @@ class DockerBackend(Backend):
             raise
         self._save(handle)
         return handle
+
+    async def _fence(self, docker: aiodocker.Docker, handle: SandboxHandle) -> None:
+        """Egress reaches past the host, never the host itself (its services, the broker)."""
+        spare: tuple[str, ...] = ()
+        if self.config.transport == "tcp":  # the published port's replies go to the bridge's gateway
+            info = await docker.containers.container(handle.container_id or "").show()
+            spare = tuple(n.get("Gateway", "") for n in info["NetworkSettings"]["Networks"].values())
+        fenced = await fence_as_root(handle.pid or 0, self.config.egress_deny, spare=spare)
+        log.info("docker_egress_fenced", sandbox_id=handle.sandbox_id, routes=len(fenced))
 
     async def _launch(self, docker: aiodocker.Docker, image: str, limits: Limits, handle: SandboxHandle) -> SandboxHandle:
         sid = handle.sandbox_id

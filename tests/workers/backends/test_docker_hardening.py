@@ -202,3 +202,51 @@ async def test_neither_a_socket_swap_nor_a_crafted_lookup_makes_the_worker_talk_
                 await container.delete(force=True)
         await worker.aclose()
         await ctl.aclose()
+
+
+PROBE = """
+import socket, sys
+port, addresses = int(sys.argv[1]), sys.argv[2:]
+reached = []
+for address in addresses:
+    s = socket.socket()
+    s.settimeout(1.5)
+    try:
+        s.connect((address, port))
+        reached.append(address)
+    except OSError:
+        pass
+    finally:
+        s.close()
+print("reached:" + ",".join(reached))
+"""
+
+
+async def test_an_egress_container_reaches_neither_the_broker_nor_any_host_address(nats_server, tmp_path, worker_id,
+                                                                                   runtime_image, cleanup):
+    from workers.backends._fence import host_addresses
+
+    accepted = []
+
+    async def on_connect(reader, writer):
+        accepted.append(writer.get_extra_info("peername"))
+        writer.close()
+
+    everywhere = await asyncio.start_server(on_connect, "0.0.0.0", 0)  # a host service on every address
+    open_port = everywhere.sockets[0].getsockname()[1]
+    broker_port = int(nats_server.url.rsplit(":", 1)[1])
+    backend = DockerBackend(base_dir=str(tmp_path / "w"), worker_id=worker_id, config=DockerConfig(image=runtime_image))
+    try:
+        handle = await backend.create("s-egress", SessionSpec(network="egress"))
+        addresses = ["127.0.0.1", *host_addresses()]
+        client = backend.client(handle)
+        for port in (broker_port, open_port):
+            await client.execute(CmdRun(id=new_id(), command=f"cat > /tmp/probe.py <<'EOF'\n{PROBE}\nEOF")).__anext__()
+            out = [o async for o in client.execute(CmdRun(
+                id=new_id(), command=f"python3 /tmp/probe.py {port} {' '.join(addresses)}"))]
+            assert out[-1].content.startswith("reached:\n"), out[-1].content
+        assert accepted == []
+        await client.aclose()
+    finally:
+        everywhere.close()
+        await backend.aclose()

@@ -9,7 +9,7 @@ Why not h11 (the field's pure-Python HTTP/1.1 state machine, which httpcore and 
 measured on the project VM, importing it adds 17–20 ms to the executor's start (~9 % of its
 import time, where the budget was 5 %), and one request/response through an ``h11.Connection``
 costs ~130 µs on the client side against ~15 µs for this framing — about +17 % on a 1.2 ms echo
-round trip once both ends pay it (``/tmp``-free script in the session-pipeline issue's note).
+round trip once both ends pay it.
 The subset spoken here is small (one request at a time per connection, chunked or sized
 responses) and is held to the strict rules below.
 

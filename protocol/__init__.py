@@ -48,6 +48,8 @@ from ._events import (
     McpList,
     Mount,
     Observation,
+    PluginState,
+    PluginStatus,
     Reply,
     Resources,
     SandboxCreate,

@@ -15,6 +15,7 @@ Encoding = Literal["text", "base64"]
 CmdStatus = Literal["completed", "running", "hard_timeout", "interrupted", "not_executed", "failed"]
 EditCommand = Literal["view", "create", "str_replace", "insert", "undo_edit"]
 SessionStatus = Literal["starting", "ready", "closing", "closed", "lost", "recovered", "paused"]
+PluginState = Literal["enabled", "starting", "running", "failed", "stopped"]
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", omit_defaults=True):
@@ -245,6 +246,14 @@ class Reply(Event, frozen=True, kw_only=True, omit_defaults=False):
     """Root of every control reply (all fields always present, like observations)."""
 
 
+class PluginStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """An in-sandbox plugin a session asked for (``SessionSpec.plugins``) and where it stands."""
+
+    name: str
+    state: PluginState = "enabled"
+    """``enabled``: declared, started on first use."""
+
+
 class SessionInfo(Reply, frozen=True, kw_only=True, tag="session_info"):
     session_id: str
     worker_id: str
@@ -255,6 +264,7 @@ class SessionInfo(Reply, frozen=True, kw_only=True, tag="session_info"):
     reason: str | None = None
     warm: bool = False
     """True when the sandbox came from a warm pool."""
+    plugins: list[PluginStatus] = []
 
 
 class SessionList(Reply, frozen=True, kw_only=True, tag="session_list"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import assert_never
 
 from . import _errors as codes
 from ._events import (
@@ -124,8 +125,8 @@ def check_action(action: AnyAction) -> None:
             check_id(action.action_id, "action_id")
         case BrowseUrl() | BrowseInteractive() | McpCall() | McpList():
             pass
-        case _:  # pragma: no cover - every union member is matched above
-            raise AssertionError(type(action))
+        case _:
+            assert_never(action)
 
 
 def spec_problem(spec: SessionSpec) -> str | None:

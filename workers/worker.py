@@ -37,6 +37,7 @@ from protocol import (
     SandboxCreate,
     SessionInfo,
     SessionRef,
+    PluginStatus,
     SessionSpec,
     Subjects,
     WorkerInfo,
@@ -336,7 +337,8 @@ class Worker:
             return ErrorReply(code=codes.SANDBOX_FAILED, message=f"cannot subscribe the session's actions: {exc!r}")
         self._runners[sid] = runner
         info = SessionInfo(session_id=sid, worker_id=self.worker_id, backend=self._backend.name, status="ready",
-                           created_at=handle.created_at, labels=dict(request.spec.labels), warm=warm)
+                           created_at=handle.created_at, labels=dict(request.spec.labels), warm=warm,
+                           plugins=[PluginStatus(name=name) for name in request.spec.plugins])
         await runner.publish_status(info)
         metrics.create_seconds.labels(str(warm).lower()).observe(time.perf_counter() - started)
         log.info("session_ready", session_id=sid, worker_id=self.worker_id, warm=warm,

@@ -37,7 +37,7 @@ from images import (
 from images._bootstrap import BootstrapConfig, import_rootfs, rootfs_tarball, run_debootstrap
 from images._wheels import source_root
 from protocol import CmdOutput, CmdRun, new_id
-from workers.executor.client import ExecutorClient
+from workers.executor.client import Claim, ExecutorClient
 
 
 def _engine_problem() -> str | None:
@@ -182,7 +182,7 @@ async def _ready_line(container) -> dict:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def claimed(executor):
-    await executor.claim({"session_id": "s-image-test"})
+    await executor.claim(Claim(session_id="s-image-test"))
     return executor
 
 
@@ -197,7 +197,7 @@ async def _run(client: ExecutorClient, command: str) -> CmdOutput:
 @pytest.mark.slow
 async def test_executor_in_the_image_answers_health_over_the_unix_socket(executor):
     answer = await executor.health()
-    assert answer["ok"] is True
+    assert answer.ok is True
 
 
 @pytest.mark.slow

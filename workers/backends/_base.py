@@ -13,7 +13,7 @@ import msgspec
 
 from protocol import SessionSpec
 
-from ..executor.client import ExecutorClient, ExecutorUnavailable
+from ..executor.client import Claim, ExecutorClient, ExecutorUnavailable
 
 
 class BackendError(Exception):
@@ -198,10 +198,10 @@ async def claim_executor(client: ExecutorClient, handle: SandboxHandle, session_
     Shared by every backend: only where the executor listens and which workdir it gets differ.
     Closes ``client``."""
     try:
-        await client.claim({"session_id": session_id, "env": spec.env, "workdir": workdir,
-                            "default_timeout_s": spec.timeout_s, "default_soft_timeout_s": spec.soft_timeout_s})
+        await client.claim(Claim(session_id=session_id, env=spec.env, workdir=workdir, default_timeout_s=spec.timeout_s,
+                                 default_soft_timeout_s=spec.soft_timeout_s, plugins=list(spec.plugins)))
     except ExecutorUnavailable as exc:
-        code = "invalid_spec" if "workdir" in str(exc) else "sandbox_failed"
+        code = "invalid_spec" if "workdir" in str(exc) or "unknown plugin" in str(exc) else "sandbox_failed"
         raise BackendError(f"the sandbox refused the session: {exc}", code) from exc
     finally:
         await client.aclose()

@@ -25,20 +25,12 @@ import msgspec
 
 from protocol import (
     ActionDecodeError,
+    UnknownName,
     AnyAction,
     AnyObservation,
-    BrowseInteractive,
-    BrowseUrl,
     CmdChunk,
     CmdRun,
-    Confirm,
     Error,
-    FileEdit,
-    FileRead,
-    FileWrite,
-    IPythonRun,
-    McpCall,
-    McpList,
     codes,
     decode_action,
     encode,
@@ -47,8 +39,8 @@ from protocol import (
 )
 
 from . import _http
-from ._editor import Editor
-from ._files import file_read, file_write
+from ._channel import Claim, Health
+from ._plugins import PLUGINS, PluginSet, SandboxContext
 from ._offload import offload
 from ._shell import ShellManager, base_env
 
@@ -79,16 +71,6 @@ class ExecutorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     max_read_bytes: int = 900_000
 
 
-class Claim(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """POST /v1/claim: bind a warm, unclaimed executor to a session."""
-
-    session_id: str
-    env: dict[str, str] = {}
-    workdir: str | None = None
-    default_timeout_s: float | None = None
-    default_soft_timeout_s: float | None = None
-
-
 class AlreadyClaimed(Exception):
     pass
 
@@ -101,7 +83,7 @@ class Executor:
         self._session_id = ""
         self._shells: ShellManager | None = None
         self._warm: ShellManager | None = None
-        self._editor: Editor | None = None
+        self._plugins: PluginSet | None = None
         self._started_at = time.time()
         self._results = _Results(RESULTS_KEPT, RESULTS_MAX_BYTES)
         self._running: dict[str, asyncio.Future[AnyObservation]] = {}
@@ -125,6 +107,8 @@ class Executor:
         """Become the sandbox of one session: its env, its workdir, its main shell."""
         if self._shells is not None:
             raise AlreadyClaimed(f"this executor already serves session {self._session_id}")
+        for name in claim.plugins:
+            PLUGINS.get(name)  # UnknownName before anything is bound
         workdir = claim.workdir or self._config.workdir
         os.makedirs(workdir, exist_ok=True)
         env = {**self._config.env, **claim.env}
@@ -140,9 +124,14 @@ class Executor:
         shells.default_soft_timeout_s = claim.default_soft_timeout_s
         self._session_id = claim.session_id
         self._shells = shells
-        self._editor = Editor(session_id=claim.session_id, max_bytes=self._config.max_read_bytes)
+        self._plugins = PluginSet(SandboxContext(session_id=claim.session_id, workdir=workdir,
+                                                 output_dir=self._config.output_dir,
+                                                 max_read_bytes=self._config.max_read_bytes, shells=shells),
+                                  claim.plugins)
 
     async def aclose(self) -> None:
+        if self._plugins is not None:
+            await self._plugins.aclose()
         for shells in (self._shells, self._warm):
             if shells is not None:
                 await shells.aclose()
@@ -159,8 +148,8 @@ class Executor:
     def session_id(self) -> str:
         return self._session_id
 
-    def health(self) -> dict[str, object]:
-        return {"ok": True, "session_id": self._session_id, "pid": os.getpid(), "started_at": self._started_at}
+    def health(self) -> Health:
+        return Health(session_id=self._session_id, pid=os.getpid(), started_at=self._started_at)
 
     async def execute(self, action: AnyAction, emit: Callable[[CmdChunk], None]) -> AnyObservation:
         """Run an action at most once: a repeated id gets the stored (or still coming) answer.
@@ -197,24 +186,15 @@ class Executor:
 
     async def _dispatch(self, action: AnyAction, emit: Callable[[CmdChunk], None]) -> AnyObservation:
         sid = self._session_id
-        if self._shells is None or self._editor is None:
+        if self._plugins is None:
             return Error(id=new_id(), cause=action.id, session_id=sid, code=codes.SANDBOX_FAILED,
                          message="this sandbox has not been claimed by a session yet")
-        match action:
-            case CmdRun():
-                return await self._shells.run(action, emit)
-            case FileRead():
-                return await file_read(action, cwd=self._shells.cwd(), session_id=sid, max_bytes=self._config.max_read_bytes)
-            case FileWrite():
-                return await file_write(action, cwd=self._shells.cwd(), session_id=sid)
-            case FileEdit():
-                return await self._editor.edit(action)
-            case IPythonRun() | BrowseUrl() | BrowseInteractive() | McpCall() | McpList() | Confirm():
-                kind = action.__struct_config__.tag
-                return Error(
-                    id=new_id(), cause=action.id, session_id=sid, code=codes.UNSUPPORTED,
-                    message=f"action kind {kind!r} is not supported by this sandbox's executor",
-                )
+        kind = action.__struct_config__.tag
+        plugin = await self._plugins.plugin_for(kind)
+        if plugin is None:
+            return Error(id=new_id(), cause=action.id, session_id=sid, code=codes.UNSUPPORTED,
+                         message=f"no plugin of this sandbox serves {kind!r} actions")
+        return await plugin.handle(action, emit)
 
 
 def _failure(exc: Exception) -> tuple[str, str]:
@@ -339,8 +319,9 @@ class ExecutorServer:
             return await self._result(action_id, writer)
         await self._reply(writer, 404, "Not Found", {"error": f"no route {request.method} {request.path}"})
 
-    async def _reply(self, writer: asyncio.StreamWriter, status: int, reason: str, body: dict[str, object]) -> None:
-        data = json.dumps(body).encode()
+    async def _reply(self, writer: asyncio.StreamWriter, status: int, reason: str,
+                     body: dict[str, object] | msgspec.Struct) -> None:
+        data = msgspec.json.encode(body)
         writer.write(_http.response_head(status, reason, JSON, length=len(data)) + data)
         await writer.drain()
 
@@ -360,6 +341,8 @@ class ExecutorServer:
             return await self._reply(writer, 400, "Bad Request", {"error": f"bad claim: {exc}"})
         except AlreadyClaimed as exc:
             return await self._reply(writer, 409, "Conflict", {"error": str(exc)})
+        except UnknownName as exc:
+            return await self._reply(writer, 422, "Unprocessable Entity", {"error": f"unknown plugin: {exc}"})
         except OSError as exc:
             return await self._reply(writer, 422, "Unprocessable Entity", {"error": f"cannot prepare the workdir: {exc}"})
         await self._reply(writer, 200, "OK", self._executor.health())

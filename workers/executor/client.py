@@ -31,6 +31,7 @@ import msgspec
 from protocol import AnyAction, AnyObservation, decode_observation, encode
 
 from . import _http
+from ._channel import Claim, Health
 
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
 """One streamed observation. The largest real ones (a file read at max_read_bytes, ~0.9 MB) fit
@@ -45,6 +46,9 @@ CHUNK_TIMEOUT_S = 10.0
 chunks there is no limit: a command may be silent for as long as it likes."""
 _IDLE_KEPT = 8
 _PEERCRED = struct.Struct("3i")
+
+
+_health = msgspec.json.Decoder(Health)
 
 
 class ExecutorUnavailable(Exception):
@@ -235,11 +239,11 @@ class ExecutorClient:
 
     # ------------------------------------------------------------------ verbs
 
-    async def health(self) -> dict[str, object]:
+    async def health(self) -> Health:
         return await self._json_call("GET", "/v1/health")
 
-    async def claim(self, claim: dict[str, object]) -> dict[str, object]:
-        """Bind a warm executor to a session (see executor Claim)."""
+    async def claim(self, claim: Claim) -> Health:
+        """Bind a warm executor to a session."""
         return await self._json_call("POST", "/v1/claim", claim)
 
     async def result(self, action_id: str) -> AnyObservation | None:
@@ -252,17 +256,14 @@ class ExecutorClient:
         except msgspec.DecodeError as exc:
             raise ProtocolViolation(f"undecodable stored result: {exc}") from None
 
-    async def _json_call(self, method: str, path: str, body: dict[str, object] | None = None) -> dict[str, object]:
-        status, answer = await self._exchange(method, path, json.dumps(body).encode() if body is not None else b"")
+    async def _json_call(self, method: str, path: str, body: Claim | None = None) -> Health:
+        status, answer = await self._exchange(method, path, msgspec.json.encode(body) if body is not None else b"")
         if status != "200":
             raise ExecutorUnavailable(f"executor answered {status} to {path}: {answer[:300].decode(errors='replace')}")
         try:
-            decoded = json.loads(answer)
-        except ValueError as exc:
-            raise ProtocolViolation(f"undecodable JSON answer to {path}: {exc}") from None
-        if not isinstance(decoded, dict):
-            raise ProtocolViolation(f"the answer to {path} is not a JSON object")
-        return decoded
+            return _health.decode(answer)
+        except msgspec.DecodeError as exc:
+            raise ProtocolViolation(f"undecodable answer to {path}: {exc}") from None
 
     async def _exchange(self, method: str, path: str, data: bytes = b"") -> tuple[str, bytes]:
         """One request with a complete (not streamed) answer: (status code, body)."""

@@ -135,7 +135,7 @@ async def test_pid_namespace_shows_only_the_sandbox(sandbox):
     client = ExecutorClient(key=handle.key, socket_path=handle.socket_path)
     health = await client.health()
     await client.aclose()
-    assert health["pid"] <= 3
+    assert health.pid <= 3
     out = await run(handle, "ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '; echo; ps -eo comm=")
     pids = [int(p) for p in out.content.splitlines()[0].split()]
     assert len(pids) < 10 and max(pids) < 50

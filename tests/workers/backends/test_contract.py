@@ -85,7 +85,7 @@ def _kill(kind: str, handle) -> None:
 async def test_a_prestarted_sandbox_answers_unclaimed(backend):
     handle = await backend.prestart(SessionSpec())
     health = await backend.client(handle).health()
-    assert health["ok"] and health["session_id"] == ""
+    assert health.ok and health.session_id == ""
     assert await backend.alive(handle) is None
 
 
@@ -94,7 +94,7 @@ async def test_a_claim_binds_the_session_its_env_and_workdir(backend):
     assert handle.session_id == "s-contract"
     out = await run(backend, handle, "echo $WHO; pwd")
     assert out.content.split()[0] == "contract" and out.exit_code == 0
-    assert (await backend.client(handle).health())["session_id"] == "s-contract"
+    assert (await backend.client(handle).health()).session_id == "s-contract"
 
 
 async def test_a_restarted_worker_finds_and_drives_its_sandboxes(backend, make):

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from protocol import CmdOutput, CmdRun, Error, FileContent, FileEdit, FileEdited, FileRead, FileWrite, FileWritten, codes, new_id
-from workers.executor.client import ExecutorClient, ExecutorUnavailable, exact_pid
+from workers.executor.client import Claim, ExecutorClient, ExecutorUnavailable, exact_pid
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ async def executor(tmp_path):
 async def test_config_is_not_left_in_the_shell_environment(executor, tmp_path):
     sock, _ = executor
     client = ExecutorClient(key="k1", socket_path=sock)
-    await client.claim({"session_id": "s1"})
+    await client.claim(Claim(session_id="s1"))
     out = [o async for o in client.execute(CmdRun(id="a", command="env | grep -c CORRAL_EXECUTOR_CONFIG"))][-1]
     assert out.content.strip() == "0"
     await client.aclose()
@@ -54,10 +54,10 @@ async def test_actions_before_claim_are_refused_with_an_error(executor):
 async def test_claim_binds_the_session_once(executor, tmp_path):
     sock, _ = executor
     client = ExecutorClient(key="k1", socket_path=sock)
-    health = await client.claim({"session_id": "s1", "env": {"X": "1"}, "workdir": str(tmp_path / "w2")})
-    assert health["session_id"] == "s1"
+    health = await client.claim(Claim(session_id="s1", env={"X": "1"}, workdir=str(tmp_path / "w2")))
+    assert health.session_id == "s1"
     with pytest.raises(ExecutorUnavailable, match="409"):
-        await client.claim({"session_id": "s2"})
+        await client.claim(Claim(session_id="s2"))
     out = [o async for o in client.execute(CmdRun(id="a2", command="echo $X; pwd"))][-1]
     assert isinstance(out, CmdOutput) and out.content == f"1\n{tmp_path / 'w2'}\n" and out.session_id == "s1"
     await client.aclose()
@@ -66,7 +66,7 @@ async def test_claim_binds_the_session_once(executor, tmp_path):
 async def test_keep_alive_connection_serves_many_requests(executor):
     sock, _ = executor
     client = ExecutorClient(key="k1", socket_path=sock)
-    await client.claim({"session_id": "s1"})
+    await client.claim(Claim(session_id="s1"))
     for n in range(50):
         out = [o async for o in client.execute(FileWrite(id=new_id(), path=f"f{n}", content="x"))][-1]
         assert out.size == 1
@@ -80,7 +80,7 @@ async def test_malformed_http_closes_only_that_connection(executor):
     writer.write(b"NONSENSE\r\n\r\n")
     assert await reader.read() == b""
     client = ExecutorClient(key="k1", socket_path=sock)
-    assert (await client.health())["ok"]
+    assert (await client.health()).ok
     await client.aclose()
 
 
@@ -102,7 +102,7 @@ async def test_undecodable_action_body_is_bad_payload(executor):
 async def test_a_repeated_action_id_runs_once_even_across_clients(executor, tmp_path):
     sock, _ = executor
     first = ExecutorClient(key="k1", socket_path=sock)
-    await first.claim({"session_id": "s1"})
+    await first.claim(Claim(session_id="s1"))
     action = CmdRun(id="once", command="echo x >> /tmp/once-$PPID; sleep 0.3; wc -l < /tmp/once-$PPID")
 
     async def final(client):
@@ -138,7 +138,7 @@ async def test_a_head_with_a_stray_cr_lf_or_nul_is_refused_unanswered(executor, 
 async def test_a_result_id_is_percent_decoded(executor):
     sock, _ = executor
     client = ExecutorClient(key="k1", socket_path=sock)
-    await client.claim({"session_id": "s1"})
+    await client.claim(Claim(session_id="s1"))
     action = FileWrite(id="odd%41id?#&", path="f", content="x")
     written = [o async for o in client.execute(action)][-1]
     assert await client.result(action.id) == written
@@ -158,7 +158,7 @@ async def test_a_result_id_that_is_not_a_valid_action_id_is_a_400(executor, enco
 async def test_the_executor_is_the_listener_its_client_checks_for(executor):
     sock, proc = executor
     client = ExecutorClient(key="k1", socket_path=sock, peer_check=exact_pid(proc.pid))
-    assert (await client.health())["pid"] == proc.pid
+    assert (await client.health()).pid == proc.pid
     await client.aclose()
 
 
@@ -173,7 +173,7 @@ def _vm_size(pid: int) -> int:
 async def test_file_operations_work_when_the_sandbox_cannot_start_a_thread(executor, tmp_path):
     sock, proc = executor
     client = ExecutorClient(key="k1", socket_path=sock)
-    await client.claim({"session_id": "s1"})
+    await client.claim(Claim(session_id="s1"))
     # What a fork bomb leaves behind: no room for another thread (its stack is 8 MiB of address space).
     _, hard = resource.prlimit(proc.pid, resource.RLIMIT_AS)
     resource.prlimit(proc.pid, resource.RLIMIT_AS, (_vm_size(proc.pid) + 6 * 1024 * 1024, hard))

@@ -16,7 +16,7 @@ TEMPLATE = PACKAGE_DIR / "runtime.Dockerfile.tmpl"
 FRAGMENTS = PACKAGE_DIR / "fragments"
 VARIANTS = PACKAGE_DIR / "variants"
 RUNTIME_REPOSITORY = "corral-runtime"
-EXECUTOR_SOURCES = ("protocol", "workers/executor")
+EXECUTOR_SOURCES = ("protocol", "executor")
 """What the executor runs, relative to the source root; their contents are part of the tag."""
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")

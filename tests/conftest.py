@@ -7,8 +7,8 @@ import os
 import pytest
 
 from actors.embedded import EmbeddedNats
+from cli.up import Deployment, UpConfig
 from protocol import Client
-from workers._up import Deployment, UpConfig
 
 
 @pytest.fixture

@@ -1,1 +1,1 @@
-"""Runtime workers, sandbox backends, plugin actors, and the in-sandbox executor."""
+"""The runtime worker: its sessions (the action pipeline), sandbox backends and warm pools."""

@@ -34,10 +34,10 @@ from actors import (
 )
 from protocol import (
     ErrorReply,
+    PluginStatus,
     SandboxCreate,
     SessionInfo,
     SessionRef,
-    PluginStatus,
     SessionSpec,
     Subjects,
     WorkerInfo,

@@ -48,7 +48,7 @@ async def test_a_close_is_answered_at_once_while_forty_creates_wait_and_frees_a_
 
 async def _controller_process(url: str) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers.cli", "controller", "--nats", url, "--lease-ttl", "1.5",
+        sys.executable, "-m", "cli", "controller", "--nats", url, "--lease-ttl", "1.5",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     line = await asyncio.wait_for(proc.stdout.readline(), 30)  # type: ignore[union-attr]
     assert b"corral controller" in line and b"leading" in line, line

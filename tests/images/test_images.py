@@ -16,6 +16,7 @@ import uuid
 import pytest
 import pytest_asyncio
 
+from executor.client import Claim, ExecutorClient
 from images import (
     EXECUTOR_SOURCES,
     HOST_CA_BUNDLE,
@@ -37,7 +38,6 @@ from images import (
 from images._bootstrap import BootstrapConfig, import_rootfs, rootfs_tarball, run_debootstrap
 from images._wheels import source_root
 from protocol import CmdOutput, CmdRun, new_id
-from workers.executor.client import Claim, ExecutorClient
 
 
 def _engine_problem() -> str | None:
@@ -138,7 +138,7 @@ async def test_changing_an_executor_source_changes_the_tag(tmp_path):
         shutil.copytree(root / source, tmp_path / source, ignore=shutil.ignore_patterns("__pycache__"))
     before = executor_source_digest(tmp_path)
     assert before == executor_source_digest(root)
-    server = tmp_path / "workers/executor/_server.py"
+    server = tmp_path / "executor/_server.py"
     server.write_text(server.read_text() + "\n# changed\n")
     after = executor_source_digest(tmp_path)
     inputs = dict(corral_version="0.1.0", base_image_id="sha256:00", wheels=(), dockerfile="FROM x", variants=(),

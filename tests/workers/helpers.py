@@ -14,7 +14,7 @@ from protocol import CmdChunk, decode_observation, wants_json
 async def start_worker_process(url: str, base_dir: object, worker_id: str = "wk", *extra: str) -> asyncio.subprocess.Process:
     """``corral worker`` as a real process (so a test can SIGKILL it); returns once it serves."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers.cli", "worker", "--nats", url, "--worker-id", worker_id,
+        sys.executable, "-m", "cli", "worker", "--nats", url, "--worker-id", worker_id,
         "--base-dir", str(base_dir), "--warm-pool", "0", *extra,
         stdout=asyncio.subprocess.PIPE, stderr=None,
     )

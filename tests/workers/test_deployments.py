@@ -7,8 +7,8 @@ from contextlib import AsyncExitStack
 import pytest
 
 from actors.embedded import EmbeddedNats
+from cli.up import Deployment, UpConfig
 from protocol import Client
-from workers._up import Deployment, UpConfig
 
 from .backends.test_docker import ENGINE
 

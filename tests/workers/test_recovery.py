@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 async def _start_worker(url, base_dir):
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers.cli", "worker", "--nats", url, "--worker-id", "wk", "--base-dir", str(base_dir),
+        sys.executable, "-m", "cli", "worker", "--nats", url, "--worker-id", "wk", "--base-dir", str(base_dir),
         "--warm-pool", "0", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )
     line = await asyncio.wait_for(proc.stdout.readline(), 30)

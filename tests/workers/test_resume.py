@@ -31,7 +31,7 @@ async def test_reconnecting_client_reads_every_observation_since_its_last_sequen
 
 async def test_actions_published_before_a_broker_restart_run_after_it(tmp_path):
     from actors.embedded import EmbeddedNats
-    from workers._up import Deployment, UpConfig
+    from cli.up import Deployment, UpConfig
 
     server = EmbeddedNats(str(tmp_path / "nats"))
     await server.start()

@@ -11,9 +11,8 @@ from typing import Callable
 
 import msgspec
 
+from executor.client import Claim, ExecutorClient, ExecutorUnavailable
 from protocol import SessionSpec
-
-from ..executor.client import Claim, ExecutorClient, ExecutorUnavailable
 
 
 class BackendError(Exception):

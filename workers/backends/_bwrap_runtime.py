@@ -5,7 +5,7 @@ worker's own files: pyenv's interpreter under /root (mode 0700), a checkout and 
 /root or a private /tmp directory. So the sandbox does not see the worker's tree at all. It gets
 
 * an **executor runtime**: a copy of the only packages the executor imports (``protocol``,
-  ``workers`` with just ``workers/executor``, and ``msgspec``) and the sandbox's synthetic /etc
+  ``executor`` and ``msgspec``) and the sandbox's synthetic /etc
   files (passwd, group, hosts, ...), byte-compiled, root-owned and
   world-readable, in a directory named by the hash of its contents (a running sandbox keeps the
   files it started with while a newer worker builds another), bound read-only at ``RUNTIME_MOUNT``;
@@ -29,8 +29,8 @@ import time
 
 import msgspec
 
+import executor
 import protocol
-import workers.executor
 
 from ._base import BackendError
 from ._bwrap_host import readable_by
@@ -49,7 +49,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 with os.fdopen(int(sys.argv.pop(1)), "rb") as config:
     os.environ["CORRAL_EXECUTOR_CONFIG"] = config.read().decode()  # main() takes it out before any shell starts
-from workers.executor.__main__ import main
+from executor.__main__ import main
 
 main()
 '''
@@ -68,15 +68,13 @@ def runtime_sources() -> list[tuple[str, Path]]:
     files: list[tuple[str, Path]] = []
     for package, prefix, patterns in (
         (protocol, "protocol", ("*.py",)),
-        (workers.executor, "workers/executor", ("*.py",)),
+        (executor, "executor", ("*.py",)),
         (msgspec, "msgspec", ("*.py", "*.so")),
     ):
         root = Path(package.__file__).parent  # type: ignore[arg-type]
         for pattern in patterns:
             files += [(f"{prefix}/{p.relative_to(root).as_posix()}", p) for p in root.rglob(pattern)
                       if "__pycache__" not in p.parts]
-    workers_init = Path(workers.executor.__file__).parent.parent / "__init__.py"  # type: ignore[arg-type]
-    files.append(("workers/__init__.py", workers_init))
     return sorted(files)
 
 

@@ -51,8 +51,7 @@ from protocol import Mount, SessionSpec, new_id
 
 from . import _bwrap_net as net
 from ._base import BackendError, SandboxHandle, deployment_id, save_handle
-from ._hostdir import HostDirBackend, default_socket_dir
-from ._limits import Resources, invalid, resolve_network, resolve_resources
+from ._bwrap_cgroups import Cgroups
 from ._bwrap_host import (
     SandboxUser,
     ensure_nosuid_mount,
@@ -62,9 +61,10 @@ from ._bwrap_host import (
     sandbox_user,
 )
 from ._bwrap_runtime import LAUNCHER, RUNTIME_MOUNT, ExecutorPython, build_runtime, executor_python
-from ._bwrap_cgroups import Cgroups
 from ._bwrap_seccomp import compile_filter
 from ._bwrap_spawn import SpawnFds, listen_unix, private_file, read_json_fd
+from ._hostdir import HostDirBackend, default_socket_dir
+from ._limits import Resources, invalid, resolve_network, resolve_resources
 
 log = structlog.get_logger()
 

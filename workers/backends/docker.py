@@ -26,10 +26,10 @@ from aiodocker.volumes import DockerVolume
 import msgspec
 import structlog
 
+from executor.client import ExecutorClient, PeerCheck, PeerCred, same_pid_namespace
 from protocol import SessionSpec, codes, new_id
 
 from .._ports import PortAllocator, PortsExhausted
-from ..executor.client import ExecutorClient, PeerCheck, PeerCred, same_pid_namespace
 from ._base import (
     Backend,
     BackendError,

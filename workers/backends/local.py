@@ -18,9 +18,9 @@ import time
 import msgspec
 import structlog
 
+from executor.client import ExecutorClient, exact_pid
 from protocol import SessionSpec, new_id
 
-from ..executor.client import ExecutorClient, exact_pid
 from ._base import BackendError, SandboxHandle, deployment_id
 from ._hostdir import HostDirBackend, default_socket_dir
 
@@ -99,7 +99,7 @@ class LocalBackend(HostDirBackend):
         env = {**env, "CORRAL_EXECUTOR_CONFIG": json.dumps(config)}
         with open(sandbox_dir / "executor.log", "ab") as stderr:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "workers.executor", env=env, cwd=str(sandbox_dir),
+                sys.executable, "-m", "executor", env=env, cwd=str(sandbox_dir),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=stderr,
                 start_new_session=True,
             )
@@ -137,7 +137,7 @@ class LocalBackend(HostDirBackend):
             if self._zygote_proc is not None and self._zygote_proc.returncode is None:
                 return self._zygote_path
             self._zygote_proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "workers.executor.zygote", self._zygote_path,
+                sys.executable, "-m", "executor.zygote", self._zygote_path,
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
                 start_new_session=True,
             )

@@ -24,10 +24,10 @@ from typing import Awaitable, Callable, ClassVar
 
 import msgspec
 
+from executor.client import ExecutorClient, ExecutorUnavailable
 from protocol import AnyAction, AnyObservation, CmdChunk, CmdRun, Error, Registry, SessionSpec, codes, new_id
 
 from ..backends import SandboxHandle
-from ..executor.client import ExecutorClient, ExecutorUnavailable
 
 Emit = Callable[[CmdChunk], Awaitable[None]]
 DeathReason = Callable[[], Awaitable[str | None]]

@@ -27,6 +27,7 @@ import nats.js.errors
 import structlog
 
 from actors import Actor, InboxFull, answer_unanswered, answered_in_stream, cancel_and_wait, final_headers, metrics
+from executor.client import ExecutorClient, ExecutorUnavailable
 from protocol import (
     ActionDecodeError,
     ActionHeld,
@@ -51,7 +52,6 @@ from protocol import (
 )
 
 from ..backends import SandboxHandle
-from ..executor.client import ExecutorClient, ExecutorUnavailable
 from ._book import AnswerBook
 from ._gates import Deny, GateChain, Hold
 from ._handlers import DEFAULT_HANDLERS, DeathReason, Handler, SandboxDied, SessionContext, route_table

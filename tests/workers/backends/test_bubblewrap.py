@@ -11,10 +11,10 @@ import time
 import pytest
 
 from actors.controller import Controller, ControllerConfig
+from executor.client import ExecutorClient
 from protocol import Client, CmdOutput, CmdRun, Mount, Resources, SessionSpec, codes, new_id
 from workers.backends import BackendError
 from workers.backends.bubblewrap import BubblewrapBackend, BubblewrapConfig
-from workers.executor.client import ExecutorClient
 from workers.worker import Worker, WorkerConfig
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")

@@ -23,10 +23,10 @@ import aiodocker
 from aiodocker.exceptions import DockerError
 import pytest
 
+from executor.client import ExecutorClient, ExecutorUnavailable
 from protocol import CmdOutput, CmdRun, Mount, Resources, SessionSpec, codes, new_id
 from workers.backends import BackendError
 from workers.backends.docker import DockerBackend, DockerConfig, ImageNotFound
-from workers.executor.client import ExecutorClient, ExecutorUnavailable
 
 REPO = Path(__file__).resolve().parents[3]
 DEV_IMAGE = "corral-runtime:dev-test"
@@ -56,7 +56,7 @@ pytestmark = pytest.mark.skipif(not ENGINE, reason="no Docker engine answers (do
 # --------------------------------------------------------------------- image
 def _source_digest() -> str:
     digest = hashlib.sha256()
-    for top in ("protocol", "workers/executor"):
+    for top in ("protocol", "executor"):
         for path in sorted((REPO / top).glob("*.py")):
             digest.update(path.name.encode() + path.read_bytes())
     digest.update((REPO / "pyproject.toml").read_bytes())

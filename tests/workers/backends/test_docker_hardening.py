@@ -148,7 +148,7 @@ async def test_warm_sandboxes_stay_bounded_and_within_capacity(nats_server, tmp_
 
 async def test_a_sandbox_that_swaps_its_socket_for_a_symlink_reaches_nothing(nats_server, tmp_path, worker_id,
                                                                              runtime_image, cleanup):
-    from workers.executor.client import ExecutorImpostor
+    from executor.client import ExecutorImpostor
 
     connections = []
 

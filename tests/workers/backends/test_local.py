@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
+from executor.client import ExecutorClient
 from protocol import CmdRun, SessionSpec, new_id
 from workers.backends.local import LocalBackend
-from workers.executor.client import ExecutorClient
 
 
 def _ppid(pid: int) -> int:

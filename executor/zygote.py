@@ -112,7 +112,7 @@ def serve(path: str) -> None:
 
 def main() -> None:
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m workers.executor.zygote SOCKET_PATH")
+        sys.exit("usage: python -m executor.zygote SOCKET_PATH")
     try:
         serve(sys.argv[1])
     except KeyboardInterrupt:

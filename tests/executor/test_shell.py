@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from executor._output import log_name
+from executor._shell import ShellManager
 from protocol import CmdChunk, CmdOutput, CmdRun, new_id
-from workers.executor._output import log_name
-from workers.executor._shell import ShellManager
 
 
 @pytest.fixture

@@ -21,9 +21,8 @@ from actors.audit import AuditWriter
 from actors.controller import Controller, ControllerConfig
 from actors.embedded import EmbeddedNats
 from protocol import Subjects, connect_nats
-
-from .backends import deployment_id
-from .worker import Worker, WorkerConfig
+from workers.backends import deployment_id
+from workers.worker import Worker, WorkerConfig
 
 log = structlog.get_logger()
 

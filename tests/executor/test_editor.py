@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
+from executor._editor import HISTORY_STEPS, MAX_VIEW_CHARS, Editor
 from protocol import Error, FileEdit, FileEdited, codes
-from workers.executor._editor import HISTORY_STEPS, MAX_VIEW_CHARS, Editor
 
 from . import peak_rss
 

@@ -12,7 +12,7 @@ from actors.embedded import free_port
 
 async def corral(url, *args, timeout=60):
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers.cli", *args, env={"CORRAL_NATS_URL": url, "PATH": "/usr/bin:/bin"},
+        sys.executable, "-m", "cli", *args, env={"CORRAL_NATS_URL": url, "PATH": "/usr/bin:/bin"},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -80,7 +80,7 @@ async def test_audit_tail_shows_actions_observations_and_status(deployment):
 async def test_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path):
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers.cli", "up", "--port", str(port), "--data-dir", str(tmp_path / "d"),
+        sys.executable, "-m", "cli", "up", "--port", str(port), "--data-dir", str(tmp_path / "d"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
@@ -114,8 +114,8 @@ def test_the_live_status_view_draws_tables_of_workers_and_sessions():
 
     from rich.console import Console
 
+    from cli.main import _status_tables
     from protocol import SessionInfo, WorkerInfo
-    from workers.cli import _status_tables
 
     out = io.StringIO()
     Console(file=out, width=140).print(_status_tables(

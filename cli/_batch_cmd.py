@@ -11,7 +11,7 @@ import msgspec
 
 from protocol import Client
 
-from ._cli_common import nats_option, print_json, run_cli
+from ._common import nats_option, print_json, run_cli
 
 
 @click.group()

@@ -4,7 +4,7 @@ import io
 
 import msgspec
 
-from workers.batch import BadLine, BatchStats, ProgressBar, ResultsFile, Task, TaskResult, parse_tasks, recorded_ids
+from cli.batch import BadLine, BatchStats, ProgressBar, ResultsFile, Task, TaskResult, parse_tasks, recorded_ids
 
 
 def test_a_valid_line_becomes_a_task_with_defaults():

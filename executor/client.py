@@ -18,7 +18,6 @@ Every failure is an ``ExecutorUnavailable``; ``ExecutorImpostor`` and ``Protocol
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import stat

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from executor._server import RESULTS_MAX_BYTES, Executor, ExecutorConfig, _Results
+from executor._shell import ShellManager
 from protocol import CmdChunk, CmdOutput, CmdRun, Error, FileContent, FileRead, codes, new_id
-from workers.executor._server import RESULTS_MAX_BYTES, Executor, ExecutorConfig, _Results
-from workers.executor._shell import ShellManager
 
 ANSWER_WITHIN_S = 20  # a lost answer would otherwise hang the test forever
 BIG = "seq 1 30000"  # 168 894 characters: past the 30 000 cap, so the log is written

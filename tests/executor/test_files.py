@@ -9,8 +9,8 @@ import stat
 
 import pytest
 
+from executor._files import BLOCK_BYTES, SNIFF_BYTES, atomic_write, file_read, file_write, translate_os_error
 from protocol import Error, FileContent, FileRead, FileWrite, FileWritten, codes
-from workers.executor._files import BLOCK_BYTES, SNIFF_BYTES, atomic_write, file_read, file_write, translate_os_error
 
 from . import peak_rss
 

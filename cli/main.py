@@ -14,7 +14,7 @@ import msgspec
 
 from protocol import Client, CmdChunk, CmdOutput, CmdRun, Error, Subjects, json_schema, new_id
 
-from ._cli_common import configure_logging, nats_option, prefix_option, print_json, run_cli, with_client
+from ._common import configure_logging, nats_option, prefix_option, print_json, run_cli, with_client
 
 
 @click.group()
@@ -46,7 +46,7 @@ def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, worker
        warm_pool: int, metrics_port: int | None, retention_days: float, stream_max_gb: float,
        allowed_mounts: tuple[str, ...], prefix: str) -> None:
     """Run NATS, the controller, workers and the audit writer in the foreground."""
-    from ._up import UpConfig, run_until_signalled
+    from .up import UpConfig, run_until_signalled
 
     run_cli(run_until_signalled(UpConfig(nats_url=nats_url, nats_port=nats_port, data_dir=data_dir, backend=backend,
                                       workers=workers, capacity=capacity, prefix=prefix, warm_pool=warm_pool,
@@ -103,9 +103,8 @@ def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_
     if ctx.invoked_subcommand is not None:
         return
     from actors import metrics
-
-    from .backends import DockerConfig
-    from .worker import Worker, WorkerConfig
+    from workers.backends import DockerConfig
+    from workers.worker import Worker, WorkerConfig
 
     async def main() -> None:
         config = DockerConfig(image=image) if backend == "docker" else backend
@@ -452,8 +451,8 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
 
 # --- corral image: sandbox images built locally and offline (package `images`) ---------------
 
-from ._cli_batch import batch  # noqa: E402
-from ._cli_image import image  # noqa: E402
+from ._batch_cmd import batch  # noqa: E402
+from ._image_cmd import image  # noqa: E402
 
 cli.add_command(batch)
 cli.add_command(image)

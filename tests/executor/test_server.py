@@ -8,8 +8,20 @@ import sys
 
 import pytest
 
-from protocol import CmdOutput, CmdRun, Error, FileContent, FileEdit, FileEdited, FileRead, FileWrite, FileWritten, codes, new_id
-from workers.executor.client import Claim, ExecutorClient, ExecutorUnavailable, exact_pid
+from executor.client import Claim, ExecutorClient, ExecutorUnavailable, exact_pid
+from protocol import (
+    CmdOutput,
+    CmdRun,
+    Error,
+    FileContent,
+    FileEdit,
+    FileEdited,
+    FileRead,
+    FileWrite,
+    FileWritten,
+    codes,
+    new_id,
+)
 
 
 @pytest.fixture
@@ -17,7 +29,7 @@ async def executor(tmp_path):
     sock = str(tmp_path / "e.sock")
     config = {"key": "k1", "workdir": str(tmp_path / "ws"), "output_dir": str(tmp_path / "out"), "socket_path": sock}
     env = dict(os.environ, CORRAL_EXECUTOR_CONFIG=json.dumps(config))
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "workers.executor", env=env,
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "executor", env=env,
                                                 stdout=asyncio.subprocess.PIPE)
     ready = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))
     assert ready["ready"] and ready["pid"] == proc.pid

@@ -9,11 +9,11 @@ import threading
 
 import pytest
 
-from workers.executor._offload import Offload
+from executor._offload import Offload
 
 NO_THREADS = """
 import asyncio, resource, threading
-from workers.executor._offload import Offload
+from executor._offload import Offload
 vm = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:"))
 resource.setrlimit(resource.RLIMIT_AS, (vm + 6 * 1024 * 1024, resource.RLIM_INFINITY))
 pool = Offload()

@@ -16,11 +16,8 @@ from typing import Awaitable, Callable
 
 import pytest
 
-from protocol import CmdChunk, CmdOutput, CmdRun, encode
-from workers.executor import _http
-
-from . import peak_rss
-from workers.executor.client import (
+from executor import _http
+from executor.client import (
     ChannelLimits,
     ExecutorClient,
     ExecutorImpostor,
@@ -30,6 +27,9 @@ from workers.executor.client import (
     exact_pid,
     same_pid_namespace,
 )
+from protocol import CmdChunk, CmdOutput, CmdRun, encode
+
+from . import peak_rss
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 MiB = 1024 * 1024

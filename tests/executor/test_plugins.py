@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from executor._plugins import PLUGINS, SandboxPlugin
+from executor._server import Claim, Executor, ExecutorConfig
 from protocol import CmdOutput, CmdRun, Error, IPythonRun, UnknownName, codes, new_id
-from workers.executor._plugins import PLUGINS, SandboxPlugin
-from workers.executor._server import Claim, Executor, ExecutorConfig
 
 
 class CountingKernel(SandboxPlugin):

@@ -13,8 +13,7 @@ import msgspec
 import structlog
 
 from protocol import Client, CorralError
-
-from .backends import BackendError
+from workers.backends import BackendError
 
 DEFAULT_NATS = os.environ.get("CORRAL_NATS_URL", "nats://127.0.0.1:4222")
 

@@ -246,7 +246,7 @@ async def _maybe_embedded(config: BenchConfig) -> AsyncIterator[str]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as data:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "workers.cli", "up", "--port", str(port), "--data-dir", data,
+            sys.executable, "-m", "cli", "up", "--port", str(port), "--data-dir", data,
             "--workers", str(config.workers),
             *(["--backend", config.backend] if config.backend else []),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,

@@ -6,7 +6,7 @@ import shlex
 import msgspec
 import pytest
 
-from workers.batch import SwebenchError, SwebenchInstance, convert_instances, load_instances, run_batch
+from cli.batch import SwebenchError, SwebenchInstance, convert_instances, load_instances, run_batch
 
 from .helpers import diff_for, make_repo, read_results, write_tasks
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from workers.batch import BatchStats, TaskResult, run_batch
+from cli.batch import BatchStats, TaskResult, run_batch
 
 from .helpers import diff_for, make_repo, read_results, write_tasks
 

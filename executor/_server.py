@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 import hmac
-import json
 import logging
 import os
 import shlex
@@ -25,12 +24,12 @@ import msgspec
 
 from protocol import (
     ActionDecodeError,
-    UnknownName,
     AnyAction,
     AnyObservation,
     CmdChunk,
     CmdRun,
     Error,
+    UnknownName,
     codes,
     decode_action,
     encode,
@@ -40,8 +39,8 @@ from protocol import (
 
 from . import _http
 from ._channel import Claim, Health
-from ._plugins import PLUGINS, PluginSet, SandboxContext
 from ._offload import offload
+from ._plugins import PLUGINS, PluginSet, SandboxContext
 from ._shell import ShellManager, base_env
 
 log = logging.getLogger(__name__)

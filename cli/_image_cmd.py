@@ -7,7 +7,7 @@ from typing import Any, Awaitable, Callable
 
 import click
 
-from ._cli_common import print_json
+from ._common import print_json
 
 
 @click.group()

@@ -1,0 +1,5 @@
+"""``python -m cli``: the corral command."""
+
+from .main import main
+
+main()

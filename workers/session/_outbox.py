@@ -101,8 +101,10 @@ class Outbox:
     async def _confirm(self, item: Outgoing, future: asyncio.Future[object] | None) -> int:
         if future is not None:
             try:
-                ack = await asyncio.wait_for(future, CONFIRM_TIMEOUT_S)
-                return int(ack.seq)  # type: ignore[attr-defined]
+                if not future.done():  # usually it is: the PubAck came while the action's answer went out
+                    async with asyncio.timeout(CONFIRM_TIMEOUT_S):
+                        await asyncio.shield(future)
+                return int(future.result().seq)  # type: ignore[attr-defined]
             except (TimeoutError, nats.errors.Error) as exc:
                 log.warning("final_publish_unconfirmed", action_id=item.action_id, error=repr(exc))
         delay = 0.2

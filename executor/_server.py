@@ -40,7 +40,7 @@ from protocol import (
 from . import _http
 from ._channel import Claim, Health
 from ._offload import offload
-from ._plugins import PLUGINS, PluginSet, SandboxContext
+from .plugins import PLUGINS, PluginSet, SandboxContext
 from ._shell import ShellManager, base_env
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from executor._plugins import PLUGINS, SandboxPlugin
+from executor.plugins import PLUGINS, SandboxPlugin
 from executor._server import Claim, Executor, ExecutorConfig
 from protocol import CmdOutput, CmdRun, Error, IPythonRun, UnknownName, codes, new_id
 

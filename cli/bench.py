@@ -1,7 +1,8 @@
 """``corral bench``: numbers, not guesses.
 
 Measures, against a running corral (or one it starts itself with ``--embedded``):
-  * floors: a bare NATS request/reply, and spawning ``bash -c 'echo hi'``;
+  * floors: a bare NATS request/reply, a JetStream publish to its ack (what confirming a final
+    observation costs), and spawning ``bash -c 'echo hi'``;
   * session create -> ready (through the controller, a real sandbox each time);
   * ``echo hi`` round trip, publish to final observation, sequentially and from several
     sessions at once (actions per second).
@@ -63,6 +64,23 @@ async def _nats_floor(client: Client, n: int) -> dict[str, float]:
     return _ms(samples)
 
 
+async def _js_publish_floor(client: Client, n: int) -> dict[str, float]:
+    """A JetStream publish awaited to its ack, into a throw-away file stream: what confirming one
+    final observation costs (the worker pipelines them, so an action waits for less than this)."""
+    js = client.nats.jetstream()
+    name = "bench_" + new_id().replace("-", "")[:16]
+    await js.add_stream(name=name, subjects=[f"_bench.{name}"], storage="file")
+    try:
+        samples = []
+        for i in range(n):
+            t = time.perf_counter()
+            await js.publish(f"_bench.{name}", b"x" * 200, headers={"Nats-Msg-Id": f"{name}-{i}"})
+            samples.append(time.perf_counter() - t)
+    finally:
+        await js.delete_stream(name)
+    return _ms(samples)
+
+
 async def _spawn_floor(n: int) -> dict[str, float]:
     samples = []
     for _ in range(n):
@@ -121,6 +139,8 @@ async def run_bench(config: BenchConfig) -> dict[str, object]:
             results: dict[str, object] = {"nats_url": url, "backend": config.backend or "default"}
             _say(config, "floor: NATS request/reply ...")
             results["floor_nats_request"] = await _nats_floor(client, max(config.actions, 200))
+            _say(config, "floor: JetStream publish to its ack ...")
+            results["floor_js_publish"] = await _js_publish_floor(client, max(config.actions, 200))
             _say(config, "floor: bash -c 'echo hi' subprocess ...")
             results["floor_bash_spawn"] = await _spawn_floor(200)
             _say(config, f"session create -> ready, warm pool, x{config.sessions} ...")
@@ -220,7 +240,7 @@ def _report(config: BenchConfig, results: dict[str, object]) -> None:
         return
     print(f"\ncorral bench  ({results['nats_url']}, backend {results['backend']}, {os.cpu_count()} cores)")
     print(f"{'measure':34} {'n':>6} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'per s':>9}")
-    rows = [(name, results[name]) for name in ("floor_nats_request", "floor_bash_spawn", "create_warm", "create_cold",
+    rows = [(name, results[name]) for name in ("floor_nats_request", "floor_js_publish", "floor_bash_spawn", "create_warm", "create_cold",
                                                "echo_round_trip", "echo_parallel")]
     floor = results.get("docker_floor")
     if isinstance(floor, dict):

@@ -67,7 +67,7 @@ from ._schema import json_schema
 from ._subjects import DEFAULT_PREFIX, KV_SESSIONS, KV_WORKERS, STREAM, Subjects
 from ._validate import MAX_ID_LENGTH, Invalid, check_action, spec_problem, valid_id
 
-__all__ = [name for name in dir() if not name.startswith("_")] + ["Client", "Session", "connect_nats", "replay", "start_at"]
+__all__ = [name for name in dir() if not name.startswith("_")] + ["Client", "Session", "connect_nats", "replay", "start_at", "unsubscribe_all"]
 
 
 def __getattr__(name: str) -> object:
@@ -77,8 +77,8 @@ def __getattr__(name: str) -> object:
         from . import _client
 
         return getattr(_client, name)
-    if name == "connect_nats":
-        from ._connect import connect_nats
+    if name in ("connect_nats", "unsubscribe_all"):
+        from . import _connect
 
-        return connect_nats
+        return getattr(_connect, name)
     raise AttributeError(f"module 'protocol' has no attribute {name!r}")

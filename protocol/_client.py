@@ -20,7 +20,7 @@ import nats.js.errors
 
 from . import _errors as codes
 from ._codec import decode_observation, decode_reply, encode, wants_json
-from ._connect import connect_nats
+from ._connect import connect_nats, unsubscribe_all
 from ._errors import ConnectionLost, RequestError
 from ._events import (
     INTERIM_KINDS,
@@ -84,10 +84,7 @@ async def replay(nc: Nats, subject: str | list[str], *, since: int = 0, follow: 
             if not follow and msg.metadata.num_pending == 0:
                 return
     finally:
-        try:
-            await sub.unsubscribe()
-        except nats.errors.Error:
-            pass
+        await unsubscribe_all([sub])
 
 
 def start_at(seq: int) -> ConsumerConfig | None:
@@ -358,9 +355,7 @@ class Session:
         return info
 
     async def detach(self) -> None:
-        for sub in self._subs:
-            await sub.unsubscribe()
-        self._subs.clear()
+        await unsubscribe_all(self._subs)
 
     async def __aenter__(self) -> Session:
         return self

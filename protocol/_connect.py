@@ -7,6 +7,7 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client as Nats
+from nats.aio.subscription import Subscription
 import nats.errors
 
 from . import _errors as codes
@@ -31,3 +32,13 @@ async def connect_nats(url: str, *, name: str, first_attempts: int = 3, **option
         raise ConnectionLost(codes.WORKER_UNAVAILABLE, f"cannot connect to NATS at {url}: {exc!r}") from exc
     nc.options["max_reconnect_attempts"] = -1  # read at each reconnect: from now on, keep trying
     return nc
+
+
+async def unsubscribe_all(subs: list[Subscription]) -> None:
+    """Unsubscribe each of ``subs`` and empty the list; a connection already gone is no error."""
+    for sub in subs:
+        try:
+            await sub.unsubscribe()
+        except nats.errors.Error:
+            pass
+    subs.clear()

@@ -47,6 +47,7 @@ from protocol import (
     decode_as,
     encode,
     spec_problem,
+    unsubscribe_all,
 )
 
 from ._pool import WarmPool
@@ -443,12 +444,7 @@ class Worker:
     # ------------------------------------------------------------------- stop
     async def aclose(self, *, destroy_sandboxes: bool = True) -> None:
         """Stop intake, close every session (destroying its sandbox unless told to keep it)."""
-        for sub in self._subs:
-            try:
-                await sub.unsubscribe()
-            except nats.errors.Error:
-                pass
-        self._subs.clear()
+        await unsubscribe_all(self._subs)
         await self._supervisor.aclose()
         await self._pool.aclose()
         if destroy_sandboxes:

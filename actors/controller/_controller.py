@@ -46,6 +46,7 @@ from protocol import (
     headers_for,
     new_id,
     spec_problem,
+    unsubscribe_all,
     wants_json,
 )
 
@@ -149,13 +150,8 @@ class Controller(Actor[Msg]):
                  sessions=len(self._sessions), workers=len(self._placement.workers))
 
     async def aclose(self) -> None:
-        for sub in self._subs + self._leader_subs:
-            try:
-                await sub.unsubscribe()
-            except nats.errors.Error:
-                pass
-        self._subs.clear()
-        self._leader_subs.clear()
+        await unsubscribe_all(self._subs)
+        await unsubscribe_all(self._leader_subs)
         await self.drain(5.0)
         await cancel_and_wait(self._creates)
         await self._supervisor.aclose()
@@ -189,12 +185,7 @@ class Controller(Actor[Msg]):
 
     async def _follow(self) -> None:
         self._supervisor.stop("reaper")
-        for sub in self._leader_subs:
-            try:
-                await sub.unsubscribe()
-            except nats.errors.Error:
-                pass
-        self._leader_subs.clear()
+        await unsubscribe_all(self._leader_subs)
 
     # -------------------------------------------------------------------- intake
     async def _enqueue(self, msg: Msg) -> None:

@@ -47,6 +47,7 @@ from protocol import (
     encode,
     headers_for,
     new_id,
+    unsubscribe_all,
     valid_id,
     wants_json,
 )
@@ -471,12 +472,7 @@ class SessionRunner:
             return
         self._closed = True
         self._close_code, self._close_reason = code, reason
-        for sub in self._subs:
-            try:
-                await sub.unsubscribe()
-            except nats.errors.Error:
-                pass
-        self._subs.clear()
+        await unsubscribe_all(self._subs)
         me = asyncio.current_task()  # a close may come from this runner's own task (a sandbox found dead)
         work = [t for t in self._tasks if t is not me and not t.get_name().endswith(":outbox")]
         await cancel_and_wait(work)

@@ -40,8 +40,8 @@ from protocol import (
 from . import _http
 from ._channel import Claim, Health
 from ._offload import offload
-from .plugins import PLUGINS, PluginSet, SandboxContext
 from ._shell import ShellManager, base_env
+from .plugins import PLUGINS, PluginSet, SandboxContext
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.plugins import PLUGINS, SandboxPlugin
 from executor._server import Claim, Executor, ExecutorConfig
+from executor.plugins import PLUGINS, SandboxPlugin
 from protocol import CmdOutput, CmdRun, Error, IPythonRun, UnknownName, codes, new_id
 
 

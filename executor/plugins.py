@@ -40,10 +40,23 @@ class SandboxContext(msgspec.Struct, frozen=True, kw_only=True):
     output_dir: str
     max_read_bytes: int
     shells: ShellManager
+    plugins: tuple[str, ...] = ()
+    """Every plugin the session asked for (after ``requires``), so one may serve another (the
+    kernel imports the agent skills when the session has them)."""
 
 
 class SandboxPlugin(abc.ABC):
     kinds: ClassVar[frozenset[str]] = frozenset()
+    """The action kinds it answers (none for a plugin that only adds to another, e.g. skills)."""
+    requires: ClassVar[tuple[str, ...]] = ()
+    """Plugins it needs; asking for it asks for them."""
+    variant: ClassVar[str | None] = None
+    """The runtime image variant a Docker sandbox needs for it (``corral image build --with V``)."""
+    modules: ClassVar[tuple[str, ...]] = ()
+    """Python modules the executor's interpreter must be able to import to serve it."""
+    lane: ClassVar[str | None] = None
+    """The worker lane its actions run in (None: the core's lanes); a plugin's own lane means a
+    long action of it blocks no shell, and no shell blocks it."""
 
     def __init__(self, ctx: SandboxContext) -> None:
         self.ctx = ctx
@@ -106,6 +119,59 @@ PLUGINS.register("files", FilesPlugin)
 PLUGINS.register("editor", EditorPlugin)
 
 
+class PluginUnavailable(Exception):
+    """A plugin this environment cannot serve; ``variant`` is the image variant that can."""
+
+    def __init__(self, name: str, missing: str, variant: str | None) -> None:
+        fix = f"build an image with it: corral image build --with {variant}" if variant else "install it"
+        super().__init__(f"plugin {name!r} needs {missing}, which this sandbox does not have; {fix}")
+        self.name, self.missing, self.variant = name, missing, variant
+
+
+def resolve(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The plugins a session gets for ``names`` (beyond the core): each after what it requires,
+    in order, once. Raises ``UnknownName`` for a name nobody registered."""
+    out: dict[str, None] = {}
+
+    def add(name: str, seen: tuple[str, ...]) -> None:
+        if name in out or name in CORE:
+            return
+        if name in seen:
+            raise ValueError(f"plugins require each other in a circle: {' -> '.join((*seen, name))}")
+        for needed in PLUGINS.get(name).requires:
+            add(needed, (*seen, name))
+        out[name] = None
+
+    for name in names:
+        add(name, ())
+    return tuple(out)
+
+
+def variants_for(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The image variants the resolved plugins need, sorted (the label of an image that has them)."""
+    return tuple(sorted({v for n in resolve(names) if (v := PLUGINS.get(n).variant)}))
+
+
+def check_available(names: list[str] | tuple[str, ...]) -> None:
+    """Raise ``PluginUnavailable`` for the first resolved plugin whose modules this interpreter
+    cannot import (what a local or bubblewrap sandbox runs is checked this way)."""
+    import importlib.util
+
+    for name in resolve(names):
+        cls = PLUGINS.get(name)
+        for module in cls.modules:
+            if importlib.util.find_spec(module) is None:
+                raise PluginUnavailable(name, f"the Python module {module!r}", cls.variant)
+
+
+def plugin_for_kind(kind: str) -> str | None:
+    """The registered plugin (not of the core) that serves ``kind``, to tell a session how to get it."""
+    for name in PLUGINS.names():
+        if name not in CORE and kind in PLUGINS.get(name).kinds:
+            return name
+    return None
+
+
 class PluginSet:
     """One session's plugins: which serves each kind, each started on its first action."""
 
@@ -143,3 +209,9 @@ class PluginSet:
         for plugin in self._started.values():
             await plugin.aclose()
         self._started.clear()
+
+
+from ._jupyter import AgentSkillsPlugin, JupyterPlugin  # noqa: E402  (they subclass SandboxPlugin)
+
+PLUGINS.register("jupyter", JupyterPlugin)
+PLUGINS.register("agent_skills", AgentSkillsPlugin)

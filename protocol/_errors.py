@@ -44,6 +44,11 @@ WORKER_DRAINING: Final = "worker_draining"
 """Every worker that could run the session is draining (or the one asked is)."""
 WORKER_FULL: Final = "worker_full"
 """The worker asked to start a sandbox has no free slot (the controller places again)."""
+PLUGIN_UNAVAILABLE: Final = "plugin_unavailable"
+"""The sandbox's image (or environment) cannot serve a plugin the session asks for; the message
+names the image variant to build."""
+PLUGIN_NOT_ENABLED: Final = "plugin_not_enabled"
+"""An action of a plugin's kind in a session that did not ask for that plugin."""
 
 ALL_CODES: Final = frozenset(
     v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and k != "ALL_CODES"

@@ -15,7 +15,7 @@ Encoding = Literal["text", "base64"]
 CmdStatus = Literal["completed", "running", "hard_timeout", "interrupted", "not_executed", "failed"]
 EditCommand = Literal["view", "create", "str_replace", "insert", "undo_edit"]
 SessionStatus = Literal["starting", "ready", "closing", "closed", "lost", "recovered", "paused"]
-PluginState = Literal["enabled", "starting", "running", "failed", "stopped"]
+PluginState = Literal["declared", "starting", "ready", "failed"]
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", omit_defaults=True):
@@ -68,8 +68,13 @@ class FileEdit(Action, frozen=True, kw_only=True, tag="file_edit"):
 
 
 class IPythonRun(Action, frozen=True, kw_only=True, tag="ipython_run"):
-    code: str
+    """A cell for an IPython kernel of the session (plugin ``jupyter``), started on the first cell."""
+
+    code: str = ""
     kernel: str = "main"
+    """Named kernels, each its own process."""
+    restart: bool = False
+    """Restart the kernel first (its state is lost); an empty ``code`` only restarts."""
 
 
 class BrowseUrl(Action, frozen=True, kw_only=True, tag="browse_url"):
@@ -128,6 +133,32 @@ class CmdOutput(Observation, frozen=True, kw_only=True, tag="cmd_output"):
     """Set for `running` / `not_executed`: what the agent can do next."""
 
 
+IPythonStatus = Literal["completed", "error", "hard_timeout", "interrupted", "failed"]
+
+
+class IPythonOutput(Observation, frozen=True, kw_only=True, tag="ipython_output"):
+    """The answer to ``ipython_run``: what the cell printed, returned and displayed, in order."""
+
+    content: str = ""
+    """stdout, stderr, results and display text in order, ANSI colour codes stripped."""
+    status: IPythonStatus = "completed"
+    kernel: str = "main"
+    execution_count: int | None = None
+    error_name: str | None = None
+    error_value: str | None = None
+    traceback: str | None = None
+    """Plain text, when the cell raised."""
+    images: list[str] = []
+    """Base64 PNG of every ``image/png`` display, in order."""
+    working_dir: str | None = None
+    """The kernel's working directory after the cell."""
+    kernel_restarted: bool = False
+    """This cell ran in a fresh kernel (the old one died or was restarted)."""
+    truncated: bool = False
+    reason: str | None = None
+    """Why the status is ``failed`` / ``interrupted``, when it is."""
+
+
 class CmdChunk(Observation, frozen=True, kw_only=True, tag="cmd_chunk"):
     """Output of a running command. A command that streamed any chunk streams all of its output
     (the last chunk comes before the final ``cmd_output``); a quick one may stream none."""
@@ -176,7 +207,7 @@ class ConfirmResult(Observation, frozen=True, kw_only=True, tag="confirm_result"
     approved: bool
 
 
-AnyObservation = CmdOutput | CmdChunk | FileContent | FileWritten | FileEdited | Error | ActionHeld | ConfirmResult
+AnyObservation = CmdOutput | IPythonOutput | CmdChunk | FileContent | FileWritten | FileEdited | Error | ActionHeld | ConfirmResult
 
 OBSERVATION_KINDS: tuple[str, ...] = tuple(t.__struct_config__.tag for t in AnyObservation.__args__)  # type: ignore[attr-defined]
 INTERIM_KINDS: frozenset[str] = frozenset({"cmd_chunk", "action_held"})
@@ -250,8 +281,9 @@ class PluginStatus(msgspec.Struct, frozen=True, kw_only=True):
     """An in-sandbox plugin a session asked for (``SessionSpec.plugins``) and where it stands."""
 
     name: str
-    state: PluginState = "enabled"
-    """``enabled``: declared, started on first use."""
+    state: PluginState = "declared"
+    """``declared``: asked for, not started (it starts on first use); ``failed`` has a ``reason``."""
+    reason: str | None = None
 
 
 class SessionInfo(Reply, frozen=True, kw_only=True, tag="session_info"):

@@ -12,7 +12,7 @@ from typing import Any
 import click
 import msgspec
 
-from protocol import Client, CmdChunk, CmdOutput, CmdRun, Error, Subjects, json_schema, new_id
+from protocol import Client, CmdChunk, CmdOutput, CmdRun, Error, IPythonOutput, IPythonRun, Subjects, json_schema, new_id
 
 from ._common import configure_logging, nats_option, prefix_option, print_json, run_cli, with_client
 
@@ -139,20 +139,26 @@ async def _wait_for_signal() -> None:
 @click.option("--backend", default=None)
 @click.option("--shell", default="main", show_default=True)
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Hard timeout in seconds")
+@click.option("--ipython", is_flag=True, help="COMMAND is Python for the session's IPython kernel (plugin jupyter)")
+@click.option("--kernel", default="main", show_default=True, help="With --ipython: the kernel's name")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(nats_url: str, session_id: str | None, backend: str | None, shell: str, timeout_s: float | None,
-          command: tuple[str, ...]) -> None:
-    """Run COMMAND in a sandbox, stream its output, exit with its exit code."""
+          ipython: bool, kernel: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND in a sandbox, stream its output, exit with its exit code (with --ipython: 0 when
+    the cell completed, 1 when it raised, 2 otherwise)."""
     text = command[0] if len(command) == 1 else shlex.join(command)
+    action: CmdRun | IPythonRun = (IPythonRun(id=new_id(), code=text, kernel=kernel, timeout_s=timeout_s) if ipython
+                                   else CmdRun(id=new_id(), command=text, shell=shell, timeout_s=timeout_s))
 
     async def main() -> int:
         async with await Client.connect(nats_url) as client:
             if session_id:
                 session = await client.attach(session_id)
             else:
-                session = await client.create_session(**({"backend": backend} if backend else {}))
+                spec: dict[str, Any] = {"backend": backend} if backend else {}
+                session = await client.create_session(**spec, **({"plugins": ["jupyter"]} if ipython else {}))
             try:
-                return await _stream_command(session, CmdRun(id=new_id(), command=text, shell=shell, timeout_s=timeout_s))
+                return await _stream_command(session, action)
             finally:
                 if session_id:
                     await session.detach()
@@ -162,7 +168,7 @@ def exec_(nats_url: str, session_id: str | None, backend: str | None, shell: str
     sys.exit(run_cli(main()))
 
 
-async def _stream_command(session: Any, action: CmdRun) -> int:
+async def _stream_command(session: Any, action: CmdRun | IPythonRun) -> int:
     streamed = False
     async for obs in session.stream(action):
         match obs:
@@ -181,6 +187,17 @@ async def _stream_command(session: Any, action: CmdRun) -> int:
                 if obs.status != "completed":
                     print(f"[{obs.status}] {obs.hint or ''}".rstrip(), file=sys.stderr)
                 return obs.exit_code if obs.exit_code is not None else 1
+            case IPythonOutput():
+                if not streamed:
+                    sys.stdout.write(obs.content)
+                if obs.content and not obs.content.endswith("\n"):
+                    sys.stdout.write("\n")
+                sys.stdout.flush()
+                if obs.images:
+                    print(f"[{len(obs.images)} image(s) displayed; not shown here]", file=sys.stderr)
+                if obs.status not in ("completed", "error"):
+                    print(f"[{obs.status}] {obs.reason or ''}".rstrip(), file=sys.stderr)
+                return {"completed": 0, "error": 1}.get(obs.status, 2)
             case Error():
                 print(f"error {obs.code}: {obs.message}", file=sys.stderr)
                 return 2
@@ -464,3 +481,31 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True)
+def plugins_(as_json: bool) -> None:
+    """The in-sandbox plugins installed (entry points corral.plugins): what each serves, what it
+    requires, the image variant a Docker sandbox needs for it, and whether this host's Python can
+    serve it (local sandboxes)."""
+    from executor.plugins import CORE, PLUGINS, PluginUnavailable, check_available
+
+    rows = []
+    for name in PLUGINS.names():
+        cls = PLUGINS.get(name)
+        try:
+            check_available([name]) if name not in CORE else None
+            here = "yes"
+        except PluginUnavailable as exc:
+            here = f"no: needs {exc.missing}"
+        rows.append({"name": name, "kinds": sorted(cls.kinds), "requires": list(cls.requires),
+                     "variant": cls.variant, "core": name in CORE, "available_here": here})
+    if as_json:
+        print_json(rows)
+        return
+    click.echo(f"{'plugin':14} {'kinds':22} {'requires':10} {'image variant':14} here")
+    for row in rows:
+        variant = "(core)" if row["core"] else row["variant"] or "-"
+        click.echo(f"{row['name']:14} {','.join(row['kinds']) or '-':22} {','.join(row['requires']) or '-':10} "
+                   f"{variant:14} {row['available_here']}")

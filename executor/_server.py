@@ -41,7 +41,7 @@ from . import _http
 from ._channel import Claim, Health
 from ._offload import offload
 from ._shell import ShellManager, base_env
-from .plugins import PLUGINS, PluginSet, SandboxContext
+from .plugins import PluginSet, SandboxContext, resolve
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,7 @@ class Executor:
         """Become the sandbox of one session: its env, its workdir, its main shell."""
         if self._shells is not None:
             raise AlreadyClaimed(f"this executor already serves session {self._session_id}")
-        for name in claim.plugins:
-            PLUGINS.get(name)  # UnknownName before anything is bound
+        plugins = resolve(claim.plugins)  # UnknownName before anything is bound
         workdir = claim.workdir or self._config.workdir
         os.makedirs(workdir, exist_ok=True)
         env = {**self._config.env, **claim.env}
@@ -123,10 +122,10 @@ class Executor:
         shells.default_soft_timeout_s = claim.default_soft_timeout_s
         self._session_id = claim.session_id
         self._shells = shells
-        self._plugins = PluginSet(SandboxContext(session_id=claim.session_id, workdir=workdir,
-                                                 output_dir=self._config.output_dir,
-                                                 max_read_bytes=self._config.max_read_bytes, shells=shells),
-                                  claim.plugins)
+        context = SandboxContext(session_id=claim.session_id, workdir=workdir, output_dir=self._config.output_dir,
+                                 max_read_bytes=self._config.max_read_bytes, shells=shells, plugins=plugins,
+                                 editor_history_dir=os.path.join(self._config.output_dir, ".editor-history"))
+        self._plugins = PluginSet(context, list(plugins))
 
     async def aclose(self) -> None:
         if self._plugins is not None:

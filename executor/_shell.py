@@ -6,6 +6,7 @@ See ``_pty.py`` for how one shell works.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import shutil
@@ -88,6 +89,27 @@ class ShellManager:
     def cwd(self, shell: str = "main") -> str:
         sh = self._shells.get(shell)
         return sh.cwd if sh is not None else self.workdir
+
+    async def exported(self, timeout_s: float) -> dict[str, str]:
+        """What the main shell exports now (``env -0`` run in it), or ``{}`` when it is busy or has
+        output its next observation must carry: asking then would take the agent's place."""
+        sh = self._shells.get("main")
+        if sh is None or not sh.alive or sh.job is not None or sh.waiter is not None or sh.finished is not None:
+            return {}
+        path = os.path.join(self.scratch_dir(), f"env-{new_id()[:12]}")
+        try:
+            result = await self.run(CmdRun(id=new_id("env-"), command=f"env -0 > {shlex.quote(path)}", timeout_s=timeout_s))
+            if result.status != "completed":
+                return {}
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return {}
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        pairs = (item.decode("utf-8", "replace").partition("=") for item in data.split(b"\0") if item)
+        return {name: value for name, _, value in pairs if name and not name.startswith("BASH_FUNC_")}
 
     def scratch_dir(self) -> str:
         """Where long commands are written to be sourced; made again if a command removed it."""

@@ -43,6 +43,9 @@ class SandboxContext(msgspec.Struct, frozen=True, kw_only=True):
     plugins: tuple[str, ...] = ()
     """Every plugin the session asked for (after ``requires``), so one may serve another (the
     kernel imports the agent skills when the session has them)."""
+    editor_history_dir: str = ""
+    """Where the editor keeps its undo history, shared by every process of the sandbox that edits
+    (a ``file_edit`` action and the skills' ``file_editor`` in a kernel see one history)."""
 
 
 class SandboxPlugin(abc.ABC):
@@ -57,6 +60,11 @@ class SandboxPlugin(abc.ABC):
     lane: ClassVar[str | None] = None
     """The worker lane its actions run in (None: the core's lanes); a plugin's own lane means a
     long action of it blocks no shell, and no shell blocks it."""
+
+    @classmethod
+    def lane_for(cls, action: AnyAction) -> str | None:
+        """The lane of one action (e.g. one per kernel name); ``lane`` by default."""
+        return cls.lane
 
     def __init__(self, ctx: SandboxContext) -> None:
         self.ctx = ctx
@@ -178,7 +186,7 @@ class PluginSet:
     def __init__(self, ctx: SandboxContext, names: list[str]) -> None:
         self._ctx = ctx
         self._classes: dict[str, type[SandboxPlugin]] = {}
-        for name in dict.fromkeys([*CORE, *names]):
+        for name in (*CORE, *resolve(names)):
             cls = PLUGINS.get(name)  # UnknownName for a plugin this sandbox does not have
             for kind in cls.kinds:
                 self._classes.setdefault(kind, cls)

@@ -46,6 +46,8 @@ from ._events import (
     WorkerInfo,
     WorkerList,
     WorkerRef,
+    IPythonOutput,
+    IPythonRun,
 )
 from ._ids import new_id
 from ._subjects import DEFAULT_PREFIX, Subjects
@@ -286,6 +288,13 @@ class Session:
         """Shorthand for ``run(CmdRun(id=new_id(), command=command, ...))``."""
         obs = await self.run(CmdRun(id=new_id(), command=command, **fields))
         assert isinstance(obs, (CmdOutput, Error))
+        return obs
+
+    async def ipython(self, code: str, **fields: Any) -> IPythonOutput | Error:
+        """Shorthand for an ``ipython_run`` (``kernel``, ``timeout_s``, ``restart`` as keywords);
+        the session must have asked for the ``jupyter`` plugin."""
+        obs = await self.run(IPythonRun(id=new_id(), code=code, **fields))
+        assert isinstance(obs, (IPythonOutput, Error))
         return obs
 
     async def read_file(self, path: str, **fields: Any) -> FileContent | Error:

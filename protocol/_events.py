@@ -155,6 +155,8 @@ class IPythonOutput(Observation, frozen=True, kw_only=True, tag="ipython_output"
     kernel_restarted: bool = False
     """This cell ran in a fresh kernel (the old one died or was restarted)."""
     truncated: bool = False
+    full_output_path: str | None = None
+    """When ``truncated``: the file in the sandbox that holds all of the cell's output."""
     reason: str | None = None
     """Why the status is ``failed`` / ``interrupted``, when it is."""
 

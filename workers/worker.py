@@ -32,14 +32,15 @@ from actors import (
     stream_name,
     workers_bucket,
 )
+from executor.plugins import resolve
 from protocol import (
     ErrorReply,
-    PluginStatus,
     SandboxCreate,
     SessionInfo,
     SessionRef,
     SessionSpec,
     Subjects,
+    UnknownName,
     WorkerInfo,
     WorkerRef,
     codes,
@@ -61,7 +62,7 @@ from .backends import (
     deployment_id,
     make_backend,
 )
-from .session import RunnerConfig, SessionRunner
+from .session import ExecutorHandler, RunnerConfig, SessionRunner
 
 log = structlog.get_logger()
 
@@ -304,7 +305,7 @@ class Worker:
             request = decode_as(msg.data, SandboxCreate)
         except msgspec.DecodeError as exc:
             return await self._reply(msg, ErrorReply(code=codes.BAD_PAYLOAD, message=f"bad create request: {exc}"))
-        problem = spec_problem(request.spec)
+        problem = spec_problem(request.spec) or _plugins_problem(request.spec)
         if problem:
             return await self._reply(msg, ErrorReply(code=codes.INVALID_SPEC, message=problem))
         if self._draining:
@@ -339,7 +340,7 @@ class Worker:
         self._runners[sid] = runner
         info = SessionInfo(session_id=sid, worker_id=self.worker_id, backend=self._backend.name, status="ready",
                            created_at=handle.created_at, labels=dict(request.spec.labels), warm=warm,
-                           plugins=[PluginStatus(name=name) for name in request.spec.plugins])
+                           plugins=ExecutorHandler.statuses(request.spec))
         await runner.publish_status(info)
         metrics.create_seconds.labels(str(warm).lower()).observe(time.perf_counter() - started)
         log.info("session_ready", session_id=sid, worker_id=self.worker_id, warm=warm,
@@ -463,3 +464,14 @@ class Worker:
             except nats.errors.Error:
                 pass
             await self._nc.drain()
+
+
+def _plugins_problem(spec: SessionSpec) -> str | None:
+    """Why the spec's plugins cannot be had anywhere: a name no one registered (``invalid_spec``)."""
+    try:
+        resolve(spec.plugins)
+    except UnknownName as exc:
+        return f"plugins: {exc}"
+    except ValueError as exc:
+        return f"plugins: {exc}"
+    return None

@@ -454,7 +454,13 @@ class Controller(Actor[Msg]):
         if not isinstance(info, SessionInfo):
             return
         record = self._sessions.get(info.session_id)
-        if record is None or record.info.status == info.status:
+        if record is None:
+            return
+        if info.status == record.info.status == "ready" and info.plugins != record.info.plugins:
+            record.info = msgspec.structs.replace(record.info, plugins=info.plugins)  # a plugin started or failed
+            await self._table.put(record)
+            return
+        if record.info.status == info.status:
             return
         if info.status == "closed":  # closed by its worker (e.g. worker shutdown), not through ctl.close
             await self._table.delete(info.session_id)

@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from protocol import (
+    BrowseUrl,
     CmdChunk,
     CmdOutput,
     CmdRun,
@@ -109,8 +110,13 @@ async def test_binary_file_read_as_text_is_binary_file(session):
 
 
 async def test_unimplemented_kind_is_unsupported(session):
-    obs = await session.run(IPythonRun(id=new_id(), code="1+1"))
+    obs = await session.run(BrowseUrl(id=new_id(), url="http://127.0.0.1/"))
     assert isinstance(obs, Error) and obs.code == codes.UNSUPPORTED and obs.cause is not None
+
+
+async def test_a_plugin_kind_the_session_did_not_ask_for_is_plugin_not_enabled(session):
+    obs = await session.run(IPythonRun(id=new_id(), code="1+1"))
+    assert isinstance(obs, Error) and obs.code == codes.PLUGIN_NOT_ENABLED and obs.cause is not None
 
 
 async def test_session_env_and_workdir_apply(client, tmp_path):

@@ -25,12 +25,26 @@ from typing import Awaitable, Callable, ClassVar
 import msgspec
 
 from executor.client import ExecutorClient, ExecutorUnavailable
-from protocol import AnyAction, AnyObservation, CmdChunk, CmdRun, Error, Registry, SessionSpec, codes, new_id
+from executor.plugins import PLUGINS, plugin_for_kind, resolve
+from protocol import (
+    AnyAction,
+    AnyObservation,
+    CmdChunk,
+    CmdRun,
+    Error,
+    IPythonOutput,
+    PluginStatus,
+    Registry,
+    SessionSpec,
+    codes,
+    new_id,
+)
 
 from ..backends import SandboxHandle
 
 Emit = Callable[[CmdChunk], Awaitable[None]]
 DeathReason = Callable[[], Awaitable[str | None]]
+ReportPlugins = Callable[[list[PluginStatus]], Awaitable[None]]
 DEATH_REASON_WAIT_S = 2.0
 
 
@@ -50,6 +64,8 @@ class SessionContext(msgspec.Struct, frozen=True, kw_only=True):
     handle: SandboxHandle
     client: ExecutorClient
     death_reason: DeathReason | None = None
+    report_plugins: ReportPlugins | None = None
+    """Publish the session's plugin states (``session_info.plugins``) when one changes."""
 
 
 class Handler(abc.ABC):
@@ -93,18 +109,52 @@ def route_table(names: list[str], ctx: SessionContext) -> dict[str, Handler]:
 
 
 class ExecutorHandler(Handler):
-    """Shell, files and editor: answered by the executor inside the sandbox, over its channel."""
+    """Shell, files, editor and the in-sandbox plugins: answered by the executor inside the
+    sandbox, over its channel. A plugin's kind in a session that did not ask for the plugin is
+    ``plugin_not_enabled``, from here; a plugin's actions run in the plugin's own lanes."""
 
-    kinds = frozenset({"cmd_run", "file_read", "file_write", "file_edit"})
+    kinds = frozenset({"cmd_run", "file_read", "file_write", "file_edit"}) | frozenset(
+        kind for name in PLUGINS.names() for kind in PLUGINS.get(name).kinds)
 
     def __init__(self, ctx: SessionContext) -> None:
         self._ctx = ctx
         self._client = ctx.client
+        self._plugins = {name: PluginStatus(name=name) for name in resolve(ctx.spec.plugins)}
+
+    @classmethod
+    def statuses(cls, spec: SessionSpec) -> list[PluginStatus]:
+        """What a new session reports of its plugins: each declared, none started."""
+        return [PluginStatus(name=name) for name in resolve(spec.plugins)]
 
     def lane(self, action: AnyAction) -> str:
-        return action.shell if isinstance(action, CmdRun) else "main"
+        if isinstance(action, CmdRun):
+            return action.shell
+        name = plugin_for_kind(action.__struct_config__.tag)
+        return (PLUGINS.get(name).lane_for(action) if name else None) or "main"
 
     async def handle(self, action: AnyAction, emit: Emit) -> AnyObservation:
+        plugin = plugin_for_kind(action.__struct_config__.tag)
+        if plugin is None:
+            return await self._execute(action, emit)
+        if plugin not in self._plugins:
+            kind = action.__struct_config__.tag
+            return self._error(action, codes.PLUGIN_NOT_ENABLED, (
+                f"{kind} is served by the plugin {plugin!r}, which this session did not ask for; create "
+                f"the session with it: spec field plugins: [{plugin!r}] (SDK: create_session(plugins=[{plugin!r}]))"))
+        if self._plugins[plugin].state != "ready":
+            await self._set_plugin(PluginStatus(name=plugin, state="starting"))
+        final = await self._execute(action, emit)
+        await self._set_plugin(_plugin_status(plugin, final))
+        return final
+
+    async def _set_plugin(self, status: PluginStatus) -> None:
+        if self._plugins.get(status.name) == status:
+            return
+        self._plugins[status.name] = status
+        if self._ctx.report_plugins is not None:
+            await self._ctx.report_plugins(list(self._plugins.values()))
+
+    async def _execute(self, action: AnyAction, emit: Emit) -> AnyObservation:
         final: AnyObservation | None = None
         try:
             async for obs in self._client.execute(action):
@@ -143,6 +193,15 @@ class ExecutorHandler(Handler):
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _plugin_status(name: str, answer: AnyObservation) -> PluginStatus:
+    """Where a plugin stands after answering: an answer that says it could not serve marks it failed."""
+    if isinstance(answer, Error) and answer.code in (codes.PLUGIN_UNAVAILABLE, codes.SANDBOX_FAILED):
+        return PluginStatus(name=name, state="failed", reason=answer.message)
+    if isinstance(answer, IPythonOutput) and answer.status == "failed":
+        return PluginStatus(name=name, state="failed", reason=answer.reason)
+    return PluginStatus(name=name, state="ready")
 
 
 HANDLERS.register("executor", ExecutorHandler)

@@ -39,6 +39,7 @@ from protocol import (
     Confirm,
     ConfirmResult,
     Error,
+    PluginStatus,
     SessionInfo,
     SessionSpec,
     Subjects,
@@ -128,7 +129,10 @@ class SessionRunner:
         self.session_id = handle.session_id
         self._ctx = SessionContext(session_id=handle.session_id, spec=spec, handle=handle, death_reason=death_reason,
                                    client=client or ExecutorClient(key=handle.key, socket_path=handle.socket_path,
-                                                                   host=handle.host, port=handle.port))
+                                                                   host=handle.host, port=handle.port),
+                                   report_plugins=self._report_plugins)
+        self._info: SessionInfo | None = None
+        """The last status this runner published, the base of plugin-state updates."""
         self._config = config
         self._on_dead = on_dead
         self._routes: dict[str, Handler] = {}
@@ -456,7 +460,12 @@ class SessionRunner:
         )
         return replacement, encode(replacement, json=as_json)
 
+    async def _report_plugins(self, plugins: list[PluginStatus]) -> None:
+        if self._info is not None and self._info.status in ("ready", "recovered"):
+            await self.publish_status(msgspec.structs.replace(self._info, plugins=plugins))
+
     async def publish_status(self, info: SessionInfo) -> None:
+        self._info = info
         try:
             await self._nc.publish(self._subjects.status(self.session_id), encode(info))
         except nats.errors.Error as exc:  # the broker is gone: the status is lost, not the worker

@@ -14,15 +14,16 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
 import time
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import msgspec
 
-from protocol import Client, CmdOutput, CmdRun, new_id
+from protocol import Client, CmdOutput, CmdRun, IPythonOutput, new_id
 
 
 class BenchConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -176,6 +177,98 @@ async def run_bench(config: BenchConfig) -> dict[str, object]:
     return results
 
 
+async def run_ipython_bench(config: BenchConfig) -> dict[str, object]:
+    """The jupyter plugin: a warm kernel's ``1+1`` through NATS, the first cell of a new session
+    (the kernel's lazy start included), what a declared but unused plugin costs, and the floor —
+    a bare jupyter_client execute to a kernel on this host."""
+    async with _maybe_embedded(config) as url:
+        async with await Client.connect(url) as client:
+            spec: dict[str, Any] = {"backend": config.backend} if config.backend else {}
+            results: dict[str, object] = {"nats_url": url, "backend": config.backend or "default"}
+            _say(config, "floor: NATS request/reply ...")
+            results["floor_nats_request"] = await _nats_floor(client, 200)
+            _say(config, "floor: jupyter_client execute to a local kernel ...")
+            results["floor_kernel_execute"] = await _kernel_floor(min(config.actions, 300))
+            n_first = max(1, min(config.sessions, 10))
+            _say(config, f"first cell of a new session (lazy kernel start), x{n_first} ...")
+            results["ipython_first_cell"] = await _first_cells(client, n_first, spec)
+            async with await client.create_session(**spec, plugins=["jupyter"]) as session:
+                await _cells(session, 20)
+                _say(config, f"ipython 1+1 round trip, warm kernel, x{config.actions} ...")
+                t = time.perf_counter()
+                samples = await _cells(session, config.actions)
+                results["ipython_round_trip"] = {**_ms(samples), "actions_per_s": round(len(samples) / (time.perf_counter() - t), 1)}
+            _say(config, "idle executor RSS with and without plugins=['jupyter'] ...")
+            results["idle_rss"] = {"without_mb": await _idle_rss(client, spec), "with_jupyter_mb":
+                                   await _idle_rss(client, {**spec, "plugins": ["jupyter"]})}
+    if config.as_json:
+        print(json.dumps(results, indent=2))
+    else:
+        _print_rows(results, ("floor_nats_request", "floor_kernel_execute", "ipython_first_cell", "ipython_round_trip"))
+        rss = results["idle_rss"]
+        assert isinstance(rss, dict)
+        print(f"idle sandbox executor RSS: {rss['without_mb']} MB without plugins, {rss['with_jupyter_mb']} MB "
+              "with plugins=['jupyter'] (no cell run)")
+    return results
+
+
+async def _cells(session: Any, n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        out = await session.ipython("1+1")
+        samples.append(time.perf_counter() - t)
+        if not isinstance(out, IPythonOutput) or out.content != "2\n":
+            raise RuntimeError(f"unexpected answer to 1+1: {out!r}")
+    return samples
+
+
+async def _first_cells(client: Client, n: int, spec: dict[str, Any]) -> dict[str, float]:
+    samples = []
+    for _ in range(n):
+        async with await client.create_session(**spec, plugins=["jupyter"]) as session:
+            samples.extend(await _cells(session, 1))
+    return _ms(samples)
+
+
+async def _idle_rss(client: Client, spec: dict[str, Any], n: int = 3) -> float:
+    sessions = [await client.create_session(**spec) for _ in range(n)]
+    try:
+        rss_kb = [int((await s.cmd("awk '/VmRSS/ {print $2}' /proc/$PPID/status")).content.strip()) for s in sessions]
+    finally:
+        await asyncio.gather(*(s.close() for s in sessions))
+    return round(statistics.median(rss_kb) / 1024, 1)
+
+
+async def _kernel_floor(n: int) -> dict[str, float]:
+    """jupyter_client's own round trip: execute ``1+1`` and wait for idle, against a kernel it started."""
+    from jupyter_client import AsyncKernelManager
+
+    scratch = tempfile.mkdtemp(prefix="corral-bench-kernel-")
+    km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(scratch, "k"),
+                            connection_file=os.path.join(scratch, "k.json"))
+    await km.start_kernel(cwd=scratch)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=60)
+        samples = []
+        for _ in range(n + 20):
+            t = time.perf_counter()
+            msg_id = kc.execute("1+1")
+            while True:
+                msg = await kc.get_iopub_msg(timeout=10)
+                if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status" \
+                        and msg["content"]["execution_state"] == "idle":
+                    break
+            samples.append(time.perf_counter() - t)
+        return _ms(samples[20:])
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 async def _density(client: Client, n: int, spec: dict[str, str]) -> dict[str, float]:
     """``n`` idle sandboxes on one worker: how long they take to start, and each executor's RSS.
 
@@ -238,21 +331,29 @@ def _report(config: BenchConfig, results: dict[str, object]) -> None:
     if config.as_json:
         print(json.dumps(results, indent=2))
         return
-    print(f"\ncorral bench  ({results['nats_url']}, backend {results['backend']}, {os.cpu_count()} cores)")
-    print(f"{'measure':34} {'n':>6} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'per s':>9}")
     rows = [(name, results[name]) for name in ("floor_nats_request", "floor_js_publish", "floor_bash_spawn", "create_warm", "create_cold",
                                                "echo_round_trip", "echo_parallel")]
     floor = results.get("docker_floor")
     if isinstance(floor, dict):
         rows += [("floor_docker_run_true", floor["docker_run_true"]), ("floor_docker_exec_echo", floor["docker_exec_echo"])]
-    for name, r in rows:
-        assert isinstance(r, dict)
-        rate = r.get("actions_per_s", "")
-        print(f"{name:34} {r['n']:>6} {r['p50_ms']:>9} {r['p90_ms']:>9} {r['p99_ms']:>9} {rate:>9}")
+    _print_table(results, rows)
     density = results.get("density")
     if isinstance(density, dict):
         print(f"density: {density['n']} idle sandboxes started in {density['start_all_s']} s; executor RSS "
               f"p50 {density['executor_rss_mb_p50']} MB, max {density['executor_rss_mb_max']} MB")
+
+
+def _print_rows(results: dict[str, object], names: tuple[str, ...]) -> None:
+    _print_table(results, [(name, results[name]) for name in names])
+
+
+def _print_table(results: dict[str, object], rows: list[tuple[str, object]]) -> None:
+    print(f"\ncorral bench  ({results['nats_url']}, backend {results['backend']}, {os.cpu_count()} cores)")
+    print(f"{'measure':34} {'n':>6} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'per s':>9}")
+    for name, r in rows:
+        assert isinstance(r, dict)
+        rate = r.get("actions_per_s", "")
+        print(f"{name:34} {r['n']:>6} {r['p50_ms']:>9} {r['p90_ms']:>9} {r['p99_ms']:>9} {rate:>9}")
 
 
 @contextlib.asynccontextmanager

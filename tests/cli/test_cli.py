@@ -123,3 +123,27 @@ def test_the_live_status_view_draws_tables_of_workers_and_sessions():
         [SessionInfo(session_id="s-one", worker_id="w-one", backend="docker", status="lost", labels={"task": "t1"})]))
     text = out.getvalue()
     assert "w-one" in text and "draining" in text and "s-one" in text and "lost=1" in text and "task=t1" in text
+
+
+async def test_exec_ipython_runs_a_cell_and_exits_by_its_status(deployment):
+    code, out, _ = await corral(deployment.url, "exec", "--ipython", "--", "print(6 * 7)")
+    assert (code, out) == (0, "42\n")
+    code, out, _ = await corral(deployment.url, "exec", "--ipython", "--", "1/0")
+    assert code == 1 and "ZeroDivisionError" in out
+
+
+async def test_plugins_lists_the_installed_plugins_with_their_variants(deployment):
+    code, out, _ = await corral(deployment.url, "plugins", "--json")
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert code == 0 and rows["jupyter"]["kinds"] == ["ipython_run"] and rows["jupyter"]["variant"] == "jupyter"
+    assert rows["agent_skills"]["requires"] == ["jupyter"] and rows["shell"]["core"]
+
+
+@pytest.mark.timeout(180)
+async def test_bench_ipython_prints_the_kernel_numbers(deployment):
+    code, out, err = await corral(deployment.url, "bench", "--ipython", "--actions", "20", "--sessions", "1", "--json",
+                                  timeout=150)
+    results = json.loads(out)
+    assert code == 0, err
+    assert results["ipython_round_trip"]["n"] == 20 and results["floor_kernel_execute"]["p50_ms"] > 0
+    assert results["idle_rss"]["with_jupyter_mb"] > 0

@@ -41,6 +41,9 @@ POLL_S = 0.5
 """How often a waiting cell checks that its kernel still lives."""
 IMAGES_CAP_BYTES = 600_000
 """Base64 PNG bytes one answer carries (an answer must fit in one broker message)."""
+KERNEL_OPTIONS = ("--HistoryManager.hist_file=:memory:",)
+"""IPython's history (``In``, ``Out``, ``%history``) kept in memory: the on-disk sqlite file costs
+~3 ms per cell, and a sandbox's kernels need no history across restarts."""
 CHUNK_CHARS = 16_384
 NO_OUTPUT = "[Code executed successfully with no output]"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
@@ -138,7 +141,7 @@ class _Kernel:
         env = await self._plugin.kernel_env()
         with open(base + ".log", "wb") as log:
             self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "ipykernel_launcher", "-f", connection, cwd=cwd, env=env,
+                sys.executable, "-m", "ipykernel_launcher", "-f", connection, *KERNEL_OPTIONS, cwd=cwd, env=env,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         try:
             client_class = await asyncio.to_thread(_client_class)

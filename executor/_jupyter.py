@@ -24,6 +24,7 @@ import os
 import queue
 import re
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
@@ -86,6 +87,7 @@ class JupyterPlugin(SandboxPlugin):
     async def aclose(self) -> None:
         kernels, self._kernels = list(self._kernels.values()), {}
         await asyncio.gather(*(k.stop() for k in kernels), return_exceptions=True)
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     async def kernel_env(self) -> dict[str, str]:
         """The session's environment for a new kernel: the shells' own, plus what the main shell

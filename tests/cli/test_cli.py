@@ -147,3 +147,26 @@ async def test_bench_ipython_prints_the_kernel_numbers(deployment):
     assert code == 0, err
     assert results["ipython_round_trip"]["n"] == 20 and results["floor_kernel_execute"]["p50_ms"] > 0
     assert results["idle_rss"]["with_jupyter_mb"] > 0
+
+
+async def test_a_plugin_installed_by_another_package_is_found_by_its_entry_point(tmp_path):
+    """A third party adds a plugin by installing a package: a module and an entry point, no corral change."""
+    site = tmp_path / "site"
+    (site / "corral_echo_plugin-0.1.dist-info").mkdir(parents=True)
+    (site / "corral_echo_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: corral-echo-plugin\nVersion: 0.1\n")
+    (site / "corral_echo_plugin-0.1.dist-info" / "entry_points.txt").write_text("[corral.plugins]\necho = corral_echo_plugin:Echo\n")
+    (site / "corral_echo_plugin.py").write_text(
+        "from executor.plugins import SandboxPlugin\n\n"
+        "class Echo(SandboxPlugin):\n"
+        "    kinds = frozenset({'browse_url'})\n"
+        "    variant = 'echo'\n\n"
+        "    async def handle(self, action, emit):\n"
+        "        raise NotImplementedError\n")
+    import os
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli", "plugins", "--json", stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])})
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert rows["echo"]["kinds"] == ["browse_url"] and rows["echo"]["variant"] == "echo"

@@ -56,6 +56,7 @@ async def test_an_exception_is_an_error_with_a_plain_traceback_and_the_kernel_li
 
 async def test_a_syntax_error_is_an_error(kernel_session):
     out = await kernel_session.ipython("def (:")
+    assert isinstance(out, IPythonOutput), out
     assert out.status == "error" and out.error_name == "SyntaxError"
 
 

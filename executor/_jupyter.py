@@ -149,14 +149,14 @@ class _Kernel:
             client_class = await asyncio.to_thread(_client_class)
             kc = client_class(connection_file=connection)
             kc.load_connection_file()
-            kc.start_channels()
-            ready = asyncio.ensure_future(kc.wait_for_ready(timeout=START_TIMEOUT_S))
+            kc.start_channels(hb=False)  # liveness is our child's exit status, not heartbeats that lag under load
+            ready = asyncio.ensure_future(_wait_ready(kc, time.monotonic() + START_TIMEOUT_S))
             ended = asyncio.ensure_future(self._proc.wait())
             await asyncio.wait({ready, ended}, return_when=asyncio.FIRST_COMPLETED)
             if not ready.done():
                 ready.cancel()
                 kc.stop_channels()
-                raise KernelStartFailed(f"{self.death()} while starting: {_tail(base + '.log')}")
+                raise KernelStartFailed(f"{await self.death()} while starting: {_tail(base + '.log')}")
             ended.cancel()
             ready.result()
         except BaseException:
@@ -182,10 +182,14 @@ class _Kernel:
                 os.kill(self._proc.pid, signal.SIGINT)  # ipykernel turns SIGINT into KeyboardInterrupt
 
     async def alive(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None
+        """Is the kernel's process running? (A zombie the loop has not reaped yet is dead too.)"""
+        return self._proc is not None and self._proc.returncode is None and not _exited(self._proc.pid)
 
-    def death(self) -> str:
-        """Why the kernel is gone, as its process says."""
+    async def death(self) -> str:
+        """Why the kernel is gone, as its process says (given the loop a moment to reap it)."""
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._proc.wait(), 2.0)
         code = self._proc.returncode if self._proc is not None else None
         if code is None:
             return "the kernel died"
@@ -255,7 +259,7 @@ class _Kernel:
                 msg = await self._kc.get_shell_msg(timeout=max(0.01, min(POLL_S, deadline - time.monotonic())))
             except queue.Empty:
                 if not await self.alive():
-                    raise KernelDied(self.death()) from None
+                    raise KernelDied(await self.death()) from None
                 if time.monotonic() >= deadline:
                     raise KernelDied("the kernel stopped answering") from None
                 continue
@@ -290,7 +294,7 @@ class _Cell:
                 msg = await kc.get_iopub_msg(timeout=wait)
             except queue.Empty:
                 if not await kernel.alive():
-                    raise KernelDied(kernel.death()) from None
+                    raise KernelDied(await kernel.death()) from None
                 continue
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
@@ -358,6 +362,37 @@ def _cwd(reply: dict[str, Any]) -> str | None:
     except (KeyError, ValueError, SyntaxError):
         return None
     return cwd if isinstance(cwd, str) else None
+
+
+async def _wait_ready(kc: Any, deadline: float) -> None:
+    """Until the kernel answers ``kernel_info`` on its shell socket and its iopub socket carries
+    messages to us (a subscriber joins late: the first messages of a new connection can be lost)."""
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the kernel did not answer within {START_TIMEOUT_S:g}s")
+        msg_id = kc.kernel_info()
+        try:
+            reply = await kc.get_shell_msg(timeout=1.0)
+        except queue.Empty:
+            continue
+        if reply["parent_header"].get("msg_id") != msg_id:
+            continue
+        try:  # the kernel_info request's own busy/idle status on iopub proves the subscription
+            while True:
+                msg = await kc.get_iopub_msg(timeout=0.5)
+                if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status" \
+                        and msg["content"].get("execution_state") == "idle":
+                    return
+        except queue.Empty:
+            continue
+
+
+def _exited(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
 
 
 def _client_class() -> type:

@@ -22,11 +22,14 @@ from ._dockerfile import (
     RUNTIME_REPOSITORY,
     TagInputs,
     executor_source_digest,
+    Variant,
     known_variants,
+    load_variant,
     render_dockerfile,
+    resolve_variants,
     runtime_tag,
 )
-from ._engine import ImageSummary, list_corral_images, open_docker
+from ._engine import VARIANTS_LABEL, ImageSummary, image_variants, list_corral_images, open_docker
 from ._ensure import DEFAULT_BASE, HOST_CA_BUNDLE, build_command, ensure_runtime_image, require_image
 from ._errors import (
     BaseImageUnsuitable,

@@ -98,8 +98,8 @@ class Wheelhouse:
         if plan.unpinned:
             constraints = partial / "constraints.txt"
             constraints.write_text("".join(f"{pin}\n" for pin in plan.pinned))
-            await self._pip(["download", "--only-binary=:all:", "--dest", str(partial), "--constraint", str(constraints),
-                             *flags, *plan.unpinned], what=" ".join(plan.unpinned))
+            await self._pip(["download", "--only-binary=:all:", "--dest", str(partial),
+                             "--constraint", str(constraints), *flags, *plan.unpinned], what=" ".join(plan.unpinned))
             constraints.unlink()
         for sdist in sorted([*partial.glob("*.tar.gz"), *partial.glob("*.zip")]):
             await self._pip(["wheel", "--no-deps", "--wheel-dir", str(partial), str(sdist)], what=sdist.name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+import sys
 import uuid
 
 import pytest
@@ -32,6 +33,8 @@ from images import (
 from images._dockerfile import render_variant
 from images._ensure import _plan
 from images._wheels import Wheelhouse, pin_closure, sha256_file
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _engine_problem() -> str | None:
@@ -226,3 +229,29 @@ async def test_a_kernel_in_the_image_runs_a_cell_offline_as_the_sandbox_user_on_
     assert status["StatusCode"] == 0, output
     answer = json.loads(output.strip().splitlines()[-1])
     assert answer == {"status": "ok", "results": ["(2, 1000, '/home/corral')"]}, output
+
+
+async def _corral(*args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "cli.main", *args, cwd=REPO,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=300)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+@needs_engine
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("flags", [["--with", "jupyter,agent_skills"], ["--with", "agent_skills", "--with", "jupyter"]])
+async def test_cli_build_takes_variants_comma_separated_or_repeated_and_prints_the_tag_last(skills_image, flags):
+    out = await _corral("image", "build", "--quiet", *flags)
+    assert out.splitlines()[-1] == skills_image.tag
+
+
+@needs_engine
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_cli_ls_shows_the_variants(skills_image):
+    rows = [line.split() for line in (await _corral("image", "ls")).splitlines()]
+    assert rows[0][-1] == "VARIANTS"
+    assert [skills_image.tag, "agent_skills,jupyter"] in [[row[0], row[-1]] for row in rows]

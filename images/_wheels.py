@@ -215,7 +215,7 @@ def _target_flags(facts: BaseFacts, *, abis: tuple[str, ...]) -> list[str]:
 
 def _fits(wheel: str, facts: BaseFacts) -> bool:
     """Whether a wheel's tags suit the base: pure Python, or downloaded for its platform by pip."""
-    python, abi, platform = wheel.removesuffix(".whl").split("-")[-3:]
+    _python, abi, platform = wheel.removesuffix(".whl").split("-")[-3:]
     if platform == "any":
         return True
     return "linux" in platform and facts.machine in platform and (abi in ("abi3", _abi(facts)))

@@ -88,9 +88,10 @@ class Wheelhouse:
             reporter(self._progress)("wheelhouse", f"reusing {len(plan.pinned) + len(plan.unpinned)} requirement(s) "
                                                    f"for {' '.join(requirements)} from {directory}")
             return tuple(directory / name for name in msgspec.json.decode(manifest.read_bytes(), type=list[str]))
-        partial = directory.with_name(directory.name + ".partial")
-        await asyncio.to_thread(shutil.rmtree, partial, True)
-        partial.mkdir(parents=True)
+        # Two builders filling the same wheelhouse at once each use their own directory, and
+        # whichever finishes second keeps the first one's.
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f"{directory.name}.partial-"))
         flags = _target_flags(facts, abis=(_abi(facts), "abi3", "none"))
         if plan.pinned:
             await self._pip(["download", "--no-deps", "--dest", str(partial), *flags, *plan.pinned],
@@ -109,8 +110,11 @@ class Wheelhouse:
             raise BuildFailed(f"no wheel for the base image's Python {facts.python} on {facts.machine}: "
                               f"{', '.join(impure)} (built on the host from an sdist)")
         (partial / "wheels.json").write_bytes(msgspec.json.encode(wheels))
-        await asyncio.to_thread(shutil.rmtree, directory, True)
-        partial.rename(directory)
+        try:
+            partial.rename(directory)
+        except OSError:  # another builder finished first: its wheels are the same ones
+            await asyncio.to_thread(shutil.rmtree, partial, True)
+            return tuple(directory / name for name in msgspec.json.decode(manifest.read_bytes(), type=list[str]))
         return tuple(directory / name for name in wheels)
 
     async def _pip(self, args: list[str], *, what: str) -> None:

@@ -67,7 +67,8 @@ def image_bootstrap(mirror: str | None, suite: str | None, cache_dir: str | None
 
 @image.command("build")
 @click.option("--base", default=None, help="Base image with python3 >= 3.11 (default corral-base:bookworm, bootstrapped when missing)")
-@click.option("--with", "variants", multiple=True, help="Add a variant (browser, vscode, jupyter); repeatable")
+@click.option("--with", "variants", multiple=True,
+              help="Add variants (jupyter, agent_skills; comma-separated or repeated); each brings what it requires")
 @click.option("--uid", default=1000, show_default=True, help="uid of the sandbox user `corral`")
 @click.option("--gid", default=None, type=int, help="gid of the sandbox user (default: the uid)")
 @click.option("--ca-cert", "ca_certs", multiple=True, type=click.Path(exists=True, dir_okay=False),
@@ -83,10 +84,11 @@ def image_build(base: str | None, variants: tuple[str, ...], uid: int, gid: int 
     from images import HOST_CA_BUNDLE, ensure_runtime_image
 
     certs = [*ca_certs, *([str(HOST_CA_BUNDLE)] if host_ca else [])]
+    names = [name.strip() for value in variants for name in value.split(",") if name.strip()]
 
     async def run(docker: Any) -> None:
         started = time.monotonic()
-        tag = await ensure_runtime_image(docker, base=base, variants=variants, uid=uid, gid=gid, ca_certs=certs,
+        tag = await ensure_runtime_image(docker, base=base, variants=names, uid=uid, gid=gid, ca_certs=certs,
                                          cache_dir=cache_dir, progress=_image_progress(quiet))
         size = await _image_size_mb(docker, tag)
         click.echo(f"[image] {tag} {size:.0f}MB {time.monotonic() - started:.1f}s", err=True)
@@ -98,7 +100,7 @@ def image_build(base: str | None, variants: tuple[str, ...], uid: int, gid: int 
 @image.command("ls")
 @click.option("--json", "as_json", is_flag=True)
 def image_ls(as_json: bool) -> None:
-    """List corral's images (bases and runtimes) with size and age."""
+    """List corral's images (bases and runtimes) with size, age and variants."""
     import datetime
 
     from images import list_corral_images
@@ -106,11 +108,12 @@ def image_ls(as_json: bool) -> None:
     found = _image_call(list_corral_images)
     if as_json:
         return print_json(found)
-    click.echo(f"{'IMAGE':44} {'KIND':8} {'SIZE':>8}  CREATED")
+    click.echo(f"{'IMAGE':44} {'KIND':8} {'SIZE':>8}  {'CREATED':19}  VARIANTS")
     for img in found:
         created = datetime.datetime.fromtimestamp(img.created).strftime("%Y-%m-%d %H:%M:%S")
+        variants = ",".join(img.variants) or "-"
         for name in img.tags or (img.id[7:19],):
-            click.echo(f"{name:44} {img.kind:8} {img.size_bytes / 1e6:>6.0f}MB  {created}")
+            click.echo(f"{name:44} {img.kind:8} {img.size_bytes / 1e6:>6.0f}MB  {created}  {variants}")
 
 
 # ------------------------------------------------------------------------------------ batch

@@ -21,12 +21,15 @@ from ._dockerfile import (
     EXECUTOR_SOURCES,
     RUNTIME_REPOSITORY,
     TagInputs,
+    Variant,
     executor_source_digest,
     known_variants,
+    load_variant,
     render_dockerfile,
+    resolve_variants,
     runtime_tag,
 )
-from ._engine import ImageSummary, list_corral_images, open_docker
+from ._engine import VARIANTS_LABEL, ImageSummary, image_variants, list_corral_images, open_docker
 from ._ensure import DEFAULT_BASE, HOST_CA_BUNDLE, build_command, ensure_runtime_image, require_image
 from ._errors import (
     BaseImageUnsuitable,

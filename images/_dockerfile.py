@@ -18,6 +18,8 @@ VARIANTS = PACKAGE_DIR / "variants"
 RUNTIME_REPOSITORY = "corral-runtime"
 EXECUTOR_SOURCES = ("protocol", "executor")
 """What the executor runs, relative to the source root; their contents are part of the tag."""
+OPTIONAL_SOURCES = ("corral_skills",)
+"""Also in the executor's venv (through corral's wheel) and the tag, where the checkout has them."""
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
@@ -27,6 +29,10 @@ class Variant(msgspec.Struct, frozen=True, kw_only=True):
     text: str
     available: bool
     reason: str = ""
+    wheels: tuple[str, ...] = ()
+    """Requirements from PyPI (``# wheels:``), downloaded on the host and installed offline."""
+    requires: tuple[str, ...] = ()
+    """Variants it needs (``# requires:``); asking for it asks for them."""
 
 
 def known_variants(directory: Path = VARIANTS) -> tuple[str, ...]:
@@ -34,28 +40,46 @@ def known_variants(directory: Path = VARIANTS) -> tuple[str, ...]:
 
 
 def load_variant(name: str, directory: Path = VARIANTS) -> Variant:
-    """A variant is a Dockerfile fragment file; a ``# status: not-available <reason>`` header rejects it."""
+    """A variant is a Dockerfile fragment file whose leading comment lines may say
+    ``# status: not-available <reason>`` (rejected), ``# wheels: req...`` (PyPI requirements it
+    installs) and ``# requires: variant...`` (variants it builds on)."""
     path = directory / f"{name}.Dockerfile.tmpl"
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name) or not path.is_file():
         raise UnknownVariant(name, known_variants(directory))
     text = path.read_text()
+    header: dict[str, str] = {}
     for line in text.splitlines():
-        if line.startswith("# status:"):
-            status, _, reason = line.removeprefix("# status:").strip().partition(" ")
-            if status == "not-available":
-                return Variant(name=name, text=text, available=False, reason=reason.strip() or "no reason given")
-    return Variant(name=name, text=text, available=True)
+        if not line.startswith("#"):
+            break  # the header is the leading comment block
+        key, colon, value = line.removeprefix("#").partition(":")
+        if colon and key.strip() in ("status", "wheels", "requires"):
+            header[key.strip()] = value.strip()
+    status, _, reason = header.get("status", "").partition(" ")
+    return Variant(name=name, text=text, available=status != "not-available",
+                   reason=reason.strip() or "no reason given" if status == "not-available" else "",
+                   wheels=tuple(header.get("wheels", "").split()), requires=tuple(header.get("requires", "").split()))
 
 
-def resolve_variants(names: tuple[str, ...] | list[str]) -> tuple[Variant, ...]:
-    """Load the named variants in order (duplicates dropped); reject unknown and unavailable ones."""
-    out: list[Variant] = []
-    for name in dict.fromkeys(names):
-        variant = load_variant(name)
+def resolve_variants(names: tuple[str, ...] | list[str], directory: Path = VARIANTS) -> tuple[Variant, ...]:
+    """The named variants and those they require, each after what it requires and otherwise by
+    name, once; unknown and unavailable ones are rejected."""
+    out: dict[str, Variant] = {}
+
+    def add(name: str, seen: tuple[str, ...]) -> None:
+        if name in out:
+            return
+        if name in seen:
+            raise ImageError(f"image variants require each other in a circle: {' -> '.join((*seen, name))}")
+        variant = load_variant(name, directory)
         if not variant.available:
             raise VariantUnavailable(name, variant.reason)
-        out.append(variant)
-    return tuple(out)
+        for needed in sorted(variant.requires):
+            add(needed, (*seen, name))
+        out[name] = variant
+
+    for name in sorted(set(names)):
+        add(name, ())
+    return tuple(out.values())
 
 
 def render(template: str, values: dict[str, str]) -> str:
@@ -70,6 +94,19 @@ def render(template: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(substitute, template)
 
 
+def variant_wheel_dir(name: str) -> str:
+    """Where a variant's wheels (and the pip that installs them) sit in the build context."""
+    return f"variant-wheels/{name}"
+
+
+def render_variant(variant: Variant, *, pip_wheel: str) -> str:
+    """A variant's fragment with ``{{ pip_wheel }}``, ``{{ wheels }}`` (its context directory) and
+    ``{{ requirements }}`` (the names from its ``# wheels:`` header) filled in."""
+    names = " ".join(re.split(r"[\s\[<>=!~;]", req, maxsplit=1)[0] for req in variant.wheels)
+    return render(variant.text, {"pip_wheel": pip_wheel, "wheels": variant_wheel_dir(variant.name),
+                                 "requirements": names})
+
+
 def render_dockerfile(*, base: str, pip_wheel: str, tini: str, variants: tuple[Variant, ...], ca_certs: bool) -> str:
     """The runtime Dockerfile: base + optional CA section + executor venv + user + variant sections."""
     entrypoint = f'ENTRYPOINT ["{tini}", "--"]' if tini else "# no tini in the base image: run with the engine's init (HostConfig.Init)"
@@ -77,16 +114,17 @@ def render_dockerfile(*, base: str, pip_wheel: str, tini: str, variants: tuple[V
         "base": base,
         "pip_wheel": pip_wheel,
         "ca_certs": (FRAGMENTS / "ca-certs.Dockerfile.tmpl").read_text().rstrip() if ca_certs else "",
-        "variants": "\n".join(v.text.rstrip() for v in variants),
+        "variants": "\n".join(render_variant(v, pip_wheel=pip_wheel).rstrip() for v in variants),
         "entrypoint": entrypoint,
     }
     return render(TEMPLATE.read_text(), values)
 
 
-def executor_source_digest(root: Path, sources: tuple[str, ...] = EXECUTOR_SOURCES) -> str:
+def executor_source_digest(root: Path, sources: tuple[str, ...] = EXECUTOR_SOURCES,
+                           optional: tuple[str, ...] = OPTIONAL_SOURCES) -> str:
     """sha256 over the relative paths and contents of every file the executor is made of."""
     h = hashlib.sha256()
-    for source in sources:
+    for source in (*sources, *(s for s in optional if (root / s).is_dir())):
         base = root / source
         if not base.is_dir():
             raise ImageError(f"executor source {base} does not exist")
@@ -112,7 +150,8 @@ class TagInputs(msgspec.Struct, frozen=True, kw_only=True):
     base_image_id: str
     executor_digest: str
     wheels: tuple[tuple[str, str], ...]
-    """(file name, sha256) of the third-party wheels installed (msgspec, and the pip that installs)."""
+    """(file name, sha256) of the third-party wheels installed (msgspec, the pip that installs, and
+    every wheel of the variants)."""
     dockerfile: str
     variants: tuple[str, ...]
     uid: int

@@ -54,6 +54,23 @@ async def image_inspect(docker: aiodocker.Docker, name: str) -> dict | None:
         raise ImageError(f"inspecting image {name!r}: {exc.message}") from exc
 
 
+VARIANTS_LABEL = "corral.variants"
+"""On every runtime image: its variants, sorted and comma-separated (empty for none)."""
+
+
+async def image_variants(docker: aiodocker.Docker, image: str) -> frozenset[str] | None:
+    """The variants a runtime image was built with (its ``corral.variants`` label); None when the
+    image does not exist. An image without the label (not built by corral) has none."""
+    found = await image_inspect(docker, image)
+    if found is None:
+        return None
+    return _variants_of((found.get("Config") or {}).get("Labels"))
+
+
+def _variants_of(labels: dict[str, str] | None) -> frozenset[str]:
+    return frozenset(v for v in (labels or {}).get(VARIANTS_LABEL, "").split(",") if v)
+
+
 _REPOSITORIES = {"base": "corral-base", "runtime": "corral-runtime"}
 
 
@@ -63,6 +80,7 @@ class ImageSummary(msgspec.Struct, frozen=True, kw_only=True):
     kind: str
     size_bytes: int
     created: int
+    variants: tuple[str, ...] = ()
 
 
 async def list_corral_images(docker: aiodocker.Docker) -> list[ImageSummary]:
@@ -77,7 +95,8 @@ async def list_corral_images(docker: aiodocker.Docker) -> list[ImageSummary]:
         if kind in _REPOSITORIES and not any(t.startswith(_REPOSITORIES[kind] + ":") for t in tags):
             kind = "derived"
         out.append(ImageSummary(id=img["Id"], tags=tags, kind=kind, size_bytes=int(img.get("Size", 0)),
-                                created=int(img.get("Created", 0))))
+                                created=int(img.get("Created", 0)),
+                                variants=tuple(sorted(_variants_of(img.get("Labels"))))))
     return sorted(out, key=lambda s: s.created, reverse=True)
 
 

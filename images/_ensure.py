@@ -23,8 +23,9 @@ from ._dockerfile import (
     render_dockerfile,
     resolve_variants,
     runtime_tag,
+    variant_wheel_dir,
 )
-from ._engine import image_inspect
+from ._engine import VARIANTS_LABEL, image_inspect
 from ._errors import ImageError, ImageMissing
 from ._progress import ProgressFn, reporter
 from ._wheels import Wheelhouse, sha256_file, source_root
@@ -94,20 +95,25 @@ class _Plan:
     """What a runtime image is made of, known before anything is built."""
 
     def __init__(self, *, tag: str, inputs: TagInputs, base_name: str, facts: BaseFacts, wheels: tuple[Path, ...],
-                 certs: list[bytes], wheelhouse: Wheelhouse, root: Path) -> None:
+                 variant_wheels: dict[str, tuple[Path, ...]], certs: list[bytes], wheelhouse: Wheelhouse,
+                 root: Path) -> None:
         self.tag, self.inputs, self.base_name, self.facts = tag, inputs, base_name, facts
         self._wheels, self._certs, self._wheelhouse, self._root = wheels, certs, wheelhouse, root
+        self._variant_wheels = variant_wheels
 
     async def context(self) -> BuildContext:
         """The build context; builds corral's wheel (cached by executor digest) on the way."""
         inputs = self.inputs
         corral = await self._wheelhouse.corral_wheel(self._root, key=f"{inputs.corral_version}-{inputs.executor_digest[:16]}")
         files = {f"wheelhouse/{w.name}": w.read_bytes() for w in (*self._wheels, corral)}
+        pip = self._wheels[0]
+        for name, wheels in self._variant_wheels.items():  # each with the pip that installs them
+            files.update({f"{variant_wheel_dir(name)}/{w.name}": w.read_bytes() for w in (pip, *wheels)})
         files.update({f"certs/corral-{i:02d}.crt": data for i, data in enumerate(self._certs)})
         labels = {
             "corral.kind": "runtime", "corral.version": inputs.corral_version, "corral.base": self.base_name,
             "corral.base-id": inputs.base_image_id, "corral.executor-digest": inputs.executor_digest[:16],
-            "corral.variants": ",".join(inputs.variants), "corral.uid": str(inputs.uid),
+            VARIANTS_LABEL: ",".join(inputs.variants), "corral.uid": str(inputs.uid),
             "corral.init": "tini" if self.facts.tini else "engine",
         }
         return BuildContext(dockerfile=inputs.dockerfile, files=files, labels=labels,
@@ -119,6 +125,7 @@ async def _plan(docker: aiodocker.Docker, base_name: str, variants: tuple[Varian
     facts = await probe_base(docker, base_name, cache_dir=cache, progress=progress)
     wheelhouse = Wheelhouse(cache, progress=progress)
     wheels = await wheelhouse.tool_wheels(facts)
+    variant_wheels = {v.name: await wheelhouse.requirement_wheels(v.wheels, facts) for v in variants if v.wheels}
     root = source_root()
     # FROM the image id: the tag names exactly the base it was built on, whatever the name points at later.
     dockerfile = render_dockerfile(base=facts.image_id, pip_wheel=wheels[0].name, tini=facts.tini, variants=variants,
@@ -126,12 +133,12 @@ async def _plan(docker: aiodocker.Docker, base_name: str, variants: tuple[Varian
     inputs = TagInputs(
         corral_version=corral_version(), base_image_id=facts.image_id,
         executor_digest=await asyncio.to_thread(executor_source_digest, root),
-        wheels=tuple((w.name, sha256_file(w)) for w in wheels),
-        dockerfile=dockerfile, variants=tuple(v.name for v in variants), uid=uid, gid=gid,
+        wheels=tuple((w.name, sha256_file(w)) for w in (*wheels, *(w for v in variant_wheels.values() for w in v))),
+        dockerfile=dockerfile, variants=tuple(sorted(v.name for v in variants)), uid=uid, gid=gid,
         ca_certs=tuple(hashlib.sha256(c).hexdigest() for c in certs),
     )
     return _Plan(tag=runtime_tag(inputs), inputs=inputs, base_name=base_name, facts=facts, wheels=wheels,
-                 certs=certs, wheelhouse=wheelhouse, root=root)
+                 variant_wheels=variant_wheels, certs=certs, wheelhouse=wheelhouse, root=root)
 
 
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()

@@ -229,7 +229,7 @@ async def test_extra_ca_certificate_is_in_the_trust_store(claimed):
 
 
 async def test_unknown_variant_is_rejected_with_the_known_ones(docker):
-    with pytest.raises(UnknownVariant, match="known variants: browser, jupyter, vscode"):
+    with pytest.raises(UnknownVariant, match="known variants: agent_skills, browser, jupyter, vscode"):
         await ensure_runtime_image(docker, variants=["gpu"])
 
 

@@ -15,6 +15,7 @@ from protocol import SessionSpec
 
 from ._limits import invalid as _invalid
 from ._limits import resolve_network, resolve_resources
+from ._plugins import plugin_variants
 
 LABEL_SANDBOX = "corral.sandbox"
 LABEL_SESSION = "corral.session"
@@ -89,10 +90,14 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     """The engine's OCI runtime (``runsc`` for gVisor); None: the engine's default."""
     mounts: tuple[tuple[str, str, bool], ...] = ()
     """(host source, target, read-only) of the session's mounts: fixed when the container starts."""
+    variants: tuple[str, ...] = ()
+    """Image variants the session's plugins need, sorted: with no image named, they pick the
+    runtime image; a named image must have them."""
 
     def pool_key(self) -> str:
-        return json.dumps([self.image or "", self.cpus, self.memory_mb, self.pids, self.network, self.runtime or "",
-                           list(self.mounts)])
+        # image and variants together name the image: warm sandboxes of other variant sets never mix
+        return json.dumps([self.image or "", list(self.variants), self.cpus, self.memory_mb, self.pids, self.network,
+                           self.runtime or "", list(self.mounts)])
 
 
 def resolve_limits(spec: SessionSpec, config: DockerConfig, *, engine_cpus: float | None = None,
@@ -118,7 +123,8 @@ def resolve_limits(spec: SessionSpec, config: DockerConfig, *, engine_cpus: floa
         _invalid(f"isolation={spec.isolation!r} is not one of default, gvisor")
     return Limits(image=spec.image or config.image, cpus=round(float(cpus), 3), memory_mb=int(memory_mb),
                   pids=int(pids), network=network, runtime=runtime,  # type: ignore[arg-type]
-                  mounts=tuple((m.source, m.target, m.read_only) for m in spec.mounts))
+                  mounts=tuple((m.source, m.target, m.read_only) for m in spec.mounts),
+                  variants=plugin_variants(spec.plugins))
 
 
 GVISOR_RUNTIME = "runsc"

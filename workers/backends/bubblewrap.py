@@ -65,6 +65,7 @@ from ._bwrap_seccomp import compile_filter
 from ._bwrap_spawn import SpawnFds, listen_unix, private_file, read_json_fd
 from ._hostdir import HostDirBackend, default_socket_dir
 from ._limits import Resources, invalid, resolve_network, resolve_resources
+from ._plugins import refuse_module_plugins
 
 log = structlog.get_logger()
 
@@ -193,6 +194,8 @@ class BubblewrapBackend(HostDirBackend):
 
     def validate(self, spec: SessionSpec) -> None:
         super().validate(spec)
+        # The executor runs `python -I -S` from a runtime copy of corral's own packages and msgspec.
+        refuse_module_plugins(spec.plugins, backend="bubblewrap", instead="the docker or local backend")
         self._limits(spec)
         sandbox_workdir(spec.workdir)
         for mount in spec.mounts:

@@ -59,6 +59,7 @@ from ._docker_spec import (
     resolve_limits,
 )
 from ._fence import fence_as_root
+from ._plugins import require_variants
 
 log = structlog.get_logger()
 
@@ -97,8 +98,9 @@ class DockerBackend(Backend):
         self._socket_root = Path(self.config.socket_dir or f"/tmp/corral-{os.getuid()}")
         self._docker: aiodocker.Docker | None = None
         self._engine_lock = asyncio.Lock()
-        self._image_lock = asyncio.Lock()
-        self._default_image: str | None = None
+        self._image_locks: dict[tuple[str, ...], asyncio.Lock] = {}
+        self._runtime_images: dict[tuple[str, ...], str] = {}
+        """Runtime image tags by variant set (() is the default image), each ensured once."""
         self._engine_cpus: float | None = None
         self._engine_runtimes: frozenset[str] = frozenset()
         self._engine_memory_mb: int | None = None
@@ -155,15 +157,35 @@ class DockerBackend(Backend):
             return None  # never pooled: the cold start reports why
 
     async def _image(self, limits: Limits) -> str:
+        """The image named by the session or the config (which must have the plugins' variants),
+        else the runtime image with those variants, built on first need."""
         if limits.image:
+            if limits.variants:
+                await self._check_variants(limits.image, limits.variants)
             return limits.image
-        async with self._image_lock:
-            if self._default_image is None:
-                self._default_image = await self._ensure_default_image()
-        return self._default_image
+        variants = limits.variants
+        if (tag := self._runtime_images.get(variants)) is not None:
+            return tag
+        async with self._image_locks.setdefault(variants, asyncio.Lock()):  # one build per variant set
+            if variants not in self._runtime_images:
+                self._runtime_images[variants] = await self._ensure_runtime_image(variants)
+        return self._runtime_images[variants]
 
-    async def _ensure_default_image(self) -> str:
-        """The runtime image for this backend's uid, built (with its progress logged) when missing."""
+    async def _check_variants(self, image: str, variants: tuple[str, ...]) -> None:
+        try:
+            from images import ImageError, image_variants
+        except ImportError:  # without the builder the label cannot be read: the executor reports it
+            return
+        try:
+            has = await image_variants(await self.engine(), image)
+        except ImageError as exc:
+            raise BackendError(f"cannot inspect image {image!r}: {exc}") from exc
+        if has is None:
+            raise ImageNotFound(image)
+        require_variants(image, has, variants)
+
+    async def _ensure_runtime_image(self, variants: tuple[str, ...] = ()) -> str:
+        """The runtime image for this uid and these variants, built (its progress logged) when missing."""
         try:
             import images
         except ImportError as exc:
@@ -172,13 +194,16 @@ class DockerBackend(Backend):
         docker = await self.engine()
 
         def progress(report: Any) -> None:
-            log.info("runtime_image_progress", stage=report.stage, message=report.message, worker_id=self._worker_id)
+            log.info("runtime_image_progress", stage=report.stage, message=report.message, worker_id=self._worker_id,
+                     variants=",".join(variants))
             if self._progress is not None:
                 self._progress(f"[{report.stage}] {report.message}")
 
         try:
             return await images.ensure_runtime_image(docker, uid=self.config.uid, gid=self.config.gid,
-                                                     progress=progress)
+                                                     variants=variants, progress=progress)
+        except (images.UnknownVariant, images.VariantUnavailable) as exc:
+            raise BackendError(f"no runtime image for the session's plugins: {exc}", codes.PLUGIN_UNAVAILABLE) from exc
         except images.ImageError as exc:
             raise BackendError(f"cannot get the runtime image: {exc}") from exc
 

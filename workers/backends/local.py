@@ -23,6 +23,7 @@ from protocol import SessionSpec, new_id
 
 from ._base import BackendError, SandboxHandle, deployment_id
 from ._hostdir import HostDirBackend, default_socket_dir
+from ._plugins import check_plugins_here
 
 log = structlog.get_logger()
 
@@ -68,6 +69,7 @@ class LocalBackend(HostDirBackend):
 
     def validate(self, spec: SessionSpec) -> None:
         super().validate(spec)
+        check_plugins_here(spec.plugins)  # the executor runs the worker's own interpreter
         for mount in spec.mounts:
             if os.path.realpath(mount.target) != os.path.realpath(mount.source):
                 raise BackendError(f"the local backend sees host paths as they are: mount {mount.source!r} "

@@ -313,3 +313,16 @@ async def test_an_allowed_mount_is_visible_read_only(backend, sandbox, shared_di
     handle = await sandbox(**spec)
     out = await run(handle, "cat /mirrors/repo.txt; touch /mirrors/x 2>/dev/null || echo refused")
     assert out.content == "mirror\nrefused\n"
+
+
+async def test_a_plugin_needing_python_modules_is_plugin_unavailable_naming_the_backends_that_serve_it(backend):
+    with pytest.raises(BackendError) as info:
+        backend.validate(SessionSpec(plugins=["jupyter"]))
+    assert info.value.code == codes.PLUGIN_UNAVAILABLE
+    assert "bubblewrap" in str(info.value) and "docker or local backend" in str(info.value)
+
+
+async def test_an_unknown_plugin_is_invalid_spec(backend):
+    with pytest.raises(BackendError) as info:
+        backend.validate(SessionSpec(plugins=["no-such-plugin"]))
+    assert info.value.code == codes.INVALID_SPEC

@@ -1,9 +1,13 @@
-"""The local backend's fork server: executors forked from a zygote, which they outlive."""
+"""The local backend: executors forked from a zygote, which they outlive; the plugins it can serve."""
 
 from pathlib import Path
 
+import pytest
+
 from executor.client import ExecutorClient
-from protocol import CmdRun, SessionSpec, new_id
+from executor.plugins import PLUGINS, SandboxPlugin
+from protocol import CmdRun, SessionSpec, codes, new_id
+from workers.backends import BackendError
 from workers.backends.local import LocalBackend
 
 
@@ -54,3 +58,41 @@ async def test_without_the_zygote_a_fresh_process_is_spawned(tmp_path):
     finally:
         await backend.destroy(handle)
         await backend.aclose()
+
+
+class _Missing(SandboxPlugin):
+    """A plugin whose module no interpreter has."""
+
+    modules = ("corral_test_no_such_module",)
+    variant = "jupyter"
+
+    async def handle(self, action, emit):
+        raise AssertionError("never started")
+
+
+@pytest.fixture
+def missing_plugin():
+    PLUGINS.register("corral-test-missing", _Missing)
+    yield "corral-test-missing"
+    PLUGINS._items.pop("corral-test-missing")
+
+
+def test_a_plugin_whose_modules_the_worker_has_validates(tmp_path):
+    pytest.importorskip("ipykernel")
+    backend = LocalBackend(base_dir=str(tmp_path), worker_id="wp", socket_dir=str(tmp_path / "s"), warn=False)
+    backend.validate(SessionSpec(plugins=["jupyter"]))
+
+
+def test_a_plugin_whose_module_is_missing_is_plugin_unavailable(tmp_path, missing_plugin):
+    backend = LocalBackend(base_dir=str(tmp_path), worker_id="wp", socket_dir=str(tmp_path / "s"), warn=False)
+    with pytest.raises(BackendError) as info:
+        backend.validate(SessionSpec(plugins=[missing_plugin]))
+    assert info.value.code == codes.PLUGIN_UNAVAILABLE
+    assert "corral_test_no_such_module" in str(info.value)
+
+
+def test_an_unknown_plugin_is_invalid_spec(tmp_path):
+    backend = LocalBackend(base_dir=str(tmp_path), worker_id="wp", socket_dir=str(tmp_path / "s"), warn=False)
+    with pytest.raises(BackendError) as info:
+        backend.validate(SessionSpec(plugins=["no-such-plugin"]))
+    assert info.value.code == codes.INVALID_SPEC

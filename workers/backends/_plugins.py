@@ -1,0 +1,57 @@
+"""What a session's plugins ask of a backend: image variants (docker), importable modules (local).
+
+Unknown plugin names are the session's mistake (``invalid_spec``); a plugin this backend's
+sandboxes cannot serve is ``plugin_unavailable``, with the command that fixes it.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from executor.plugins import PLUGINS, PluginUnavailable, check_available, resolve, variants_for
+from protocol import UnknownName, codes
+
+from ._base import BackendError
+
+
+def plugin_variants(plugins: Iterable[str]) -> tuple[str, ...]:
+    """The image variants a session's plugins need, sorted; BackendError ``invalid_spec`` for an unknown name."""
+    try:
+        return variants_for(tuple(plugins))
+    except UnknownName as exc:
+        raise BackendError(f"unknown plugin {exc.name!r} (known: {', '.join(exc.known) or 'none'})",
+                           codes.INVALID_SPEC) from None
+    except ValueError as exc:  # plugins that require each other in a circle
+        raise BackendError(str(exc), codes.INVALID_SPEC) from None
+
+
+def check_plugins_here(plugins: Iterable[str]) -> None:
+    """For sandboxes that run this interpreter's modules: every plugin's modules must import."""
+    names = tuple(plugins)
+    plugin_variants(names)  # unknown names first
+    try:
+        check_available(names)
+    except PluginUnavailable as exc:
+        raise BackendError(str(exc), codes.PLUGIN_UNAVAILABLE) from None
+
+
+def require_variants(image: str, has: frozenset[str], needed: Iterable[str]) -> None:
+    """BackendError ``plugin_unavailable`` naming the first variant ``image`` lacks and the build command."""
+    missing = [v for v in needed if v not in has]
+    if missing:
+        command = "corral image build " + " ".join(f"--with {v}" for v in missing)
+        raise BackendError(f"image {image!r} lacks the image variant {missing[0]!r} the session's plugins need "
+                           f"(it has: {', '.join(sorted(has)) or 'none'}); build one with: {command}  "
+                           "(and configure the tag it prints, or leave the image unset to get it built)",
+                           codes.PLUGIN_UNAVAILABLE)
+
+
+def refuse_module_plugins(plugins: Iterable[str], *, backend: str, instead: str) -> None:
+    """For sandboxes whose executor imports only corral's own code: a plugin that needs other
+    Python modules is ``plugin_unavailable`` there."""
+    names = tuple(plugins)
+    plugin_variants(names)  # unknown names first
+    for name in resolve(names):
+        if PLUGINS.get(name).modules:
+            raise BackendError(f"plugin {name!r} needs Python modules that {backend} sandboxes do not have yet; "
+                               f"use {instead}", codes.PLUGIN_UNAVAILABLE)

@@ -49,6 +49,8 @@ def open_file(path: str, line_number: int | None = 1, context_lines: int | None 
         print_error(_message(exc))
         return
     total = line_count(text)
+    if line_number is None:
+        line_number = 1
     if not _is_int(line_number) or not 1 <= line_number <= total:
         print_error(f"Line number must be between 1 and {total}")
         return

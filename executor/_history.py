@@ -15,7 +15,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import threading
 from typing import Iterator
 
 import msgspec
@@ -81,13 +80,13 @@ class DirHistory:
     def __init__(self, directory: str, maxlen: int) -> None:
         self._dir = os.path.abspath(directory)
         self._maxlen = maxlen
-        self._threads = threading.Lock()  # flock excludes processes; threads of one share the lock file
         os.makedirs(self._dir, mode=0o700, exist_ok=True)
 
     @contextlib.contextmanager
     def steps(self, path: str) -> Iterator[Steps]:
         record_path = os.path.join(self._dir, hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()[:32])
-        with self._threads, open(record_path + ".lock", "a") as lock:
+        with open(record_path + ".lock", "a") as lock:
+            # each open() is its own lock holder, so this excludes other threads as well as processes
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
             steps = Steps(self._read(record_path, path), self._maxlen)
             yield steps

@@ -100,3 +100,27 @@ def test_a_corrupt_record_reads_as_no_history(tmp_path):
     record.write_text("{not json")
     obs = edit(editor, "undo_edit", path)
     assert isinstance(obs, Error) and "no edit history for" in obs.message
+
+
+def test_editors_on_many_threads_editing_one_file_lose_no_step(tmp_path):
+    import threading
+
+    history, path = str(tmp_path / "history"), tmp_path / "m.txt"
+    path.write_text("original\n")
+
+    def insert_five(name):
+        editor = Editor(session_id="s", history_dir=history)  # each its own editor: only the flock is shared
+        for i in range(5):
+            assert isinstance(edit(editor, "insert", path, insert_line=0, new_str=f"{name}{i}"), FileEdited)
+
+    threads = [threading.Thread(target=insert_five, args=(name,)) for name in "abcd"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(path.read_text().splitlines()) == 21  # no insert lost
+    editor = Editor(session_id="s", history_dir=history)
+    assert 4 * 5 <= HISTORY_STEPS
+    for _ in range(4 * 5):  # each step is the text just before one insert
+        assert isinstance(edit(editor, "undo_edit", path), FileEdited)
+    assert path.read_text() == "original\n"

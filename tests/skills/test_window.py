@@ -174,3 +174,9 @@ def test_create_file_of_an_existing_file_is_an_error(tmp_path, capsys):
 def test_create_file_in_a_missing_directory_is_an_error(capsys):
     create_file("/unexist/path/a.txt")
     assert capsys.readouterr().out == "ERROR: Could not create file /unexist/path/a.txt: No such file or directory\n"
+
+
+def test_open_file_without_a_line_number_starts_at_the_top(tmp_path, capsys):
+    path = numbered(tmp_path / "a.txt", 3)
+    open_file(path, None)
+    assert capsys.readouterr().out == f"[File: {path} (3 lines total)]\n" + window(1, 3, 3)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 
-from ._text import SkillError, print_error, read_text, split_lines, write_text
+from ._text import SkillError, as_path, print_error, read_text, split_lines, write_text
 from ._window import WINDOW, header, state, window
 
 MSG_FILE_UPDATED = (
@@ -39,7 +39,7 @@ def edit_file_by_replace(file_name: str, to_replace: str, new_content: str) -> N
         to_replace: str: The exact text to replace.
         new_content: str: The text to put in its place.
     """
-    file_name = os.fspath(file_name)
+    file_name = as_path(file_name)
     if not isinstance(to_replace, str) or to_replace.strip() == "":
         print_error("`to_replace` must not be empty.")
         return
@@ -82,7 +82,7 @@ def insert_content_at_line(file_name: str, line_number: int, content: str) -> No
         line_number: int: Where the content starts, from 1.
         content: str: The lines to insert.
     """
-    file_name = os.fspath(file_name)
+    file_name = as_path(file_name)
     if not _check_target(file_name):
         return
     try:
@@ -110,7 +110,7 @@ def append_file(file_name: str, content: str) -> None:
         file_name: str: The path of the file to edit.
         content: str: The lines to append.
     """
-    file_name = os.fspath(file_name)
+    file_name = as_path(file_name)
     if not _check_target(file_name):
         return
     try:

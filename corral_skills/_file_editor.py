@@ -11,7 +11,7 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from ._text import print_error
+from ._text import as_path, print_error
 
 if TYPE_CHECKING:
     from executor.editor import Editor
@@ -59,7 +59,7 @@ def file_editor(
         print_error(f"Unknown command {command!r}; use one of {', '.join(_COMMANDS)}.")
         return
     fields = {
-        "command": command, "path": os.fspath(path), "file_text": file_text, "old_str": old_str,
+        "command": command, "path": as_path(path), "file_text": file_text, "old_str": old_str,
         "new_str": new_str, "insert_line": insert_line, "view_range": view_range,
     }
     try:

@@ -5,10 +5,10 @@ Each imports its library when called, so ``from corral_skills import *`` costs n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import os
-from typing import Callable
 
-from ._text import print_error
+from ._text import as_path, print_error
 
 
 def parse_pdf(file_path: str) -> None:
@@ -79,7 +79,7 @@ def parse_pptx(file_path: str) -> None:
 
 
 def _read(file_path: str, kind: str, extract: Callable[[str], str]) -> None:
-    file_path = os.fspath(file_path)
+    file_path = as_path(file_path)
     if not os.path.isfile(file_path):
         print_error(f"File {file_path} not found.")
         return

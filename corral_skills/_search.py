@@ -6,10 +6,10 @@ Directory walks are sorted (the same tree gives the same answer) and skip hidden
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 import os
-from typing import Iterator
 
-from ._text import is_binary, print_error
+from ._text import as_path, is_binary, print_error
 from ._window import state
 
 MAX_FILES = 100
@@ -23,7 +23,7 @@ def search_dir(search_term: str, dir_path: str = "./") -> None:
         search_term: str: The text to search for.
         dir_path: str: The directory to search.
     """
-    dir_path = os.fspath(dir_path)
+    dir_path = as_path(dir_path)
     if not os.path.isdir(dir_path):
         print_error(f"Directory {dir_path} not found")
         return
@@ -62,7 +62,7 @@ def search_file(search_term: str, file_path: str | None = None) -> None:
     if file_path is None:
         print_error("No file specified or open. Use the open_file function first.")
         return
-    file_path = os.fspath(file_path)
+    file_path = as_path(file_path)
     if not os.path.isfile(file_path):
         print_error(f"File {file_path} not found.")
         return
@@ -83,7 +83,7 @@ def find_file(file_name: str, dir_path: str = "./") -> None:
         file_name: str: The name, or part of it, to look for.
         dir_path: str: The directory to search.
     """
-    dir_path = os.fspath(dir_path)
+    dir_path = as_path(dir_path)
     if not os.path.isdir(dir_path):
         print_error(f"Directory {dir_path} not found")
         return

@@ -12,6 +12,11 @@ class SkillError(Exception):
     """What a skill prints as ``ERROR: <message>`` instead of raising into the agent's cell."""
 
 
+def as_path(value: object) -> str:
+    """A path argument as text; anything not a path becomes its str (so None reads "None", not a TypeError)."""
+    return os.fspath(value) if isinstance(value, (str, os.PathLike)) else str(value)
+
+
 def print_error(message: str) -> None:
     print(f"ERROR: {message}")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from ._text import SkillError, line_count, print_error, read_text, split_lines
+from ._text import SkillError, as_path, line_count, print_error, read_text, split_lines
 
 WINDOW = 100
 """Lines a window shows (a centred window shows one more: the line and half a window either side)."""
@@ -39,7 +39,7 @@ def open_file(path: str, line_number: int | None = 1, context_lines: int | None 
         line_number: int | None = 1: The line to show, centred when the file allows.
         context_lines: int | None = 100: How many lines the window shows, up to 100.
     """
-    path = os.fspath(path)
+    path = as_path(path)
     if not os.path.isfile(path):
         print_error(f"File {path} not found.")
         return
@@ -105,7 +105,7 @@ def create_file(filename: str) -> None:
     Args:
         filename: str: The path of the file to create; it must not exist yet.
     """
-    filename = os.fspath(filename)
+    filename = as_path(filename)
     if os.path.lexists(filename):
         print_error(f"File '{filename}' already exists.")
         return

@@ -11,11 +11,11 @@ collisions), read afresh for every command and replaced atomically after it, und
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 import contextlib
 import fcntl
 import hashlib
 import os
-from typing import Iterator
 
 import msgspec
 

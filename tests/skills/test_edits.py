@@ -231,3 +231,9 @@ def test_append_to_a_binary_file_is_an_error(tmp_path, capsys):
         f"ERROR: File {tmp_path / 'b.bin'} is a binary file; only text files can be opened or edited.\n"
     )
     assert (tmp_path / "b.bin").read_bytes() == b"\x00x"
+
+
+def test_a_path_that_is_not_text_reads_as_its_str(capsys):
+    append_file(None, "x")
+    edit_file_by_replace(None, "a", "b")
+    assert capsys.readouterr().out == "ERROR: Invalid path or file name.\nERROR: File None not found.\n"

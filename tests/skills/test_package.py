@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 
 from click.testing import CliRunner
+import pytest
+import structlog
 
 from cli.main import cli
 import corral_skills
@@ -45,7 +47,15 @@ def test_documentation_has_every_skill_with_its_signature_and_indented_docstring
     assert doc.endswith("\n\n")
 
 
-def test_corral_skills_doc_prints_the_documentation():
+@pytest.fixture
+def logging_config_kept():
+    """The ``corral`` group configures structlog for the process; later tests capture info logs."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+def test_corral_skills_doc_prints_the_documentation(logging_config_kept):
     result = CliRunner().invoke(cli, ["skills", "doc"])
     assert result.exit_code == 0, result.output
     assert result.output == corral_skills.documentation()

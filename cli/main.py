@@ -473,9 +473,11 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
 
 from ._batch_cmd import batch  # noqa: E402
 from ._image_cmd import image  # noqa: E402
+from ._skills_cmd import skills  # noqa: E402
 
 cli.add_command(batch)
 cli.add_command(image)
+cli.add_command(skills)
 
 
 def main() -> None:

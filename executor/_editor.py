@@ -8,7 +8,6 @@ model can act on: a numbered view, or a message with a numbered snippet of the e
 from __future__ import annotations
 
 import codecs
-from collections import deque
 import difflib
 import os
 import threading
@@ -29,6 +28,7 @@ from ._files import (
     require_regular_file,
     translate_os_error,
 )
+from ._history import DirHistory, MemoryHistory, Steps
 from ._offload import offload
 
 HISTORY_STEPS = 20
@@ -55,22 +55,42 @@ class _Outcome(NamedTuple):
 class Editor:
     """One session's editor: runs file_edit commands and keeps per-file undo history."""
 
-    def __init__(self, *, session_id: str, max_bytes: int = 900_000, history_steps: int = HISTORY_STEPS) -> None:
+    def __init__(
+        self, *, session_id: str, max_bytes: int = 900_000, history_steps: int = HISTORY_STEPS,
+        history_dir: str | None = None,
+    ) -> None:
+        """``history_dir`` keeps the undo history in files there, shared with every editor (in any
+        process) given the same directory; None keeps it in this editor's memory."""
         self._session_id = session_id
         self._max_bytes = max_bytes
-        self._history_steps = history_steps
-        # path -> earlier contents, newest last; None means the file did not exist (undo deletes it)
-        self._history: dict[str, deque[str | None]] = {}
+        self._history = (
+            DirHistory(history_dir, history_steps) if history_dir is not None else MemoryHistory(history_steps)
+        )
         # a thread lock, not an asyncio one: a cancelled edit's thread still runs to its end
         self._lock = threading.Lock()
 
     async def edit(self, action: FileEdit) -> FileEdited | Error:
-        """Run one command; failures come back as an Error with a stable code."""
+        """Run one command off the event loop; failures come back as an Error with a stable code."""
         try:
             path = _absolute(action.path)
             outcome = await offload.run(guarded, path, self._run_locked, path, action)
         except FileOpError as exc:
-            return Error(id=new_id(), cause=action.id, session_id=self._session_id, code=exc.code, message=exc.message)
+            return self._error(action, exc)
+        return self._edited(action, path, outcome)
+
+    def edit_sync(self, action: FileEdit) -> FileEdited | Error:
+        """``edit`` on the calling thread, for callers without an event loop (a kernel cell)."""
+        try:
+            path = _absolute(action.path)
+            outcome = guarded(path, self._run_locked, path, action)
+        except FileOpError as exc:
+            return self._error(action, exc)
+        return self._edited(action, path, outcome)
+
+    def _error(self, action: FileEdit, exc: FileOpError) -> Error:
+        return Error(id=new_id(), cause=action.id, session_id=self._session_id, code=exc.code, message=exc.message)
+
+    def _edited(self, action: FileEdit, path: str, outcome: _Outcome) -> FileEdited:
         return FileEdited(
             id=new_id(), cause=action.id, session_id=self._session_id, path=path,
             content=outcome.content, diff=self._cap_diff(outcome),
@@ -79,25 +99,27 @@ class Editor:
     # ------------------------------------------------------------------ commands (sync)
 
     def _run_locked(self, path: str, action: FileEdit) -> _Outcome:
-        with self._lock:  # one command at a time: the history is shared state
-            return self._run(path, action)
+        if action.command == "view":
+            return _view(path, action.view_range)  # reads no history
+        with self._lock, self._history.steps(path) as steps:  # one command at a time per history
+            return self._run(path, action, steps)
 
-    def _run(self, path: str, action: FileEdit) -> _Outcome:
+    def _run(self, path: str, action: FileEdit, steps: Steps) -> _Outcome:
         match action.command:
             case "view":
                 return _view(path, action.view_range)
             case "create":
-                return self._create(path, action.file_text)
+                return self._create(path, action.file_text, steps)
             case "str_replace":
-                return self._str_replace(path, action.old_str, action.new_str)
+                return self._str_replace(path, action.old_str, action.new_str, steps)
             case "insert":
-                return self._insert(path, action.insert_line, action.new_str)
+                return self._insert(path, action.insert_line, action.new_str, steps)
             case "undo_edit":
-                return self._undo(path)
+                return self._undo(path, steps)
             case _:
                 assert_never(action.command)
 
-    def _create(self, path: str, file_text: str | None) -> _Outcome:
+    def _create(self, path: str, file_text: str | None, steps: Steps) -> _Outcome:
         if file_text is None:
             raise _invalid("the create command needs file_text: the full content of the new file")
         if os.path.isdir(path):
@@ -109,11 +131,11 @@ class Editor:
                 "to change it, or file_write to replace its whole content.",
             )
         _write(path, file_text)
-        self._remember(path, None)
+        steps.push(None)
         n_lines = count_lines(file_text)
         return _Outcome(f"Created {path} ({n_lines} line{'' if n_lines == 1 else 's'}).", _diff(path, None, file_text))
 
-    def _str_replace(self, path: str, old_str: str | None, new_str: str | None) -> _Outcome:
+    def _str_replace(self, path: str, old_str: str | None, new_str: str | None, steps: Steps) -> _Outcome:
         if old_str is None:
             raise _invalid("the str_replace command needs old_str: the exact text to replace")
         if old_str == "":
@@ -135,13 +157,13 @@ class Editor:
         pos = starts[0]
         updated = text[:pos] + new_str + text[pos + len(old_str) :]
         _write(path, updated)
-        self._remember(path, text)
+        steps.push(text)
         first = text.count("\n", 0, pos) + 1
         last = first + new_str.count("\n")
         head = f"Edited {path}: replaced the one occurrence of old_str, which started at line {first}."
         return _Outcome(_with_snippet(head, updated, first, last), _diff(path, text, updated))
 
-    def _insert(self, path: str, insert_line: int | None, new_str: str | None) -> _Outcome:
+    def _insert(self, path: str, insert_line: int | None, new_str: str | None, steps: Steps) -> _Outcome:
         if insert_line is None:
             raise _invalid("the insert command needs insert_line: 0 inserts before the first line, N after line N")
         if new_str is None:
@@ -155,21 +177,20 @@ class Editor:
             )
         updated, added = _inserted(text, insert_line, new_str)
         _write(path, updated)
-        self._remember(path, text)
+        steps.push(text)
         where = f"after line {insert_line}" if insert_line else "at the start"
         head = f"Inserted {added} line{'s' if added != 1 else ''} {where} of {path}."
         return _Outcome(
             _with_snippet(head, updated, insert_line + 1, insert_line + max(added, 1)), _diff(path, text, updated)
         )
 
-    def _undo(self, path: str) -> _Outcome:
-        steps = self._history.get(path)
+    def _undo(self, path: str, steps: Steps) -> _Outcome:
         if not steps:
             raise FileOpError(
                 codes.EDIT_FAILED,
                 f"no edit history for {path}: this editor has not changed it, or every change was undone already",
             )
-        previous = steps[-1]
+        previous = steps.last()
         current = _current_text(path)
         if previous is None:
             try:
@@ -183,14 +204,9 @@ class Editor:
             _write(path, previous)
             content = f"Undid the last edit to {path}. Its content is now:\n{_render_file(previous)}"
         steps.pop()
-        if not steps:
-            del self._history[path]
         return _Outcome(content, _diff(path, current, previous))
 
     # ---------------------------------------------------------------------------- state
-
-    def _remember(self, path: str, previous: str | None) -> None:
-        self._history.setdefault(path, deque(maxlen=self._history_steps)).append(previous)
 
     def _cap_diff(self, outcome: _Outcome) -> str:
         """Keep content + diff within max_bytes so the observation fits on the wire."""

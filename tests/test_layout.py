@@ -2,6 +2,7 @@
 
     protocol  <-  actors  <-  workers  <-  cli
          ^            executor (in the sandbox: protocol only)   images
+         ^            corral_skills (in the sandbox's kernels: protocol and executor)
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-OURS = ("protocol", "actors", "workers", "executor", "images", "cli")
+OURS = ("protocol", "actors", "workers", "executor", "images", "cli", "corral_skills")
 MAY_IMPORT = {
     "protocol": {"protocol"},
     "executor": {"protocol", "executor"},
+    "corral_skills": {"protocol", "executor", "corral_skills"},
     "actors": {"protocol", "actors"},
     "images": {"protocol", "images"},
     "workers": {"protocol", "actors", "images", "executor", "workers"},

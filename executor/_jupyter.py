@@ -93,6 +93,9 @@ class JupyterPlugin(SandboxPlugin):
         """The session's environment for a new kernel: the shells' own, plus what the main shell
         exports now (when it is idle; a busy shell cannot be asked)."""
         env = dict(self.ctx.shells.env)
+        for name, value in os.environ.items():  # where the image puts IPython's and Jupyter's files
+            if name == "IPYTHONDIR" or name.startswith("JUPYTER_"):
+                env.setdefault(name, value)
         env.update(await self.ctx.shells.exported(timeout_s=2.0))
         env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
         env["CORRAL_EDITOR_HISTORY_DIR"] = self.ctx.editor_history_dir
@@ -164,7 +167,11 @@ class _Kernel:
             raise
         self._kc, self._followed = kc, cwd
         if "agent_skills" in ctx.plugins:
-            await self._silent("from corral_skills import *")
+            reply = await self._silent("from corral_skills import *")
+            if reply.get("status") != "ok":
+                await self.stop()
+                raise PluginUnavailable("agent_skills", f"an importable corral_skills ({reply.get('ename')}: "
+                                        f"{reply.get('evalue')})", "agent_skills")
 
     async def stop(self) -> None:
         """Stop the kernel and everything it started (its own process group)."""
@@ -219,9 +226,9 @@ class _Kernel:
             await self._silent(f"import os as __corral_os; __corral_os.chdir({cwd!r}); del __corral_os")
             self._followed = cwd
 
-    async def _silent(self, code: str) -> None:
+    async def _silent(self, code: str) -> dict[str, Any]:
         msg_id = self._kc.execute(code, silent=True, store_history=False)
-        await self._reply(msg_id, time.monotonic() + 10)
+        return await self._reply(msg_id, time.monotonic() + 10)
 
     async def _execute(self, action: IPythonRun, emit: Emit, restarted: bool) -> IPythonOutput:
         timeout_s = action.timeout_s or self._plugin.ctx.shells.default_timeout_s

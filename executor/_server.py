@@ -124,7 +124,7 @@ class Executor:
         self._shells = shells
         context = SandboxContext(session_id=claim.session_id, workdir=workdir, output_dir=self._config.output_dir,
                                  max_read_bytes=self._config.max_read_bytes, shells=shells, plugins=plugins,
-                                 editor_history_dir=os.path.join(self._config.output_dir, ".editor-history"))
+                                 editor_history_dir=_history_dir(self._config.output_dir, plugins))
         self._plugins = PluginSet(context, list(plugins))
 
     async def aclose(self) -> None:
@@ -193,6 +193,12 @@ class Executor:
             return Error(id=new_id(), cause=action.id, session_id=sid, code=codes.UNSUPPORTED,
                          message=f"no plugin of this sandbox serves {kind!r} actions")
         return await plugin.handle(action, emit)
+
+
+def _history_dir(output_dir: str, plugins: tuple[str, ...]) -> str:
+    """Where edits keep their undo history: on disk only when another process of the sandbox
+    edits too (the skills' ``file_editor`` in a kernel), else in the executor's memory."""
+    return os.path.join(output_dir, ".editor-history") if "agent_skills" in plugins else ""
 
 
 def _failure(exc: Exception) -> tuple[str, str]:

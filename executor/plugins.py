@@ -115,7 +115,8 @@ class EditorPlugin(SandboxPlugin):
     kinds = frozenset({"file_edit"})
 
     async def start(self) -> None:
-        self._editor = Editor(session_id=self.ctx.session_id, max_bytes=self.ctx.max_read_bytes)
+        self._editor = Editor(session_id=self.ctx.session_id, max_bytes=self.ctx.max_read_bytes,
+                              history_dir=self.ctx.editor_history_dir or None)
 
     async def handle(self, action: AnyAction, emit: Emit) -> AnyObservation:
         assert isinstance(action, FileEdit)

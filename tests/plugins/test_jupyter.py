@@ -173,3 +173,20 @@ async def test_a_session_that_never_runs_a_cell_starts_no_kernel(client):
         await s.ipython("1")
         after = int((await s.cmd("ps -eo args | grep -c '[i]pykernel_launcher' || true")).content.strip())
     assert after == before + 1
+
+
+async def test_agent_skills_are_imported_into_the_kernel_and_share_the_editors_undo_history(client, tmp_path):
+    from protocol import FileEdit
+
+    target = tmp_path / "notes.txt"
+    target.write_text("alpha\nbeta\n")
+    async with await client.create_session(plugins=["agent_skills"]) as s:
+        info = await client.get_session(s.session_id)
+        assert [p.name for p in info.plugins] == ["jupyter", "agent_skills"]
+        shown = await s.ipython(f"open_file({str(target)!r})")
+        assert shown.status == "completed", shown
+        assert f"[File: {target} (2 lines total)]" in shown.content and "1|alpha" in shown.content
+        edited = await s.ipython(f"file_editor(command='str_replace', path={str(target)!r}, old_str='beta', new_str='gamma')")
+        assert edited.status == "completed" and target.read_text() == "alpha\ngamma\n", edited
+        undone = await s.run(FileEdit(id=new_id(), command="undo_edit", path=str(target)))  # the action, not the cell
+        assert target.read_text() == "alpha\nbeta\n", undone

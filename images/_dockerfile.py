@@ -16,10 +16,9 @@ TEMPLATE = PACKAGE_DIR / "runtime.Dockerfile.tmpl"
 FRAGMENTS = PACKAGE_DIR / "fragments"
 VARIANTS = PACKAGE_DIR / "variants"
 RUNTIME_REPOSITORY = "corral-runtime"
-EXECUTOR_SOURCES = ("protocol", "executor")
-"""What the executor runs, relative to the source root; their contents are part of the tag."""
-OPTIONAL_SOURCES = ("corral_skills",)
-"""Also in the executor's venv (through corral's wheel) and the tag, where the checkout has them."""
+EXECUTOR_SOURCES = ("protocol", "executor", "corral_skills")
+"""What runs inside sandboxes (the executor, and the skills its kernels import), relative to the
+source root; their contents are part of the tag."""
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
@@ -120,11 +119,10 @@ def render_dockerfile(*, base: str, pip_wheel: str, tini: str, variants: tuple[V
     return render(TEMPLATE.read_text(), values)
 
 
-def executor_source_digest(root: Path, sources: tuple[str, ...] = EXECUTOR_SOURCES,
-                           optional: tuple[str, ...] = OPTIONAL_SOURCES) -> str:
+def executor_source_digest(root: Path, sources: tuple[str, ...] = EXECUTOR_SOURCES) -> str:
     """sha256 over the relative paths and contents of every file the executor is made of."""
     h = hashlib.sha256()
-    for source in (*sources, *(s for s in optional if (root / s).is_dir())):
+    for source in sources:
         base = root / source
         if not base.is_dir():
             raise ImageError(f"executor source {base} does not exist")

@@ -244,10 +244,12 @@ async def _kernel_floor(n: int) -> dict[str, float]:
     """jupyter_client's own round trip: execute ``1+1`` and wait for idle, against a kernel it started."""
     from jupyter_client import AsyncKernelManager
 
+    from executor.plugins import KERNEL_OPTIONS  # the kernel as the plugin starts it
+
     scratch = tempfile.mkdtemp(prefix="corral-bench-kernel-")
     km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(scratch, "k"),
                             connection_file=os.path.join(scratch, "k.json"))
-    await km.start_kernel(cwd=scratch)
+    await km.start_kernel(cwd=scratch, extra_arguments=list(KERNEL_OPTIONS))
     kc = km.client()
     kc.start_channels()
     try:

@@ -220,7 +220,7 @@ class PluginSet:
         self._started.clear()
 
 
-from ._jupyter import AgentSkillsPlugin, JupyterPlugin  # noqa: E402  (they subclass SandboxPlugin)
+from ._jupyter import KERNEL_OPTIONS, AgentSkillsPlugin, JupyterPlugin  # noqa: E402,F401  (they subclass SandboxPlugin)
 
 PLUGINS.register("jupyter", JupyterPlugin)
 PLUGINS.register("agent_skills", AgentSkillsPlugin)

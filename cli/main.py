@@ -12,7 +12,18 @@ from typing import Any
 import click
 import msgspec
 
-from protocol import Client, CmdChunk, CmdOutput, CmdRun, Error, IPythonOutput, IPythonRun, Subjects, json_schema, new_id
+from protocol import (
+    Client,
+    CmdChunk,
+    CmdOutput,
+    CmdRun,
+    Error,
+    IPythonOutput,
+    IPythonRun,
+    Subjects,
+    json_schema,
+    new_id,
+)
 
 from ._common import configure_logging, nats_option, prefix_option, print_json, run_cli, with_client
 
@@ -168,6 +179,15 @@ def exec_(nats_url: str, session_id: str | None, backend: str | None, shell: str
     sys.exit(run_cli(main()))
 
 
+def _print_final(content: str, streamed: bool) -> None:
+    """A final answer's output, unless its chunks already printed it; ends on a newline."""
+    if not streamed:
+        sys.stdout.write(content)
+    if content and not content.endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
 async def _stream_command(session: Any, action: CmdRun | IPythonRun) -> int:
     streamed = False
     async for obs in session.stream(action):
@@ -177,22 +197,14 @@ async def _stream_command(session: Any, action: CmdRun | IPythonRun) -> int:
                 sys.stdout.write(obs.data)
                 sys.stdout.flush()
             case CmdOutput():
-                if not streamed:
-                    sys.stdout.write(obs.content)
-                if obs.content and not obs.content.endswith("\n"):
-                    sys.stdout.write("\n")
-                sys.stdout.flush()
+                _print_final(obs.content, streamed)
                 if obs.truncated and obs.full_output_path:
                     print(f"[output truncated; full output in the sandbox at {obs.full_output_path}]", file=sys.stderr)
                 if obs.status != "completed":
                     print(f"[{obs.status}] {obs.hint or ''}".rstrip(), file=sys.stderr)
                 return obs.exit_code if obs.exit_code is not None else 1
             case IPythonOutput():
-                if not streamed:
-                    sys.stdout.write(obs.content)
-                if obs.content and not obs.content.endswith("\n"):
-                    sys.stdout.write("\n")
-                sys.stdout.flush()
+                _print_final(obs.content, streamed)
                 if obs.images:
                     print(f"[{len(obs.images)} image(s) displayed; not shown here]", file=sys.stderr)
                 if obs.status not in ("completed", "error"):

@@ -39,6 +39,8 @@ from ._events import (
     FileRead,
     FileWrite,
     FileWritten,
+    IPythonOutput,
+    IPythonRun,
     SessionInfo,
     SessionList,
     SessionRef,
@@ -46,8 +48,6 @@ from ._events import (
     WorkerInfo,
     WorkerList,
     WorkerRef,
-    IPythonOutput,
-    IPythonRun,
 )
 from ._ids import new_id
 from ._subjects import DEFAULT_PREFIX, Subjects

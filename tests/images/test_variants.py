@@ -17,7 +17,6 @@ import pytest_asyncio
 
 from images import (
     DockerRuntimeBuilder,
-    EngineUnavailable,
     ImageError,
     Progress,
     UnknownVariant,
@@ -37,19 +36,7 @@ from images._wheels import Wheelhouse, pin_closure, sha256_file
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _engine_problem() -> str | None:
-    async def ping() -> None:
-        async with open_docker():
-            pass
-
-    try:
-        asyncio.run(ping())
-    except EngineUnavailable as exc:
-        return str(exc)
-    return None
-
-
-_problem = _engine_problem()
+from .test_images import _problem  # noqa: E402  (one engine probe for both modules)
 
 
 def needs_engine(test):

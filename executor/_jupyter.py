@@ -146,7 +146,7 @@ class _Kernel:
         env = await self._plugin.kernel_env()
         with open(base + ".log", "wb") as log:
             self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "ipykernel_launcher", "-f", connection, *KERNEL_OPTIONS, cwd=cwd, env=env,
+                *_launcher(), "-f", connection, *KERNEL_OPTIONS, cwd=cwd, env=env,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         try:
             client_class = await asyncio.to_thread(_client_class)
@@ -392,6 +392,20 @@ async def _wait_ready(kc: Any, deadline: float) -> None:
                     return
         except queue.Empty:
             continue
+
+
+def _launcher() -> list[str]:
+    """How to start ``ipykernel_launcher``: from this interpreter's site-packages, or, for an
+    executor that runs isolated from them (``-I -S`` from a bubblewrap sandbox's runtime copy), from
+    the directory this package was copied to, which carries the kernel's packages too. That
+    directory goes on the kernel's own ``sys.path``, not on ``PYTHONPATH``, so a ``!python3`` or
+    ``!pip`` in a cell sees the sandbox's Python as it is, without the runtime."""
+    if not sys.flags.isolated:
+        return [sys.executable, "-m", "ipykernel_launcher"]
+    runtime = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    boot = (f"import runpy, sys; sys.path[0] = {runtime!r}; "  # in place of -c's '' (ipykernel adds the cwd later)
+            "runpy.run_module('ipykernel_launcher', run_name='__main__', alter_sys=True)")
+    return [sys.executable, "-c", boot]
 
 
 def _exited(pid: int) -> bool:

@@ -43,5 +43,6 @@ from ._errors import (
     VariantUnavailable,
 )
 from ._progress import Progress, ProgressFn
+from ._wheels import installed_closure
 
 __all__ = [name for name in dir() if not name.startswith("_")]

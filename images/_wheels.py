@@ -27,9 +27,11 @@ from ._proc import stream_process
 from ._progress import ProgressFn, reporter
 
 try:
+    from packaging.markers import default_environment
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 except ImportError:  # pip always carries a copy
+    from pip._vendor.packaging.markers import default_environment  # type: ignore[no-redef]
     from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
     from pip._vendor.packaging.utils import canonicalize_name  # type: ignore[no-redef]
 
@@ -174,30 +176,41 @@ def pin_closure(requirements: tuple[str, ...], facts: BaseFacts) -> PinnedRequir
     environment = {"python_version": facts.python, "python_full_version": f"{facts.python}.0",
                    "platform_machine": facts.machine, "sys_platform": "linux", "platform_system": "Linux",
                    "os_name": "posix", "implementation_name": "cpython", "platform_python_implementation": "CPython"}
-    pinned: dict[str, str] = {}
-    unpinned: dict[str, None] = {}
+    installed, unpinned = installed_closure(requirements, environment)
+    return PinnedRequirements(pinned=tuple(sorted(f"{name}=={dist.version}" for name, dist in installed.items())),
+                              unpinned=unpinned)
+
+
+def installed_closure(requirements: tuple[str, ...], environment: dict[str, str] | None = None,
+                      ) -> tuple[dict[str, importlib.metadata.Distribution], tuple[str, ...]]:
+    """The installed distributions that satisfy ``requirements`` and, recursively, their own requirements
+    (markers evaluated for ``environment``, default this interpreter's), by canonical name; and the
+    requirements nothing installed satisfies."""
+    environment = environment if environment is not None else default_environment()
+    found: dict[str, importlib.metadata.Distribution] = {}
+    unsatisfied: dict[str, None] = {}
     queue = [Requirement(r) for r in requirements]
     while queue:
         req = queue.pop(0)
         name = canonicalize_name(req.name)
-        if name in pinned:
+        if name in found:
             continue
         try:
             dist = importlib.metadata.distribution(req.name)
         except importlib.metadata.PackageNotFoundError:
-            unpinned[str(req)] = None
+            unsatisfied[str(req)] = None
             continue
         if req.specifier and not req.specifier.contains(dist.version, prereleases=True):
-            unpinned[str(req)] = None
+            unsatisfied[str(req)] = None
             continue
-        pinned[name] = f"{name}=={dist.version}"
+        found[name] = dist
         for raw in dist.requires or ():
             dep = Requirement(raw)
             extras = ("", *req.extras)
             if dep.marker is None or any(dep.marker.evaluate({**environment, "extra": e}) for e in extras):
                 dep.marker = None
                 queue.append(dep)
-    return PinnedRequirements(pinned=tuple(sorted(pinned.values())), unpinned=tuple(unpinned))
+    return found, tuple(unsatisfied)
 
 
 def _abi(facts: BaseFacts) -> str:

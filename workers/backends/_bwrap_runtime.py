@@ -8,7 +8,13 @@ worker's own files: pyenv's interpreter under /root (mode 0700), a checkout and 
   ``executor`` and ``msgspec``) and the sandbox's synthetic /etc
   files (passwd, group, hosts, ...), byte-compiled, root-owned and
   world-readable, in a directory named by the hash of its contents (a running sandbox keeps the
-  files it started with while a newer worker builds another), bound read-only at ``RUNTIME_MOUNT``;
+  files it started with while a newer worker builds another), bound read-only at ``RUNTIME_MOUNT``.
+  Sessions with plugins that need Python modules (the kernel, the agent skills) get a second
+  runtime that also carries those modules: corral's own (``corral_skills``) copied like
+  ``executor``, any other as every file its installed distribution recorded, with the same for
+  everything it requires (``images.installed_closure``), compiled extensions and their ``*.libs``
+  included. Those files keep their mtimes, so the ``__pycache__`` pip wrote at install time stays
+  valid and nothing is byte-compiled again;
 * an **interpreter** of the worker's ``major.minor`` (msgspec's extension is built for that ABI):
   the worker's own when the sandbox user can read it, else the system's ``/usr/bin/pythonX.Y``
   (Debian's ``python3``), else a clear error.
@@ -20,6 +26,8 @@ environment and from site-packages, so nothing of the host's Python setup leaks 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import importlib.util
 import os
 from pathlib import Path
 import py_compile
@@ -31,6 +39,7 @@ import msgspec
 
 import executor
 import protocol
+from protocol import codes
 
 from ._base import BackendError
 from ._bwrap_host import readable_by
@@ -63,30 +72,70 @@ class ExecutorPython(msgspec.Struct, frozen=True, kw_only=True):
     """Host directories to bind read-only at the same path (empty: the interpreter is under the root)."""
 
 
-def runtime_sources() -> list[tuple[str, Path]]:
-    """(path inside the runtime, host file) for every file the executor can import."""
+def runtime_sources(own: tuple[Path, ...] = ()) -> list[tuple[str, Path]]:
+    """(path inside the runtime, host file) for every file the executor can import, and those of
+    the packages of corral's own tree in ``own`` (their directories)."""
     files: list[tuple[str, Path]] = []
-    for package, prefix, patterns in (
-        (protocol, "protocol", ("*.py",)),
-        (executor, "executor", ("*.py",)),
-        (msgspec, "msgspec", ("*.py", "*.so")),
-    ):
-        root = Path(package.__file__).parent  # type: ignore[arg-type]
+    roots = [(Path(protocol.__file__).parent, ("*.py",)), (Path(executor.__file__).parent, ("*.py",)),
+             (Path(msgspec.__file__).parent, ("*.py", "*.so")), *[(root, ("*.py",)) for root in own]]
+    for root, patterns in roots:
         for pattern in patterns:
-            files += [(f"{prefix}/{p.relative_to(root).as_posix()}", p) for p in root.rglob(pattern)
+            files += [(f"{root.name}/{p.relative_to(root).as_posix()}", p) for p in root.rglob(pattern)
                       if "__pycache__" not in p.parts]
     return sorted(files)
 
 
-def build_runtime(parent: Path, etc: dict[str, str]) -> Path:
+def module_sources(modules: tuple[str, ...]) -> tuple[tuple[Path, ...], list[tuple[str, Path]]]:
+    """What a runtime needs to import ``modules`` (blocking): (the package directories of those in
+    corral's own tree, (path inside the runtime, host file) of every file of the installed
+    distributions that provide the others and of all they require, markers evaluated for this
+    interpreter). BackendError ``plugin_unavailable`` for a module neither provides."""
+    from images import installed_closure  # the image builder's walk of the host's distributions
+
+    providers = importlib.metadata.packages_distributions()
+    own: list[Path] = []
+    wanted: list[str] = []
+    for module in modules:
+        dists = [d for d in providers.get(module, []) if d.lower() != "corral"]  # corral itself: its own tree
+        if dists:
+            wanted += dists
+            continue
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            raise BackendError(f"the Python module {module!r} is neither a package of corral's own tree nor provided "
+                               "by a distribution installed for the worker's interpreter, so bubblewrap sandboxes "
+                               "cannot get a copy of it", codes.PLUGIN_UNAVAILABLE)
+        own.append(Path(next(iter(spec.submodule_search_locations))))
+    found, missing = installed_closure(tuple(dict.fromkeys(wanted)))
+    if missing:
+        raise BackendError(f"the worker's interpreter lacks {', '.join(missing)}, which bubblewrap sandboxes "
+                           f"would need for {', '.join(modules)}", codes.PLUGIN_UNAVAILABLE)
+    files: dict[str, Path] = {}
+    for name, dist in sorted(found.items()):
+        if dist.files is None:
+            raise BackendError(f"the distribution {name!r} lists no files (it has no RECORD: installed by "
+                               "something other than pip), so it cannot be copied into bubblewrap sandboxes",
+                               codes.PLUGIN_UNAVAILABLE)
+        for entry in dist.files:
+            if entry.parts and entry.parts[0] == "..":
+                continue  # scripts and data outside site-packages (bin/ipython, share/jupyter)
+            path = Path(dist.locate_file(entry))
+            if path.is_file():
+                files[entry.as_posix()] = path
+    return tuple(own), sorted(files.items())
+
+
+def build_runtime(parent: Path, etc: dict[str, str], modules: tuple[str, ...] = ()) -> Path:
     """The runtime directory for the current sources under ``parent``, made once (blocking: run in a thread).
 
-    ``etc`` are the sandbox's synthetic /etc files (passwd, hosts, ...), kept in the runtime's ``etc/``."""
-    sources = runtime_sources()
+    ``etc`` are the sandbox's synthetic /etc files (passwd, hosts, ...), kept in the runtime's ``etc/``;
+    ``modules`` the Python modules of plugins it carries besides the executor's own (see ``module_sources``)."""
+    own, installed = module_sources(modules) if modules else ((), [])
+    sources = runtime_sources(own)
     digest = hashlib.sha256(sys.version.encode() + b"\0" + LAUNCHER_SOURCE.encode())
     for name, text in sorted(etc.items()):
         digest.update(f"etc/{name}\0{text}\0".encode())
-    for name, path in sources:
+    for name, path in [*sources, *installed]:
         digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     target = parent / f"executor-{digest.hexdigest()[:16]}"
     if (target / LAUNCHER).exists():
@@ -100,12 +149,17 @@ def build_runtime(parent: Path, etc: dict[str, str]) -> Path:
         dest = staging / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, dest)
+    for name, path in installed:
+        dest = staging / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest)  # the mtime too: the copied __pycache__ stays valid for the copied source
     (staging / LAUNCHER).write_text(LAUNCHER_SOURCE)
     (staging / "etc").mkdir()
     for name, text in etc.items():
         (staging / "etc" / name).write_text(text)
-    for dest in staging.rglob("*.py"):
-        py_compile.compile(str(dest), doraise=True)  # the sandbox cannot write __pycache__: start without compiling
+    for name in [LAUNCHER, *(n for n, _ in sources if n.endswith(".py"))]:
+        # the sandbox cannot write __pycache__: start without compiling
+        py_compile.compile(str(staging / name), doraise=True)
     _make_world_readable(staging)
     try:
         os.rename(staging, target)
@@ -135,7 +189,9 @@ def _make_world_readable(root: Path) -> None:
     for dirpath, dirnames, filenames in os.walk(root):
         os.chmod(dirpath, 0o755)
         for name in filenames:
-            os.chmod(os.path.join(dirpath, name), 0o755 if name.endswith(".so") else 0o644)
+            path = os.path.join(dirpath, name)
+            executable = name.endswith(".so") or os.stat(path).st_mode & 0o111
+            os.chmod(path, 0o755 if executable else 0o644)
 
 
 def executor_python(uid: int, gid: int, root: str = "/") -> ExecutorPython:

@@ -1,4 +1,4 @@
-"""What a session's plugins ask of a backend: image variants (docker), importable modules (local).
+"""What a session's plugins ask of a backend: image variants (docker), importable modules (local, bubblewrap).
 
 Unknown plugin names are the session's mistake (``invalid_spec``); a plugin this backend's
 sandboxes cannot serve is ``plugin_unavailable``, with the command that fixes it.
@@ -46,12 +46,24 @@ def require_variants(image: str, has: frozenset[str], needed: Iterable[str]) -> 
                            codes.PLUGIN_UNAVAILABLE)
 
 
-def refuse_module_plugins(plugins: Iterable[str], *, backend: str, instead: str) -> None:
-    """For sandboxes whose executor imports only corral's own code: a plugin that needs other
-    Python modules is ``plugin_unavailable`` there."""
-    names = tuple(plugins)
-    plugin_variants(names)  # unknown names first
-    for name in resolve(names):
-        if PLUGINS.get(name).modules:
-            raise BackendError(f"plugin {name!r} needs Python modules that {backend} sandboxes do not have yet; "
-                               f"use {instead}", codes.PLUGIN_UNAVAILABLE)
+def plugin_modules(plugins: Iterable[str]) -> tuple[str, ...]:
+    """The Python modules the resolved plugins need in the sandbox (empty for the core's and
+    pure-action plugins); unknown names need nothing here (``plugin_variants`` reports them)."""
+    try:
+        names = resolve(tuple(plugins))
+    except (UnknownName, ValueError):
+        return ()
+    return tuple(dict.fromkeys(m for name in names for m in PLUGINS.get(name).modules))
+
+
+def servable_modules() -> tuple[str, ...]:
+    """The modules of every registered plugin this interpreter can serve (with what it requires),
+    for sandboxes that carry a copy of them."""
+    modules: dict[str, None] = {}
+    for name in PLUGINS.names():
+        try:
+            check_available((name,))
+        except (PluginUnavailable, UnknownName, ValueError):
+            continue
+        modules.update(dict.fromkeys(plugin_modules((name,))))
+    return tuple(modules)

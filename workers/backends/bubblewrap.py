@@ -3,7 +3,8 @@
 A sandbox is ``bwrap`` around the executor: new user, pid, ipc, uts, cgroup, mount and network
 namespaces, a read-only root (the host's /usr and a few /etc files, or an unpacked image
 ``rootfs``), private /tmp, /proc and /dev, a writable /workspace and /outputs, and the executor
-runtime read-only at /run/corral (see ``_bwrap_runtime``). Inside, the executor runs as uid 1000
+runtime read-only at /run/corral (see ``_bwrap_runtime``; sessions whose plugins need Python
+modules get the runtime that carries them, and their own warm pool). Inside, the executor runs as uid 1000
 with no capabilities, no_new_privs, nested user namespaces disabled, its own session, and a
 seccomp filter (``_bwrap_seccomp``: mounts, namespaces, keyrings, BPF, io_uring, TIOCSTI, the
 x32 ABI and the rest of what Docker's default profile denies fail with EPERM).
@@ -65,7 +66,7 @@ from ._bwrap_seccomp import compile_filter
 from ._bwrap_spawn import SpawnFds, listen_unix, private_file, read_json_fd
 from ._hostdir import HostDirBackend, default_socket_dir
 from ._limits import Resources, invalid, resolve_network, resolve_resources
-from ._plugins import refuse_module_plugins
+from ._plugins import check_plugins_here, plugin_modules, servable_modules
 
 log = structlog.get_logger()
 
@@ -97,6 +98,12 @@ SANDBOX_ENV = {
     "LOGNAME": "corral", "SHELL": "/bin/bash", "LANG": "C.UTF-8", "HOSTNAME": HOSTNAME,
     "PYTHONDONTWRITEBYTECODE": "1",
 }
+PLUGINS_ENV = {
+    "IPYTHONDIR": "/tmp/corral-ipython", "JUPYTER_RUNTIME_DIR": "/tmp/corral-jupyter/runtime",
+    "JUPYTER_DATA_DIR": "/tmp/corral-jupyter/data", "JUPYTER_PLATFORM_DIRS": "1",
+}
+"""The executor's environment besides ``SANDBOX_ENV`` in sandboxes with plugin modules: IPython's and
+Jupyter's files under the writable /tmp (as the jupyter image variant sets them; kernels inherit them)."""
 
 
 class BubblewrapConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="name",
@@ -174,9 +181,9 @@ class BubblewrapBackend(HostDirBackend):
         self._cgroups = Cgroups(config.cgroup_root)
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._helpers: dict[str, asyncio.subprocess.Process] = {}
-        self._static_args: list[str] | None = None
+        self._ready: dict[bool, _Ready] = {}
+        """By whether the sandbox carries plugin modules: its runtime and the command line it shares."""
         self._python: ExecutorPython | None = None
-        self._runtime: Path | None = None
         self._ready_lock = asyncio.Lock()
 
     def _make_root(self) -> None:
@@ -194,8 +201,8 @@ class BubblewrapBackend(HostDirBackend):
 
     def validate(self, spec: SessionSpec) -> None:
         super().validate(spec)
-        # The executor runs `python -I -S` from a runtime copy of corral's own packages and msgspec.
-        refuse_module_plugins(spec.plugins, backend="bubblewrap", instead="the docker or local backend")
+        # The runtime copies the plugins' modules from this interpreter's distributions.
+        check_plugins_here(spec.plugins)
         self._limits(spec)
         sandbox_workdir(spec.workdir)
         for mount in spec.mounts:
@@ -212,7 +219,8 @@ class BubblewrapBackend(HostDirBackend):
         except BackendError:
             return None  # never pooled: the cold start reports the error
         mounts = ",".join(f"{m.source}>{m.target}:{'ro' if m.read_only else 'rw'}" for m in spec.mounts)
-        return f"bwrap:{network}:{limits.memory_mb}m:{limits.pids}p:{limits.cpus or 0}c:{mounts}"
+        runtime = "plugins" if plugin_modules(spec.plugins) else "core"
+        return f"bwrap:{runtime}:{network}:{limits.memory_mb}m:{limits.pids}p:{limits.cpus or 0}c:{mounts}"
 
     def cgroup_path(self, controller: str, sandbox_id: str) -> Path | None:
         """The sandbox's cgroup of one controller ('memory', 'pids', 'cpu'); None where not writable."""
@@ -225,28 +233,37 @@ class BubblewrapBackend(HostDirBackend):
             log.warning("bubblewrap_egress_unavailable", missing=missing,
                         detail="sessions asking for network='egress' will be refused")
 
-    async def _ensure_ready(self) -> list[str]:
-        """Once per backend: the nosuid mount, the executor runtime and the command line every sandbox shares."""
-        if self._static_args is not None:
-            return self._static_args
+    async def _ensure_ready(self, plugins: bool = False) -> "_Ready":
+        """Once per backend and runtime (with plugin modules or not): the nosuid mount, the executor
+        runtime and the command line every sandbox of it shares."""
+        if (ready := self._ready.get(plugins)) is not None:
+            return ready
         async with self._ready_lock:
-            if self._static_args is None:
-                if os.geteuid() == 0:
-                    await asyncio.to_thread(ensure_nosuid_mount, self._top)
-                runtime = await asyncio.to_thread(build_runtime, self._top / ".runtime", {**SYNTHETIC_ETC, **EGRESS_ETC})
-                root = self._config.rootfs or "/"
-                self._python = await asyncio.to_thread(executor_python, self._user.uid, self._user.gid, root)
-                root_args = await asyncio.to_thread(self._root_args, self._python, runtime)
-                self._runtime = runtime
-                self._static_args = [self._bwrap, *self._namespace_args(), *root_args]
-                log.info("bubblewrap_ready", sandbox_user=self._user.name, uid=self._user.uid, host_dir=str(self._top),
-                         python=self._python.executable, runtime=str(runtime), seccomp=self._seccomp is not None)
-        return self._static_args
+            if plugins not in self._ready:
+                self._ready[plugins] = await self._make_ready(plugins)
+        return self._ready[plugins]
+
+    async def _make_ready(self, plugins: bool) -> "_Ready":
+        if os.geteuid() == 0:
+            await asyncio.to_thread(ensure_nosuid_mount, self._top)
+        modules = servable_modules() if plugins else ()
+        started = time.monotonic()
+        etc = {**SYNTHETIC_ETC, **EGRESS_ETC}
+        runtime = await asyncio.to_thread(build_runtime, self._top / ".runtime", etc, modules)
+        if self._python is None:
+            root = self._config.rootfs or "/"
+            self._python = await asyncio.to_thread(executor_python, self._user.uid, self._user.gid, root)
+        root_args = await asyncio.to_thread(self._root_args, self._python, runtime)
+        env = [arg for name, value in PLUGINS_ENV.items() for arg in ("--setenv", name, value)] if plugins else []
+        log.info("bubblewrap_ready", sandbox_user=self._user.name, uid=self._user.uid, host_dir=str(self._top),
+                 python=self._python.executable, runtime=str(runtime), modules=",".join(modules),
+                 runtime_s=round(time.monotonic() - started, 3), seccomp=self._seccomp is not None)
+        return _Ready(args=[self._bwrap, *self._namespace_args(), *env, *root_args], runtime=runtime)
 
     # ------------------------------------------------------------------ start
     async def prestart(self, spec: SessionSpec) -> SandboxHandle:
         limits, network = self._limits(spec), network_for(spec)
-        static_args = await self._ensure_ready()
+        ready = await self._ensure_ready(plugins=bool(plugin_modules(spec.plugins)))
         sandbox_id = "b" + new_id()
         sandbox_dir = self._root / sandbox_id
         self._make_root()  # again: a backend that closed on this directory may have removed it
@@ -261,8 +278,8 @@ class BubblewrapBackend(HostDirBackend):
             try:
                 cgroups = self._cgroups.create(sandbox_id, limits)
                 spawn = _Spawn(sandbox_id=sandbox_id, sandbox_dir=sandbox_dir, network=network, config=config,
-                               cgroups=cgroups, mounts=spec.mounts, listen_fd=listener.fileno())
-                init_pid = await self._spawn(static_args, spawn)
+                               cgroups=cgroups, mounts=spec.mounts, listen_fd=listener.fileno(), runtime=ready.runtime)
+                init_pid = await self._spawn(ready.args, spawn)
             finally:
                 listener.close()  # the executor holds it now
         except BaseException:
@@ -436,7 +453,7 @@ class BubblewrapBackend(HostDirBackend):
         if spawn.network == "egress":
             resolv = os.path.join(self._config.rootfs or "/", "etc", "resolv.conf")
             if self._config.rootfs is None or _plain_file(resolv):
-                args += ["--ro-bind", str(self._runtime / "etc" / "resolv.conf"), "/etc/resolv.conf"]  # type: ignore[operator]
+                args += ["--ro-bind", str(spawn.runtime / "etc" / "resolv.conf"), "/etc/resolv.conf"]
         args += [a for m in spawn.mounts for a in ("--ro-bind" if m.read_only else "--bind", m.source, m.target)]
         return args + ["--remount-ro", "/", "--chdir", WORKSPACE]
 
@@ -451,6 +468,14 @@ class _Spawn(msgspec.Struct, frozen=True, kw_only=True):
     cgroups: list[Path]
     mounts: list[Mount]
     listen_fd: int
+    runtime: Path
+
+
+class _Ready(msgspec.Struct, frozen=True, kw_only=True):
+    """One executor runtime and the bwrap command line its sandboxes share."""
+
+    args: list[str]
+    runtime: Path
 
 
 def _seccomp_program() -> bytes | None:

@@ -1,6 +1,7 @@
 """The bubblewrap backend with real bwrap and a real executor: isolation, limits, lifecycle."""
 
 import asyncio
+import importlib.util
 import os
 from pathlib import Path
 import shutil
@@ -12,8 +13,10 @@ import pytest
 
 from actors.controller import Controller, ControllerConfig
 from executor.client import ExecutorClient
+from executor.plugins import PLUGINS, SandboxPlugin
 from protocol import Client, CmdOutput, CmdRun, Mount, Resources, SessionSpec, codes, new_id
 from workers.backends import BackendError
+from workers.backends._bwrap_runtime import build_runtime
 from workers.backends.bubblewrap import BubblewrapBackend, BubblewrapConfig
 from workers.worker import Worker, WorkerConfig
 
@@ -315,11 +318,51 @@ async def test_an_allowed_mount_is_visible_read_only(backend, sandbox, shared_di
     assert out.content == "mirror\nrefused\n"
 
 
-async def test_a_plugin_needing_python_modules_is_plugin_unavailable_naming_the_backends_that_serve_it(backend):
-    with pytest.raises(BackendError) as info:
-        backend.validate(SessionSpec(plugins=["jupyter"]))
-    assert info.value.code == codes.PLUGIN_UNAVAILABLE
-    assert "bubblewrap" in str(info.value) and "docker or local backend" in str(info.value)
+async def test_a_plugin_whose_modules_the_worker_has_validates(backend):
+    pytest.importorskip("ipykernel")
+    backend.validate(SessionSpec(plugins=["jupyter"]))
+
+
+class _Missing(SandboxPlugin):
+    """A plugin whose module no interpreter has."""
+
+    modules = ("corral_test_no_such_module",)
+
+    async def handle(self, action, emit):
+        raise AssertionError("never started")
+
+
+async def test_a_plugin_whose_module_the_worker_lacks_is_plugin_unavailable_naming_it(backend):
+    PLUGINS.register("corral-test-missing", _Missing)
+    try:
+        with pytest.raises(BackendError) as info:
+            backend.validate(SessionSpec(plugins=["corral-test-missing"]))
+    finally:
+        PLUGINS._items.pop("corral-test-missing")
+    assert info.value.code == codes.PLUGIN_UNAVAILABLE and "corral_test_no_such_module" in str(info.value)
+
+
+async def test_sessions_with_plugin_modules_have_a_warm_pool_of_their_own(backend):
+    assert backend.pool_key(SessionSpec(plugins=["jupyter"])) != backend.pool_key(SessionSpec())
+    assert backend.pool_key(SessionSpec(plugins=["jupyter"])) == backend.pool_key(SessionSpec(plugins=["agent_skills"]))
+
+
+def test_the_plugins_runtime_carries_the_kernels_distributions_with_their_compiled_libraries(tmp_path):
+    pytest.importorskip("ipykernel")
+    import zmq
+
+    core = build_runtime(tmp_path, {"hosts": "x"})
+    plugins = build_runtime(tmp_path, {"hosts": "x"}, ("ipykernel", "corral_skills"))
+    assert plugins != core and not (core / "ipykernel").exists()
+    again = build_runtime(tmp_path, {"hosts": "x"}, ("ipykernel", "corral_skills"))
+    assert again == plugins  # content-named: made once
+    assert (plugins / "ipykernel_launcher.py").is_file() and (plugins / "corral_skills" / "__init__.py").is_file()
+    libs = Path(zmq.__file__).parent.parent / "pyzmq.libs"
+    assert [p.name for p in libs.iterdir()] == [p.name for p in (plugins / "pyzmq.libs").iterdir()]
+    assert list((plugins / "zmq").rglob("*.so"))
+    source = plugins / "traitlets" / "__init__.py"  # a dependency's dependency, its pip-written bytecode still valid
+    assert (plugins / "traitlets" / "__pycache__").is_dir()
+    assert source.stat().st_mtime == (Path(importlib.util.find_spec("traitlets").origin)).stat().st_mtime
 
 
 async def test_an_unknown_plugin_is_invalid_spec(backend):

@@ -27,6 +27,9 @@ from ._events import (
     AnyAction,
     AnyObservation,
     AnyReply,
+    BrowserOutput,
+    BrowseInteractive,
+    BrowseUrl,
     CmdOutput,
     CmdRun,
     Confirm,
@@ -41,10 +44,13 @@ from ._events import (
     FileWritten,
     IPythonOutput,
     IPythonRun,
+    PortInfo,
+    PortRef,
     SessionInfo,
     SessionList,
     SessionRef,
     SessionSpec,
+    VscodeInfo,
     WorkerInfo,
     WorkerList,
     WorkerRef,
@@ -54,10 +60,12 @@ from ._subjects import DEFAULT_PREFIX, Subjects
 
 CONTROL_TIMEOUT_S = 30.0
 NO_CONTROLLER_WAIT_S = 3.0
+"""How long a control request keeps retrying while no controller is subscribed."""
 CLOSED_GRACE_S = 1.0
 """After a ``closed`` status, how long a pending action waits for its real answer before the SDK
 answers it ``unknown_session`` itself."""
-"""How long a control request keeps retrying while no controller is subscribed."""
+VSCODE_TIMEOUT_S = 90.0
+"""The first ``vscode`` request starts code-server in the sandbox (a few seconds, more on a busy host)."""
 
 
 async def replay(nc: Nats, subject: str | list[str], *, since: int = 0, follow: bool = False, idle_s: float = 5.0,
@@ -166,6 +174,24 @@ class Client:
     async def resume_session(self, session_id: str) -> SessionInfo:
         info = await self.request("resume", SessionRef(session_id=session_id))
         assert isinstance(info, SessionInfo)
+        return info
+
+    async def expose(self, session_id: str, port: int) -> PortInfo:
+        """Forward TCP ``port`` of the sandbox's loopback to a host port (no sandbox network needed)."""
+        info = await self.request("expose", PortRef(session_id=session_id, port=port))
+        assert isinstance(info, PortInfo)
+        return info
+
+    async def unexpose(self, session_id: str, port: int) -> PortInfo:
+        """Stop forwarding ``port``; the answer is the forward that was closed."""
+        info = await self.request("unexpose", PortRef(session_id=session_id, port=port))
+        assert isinstance(info, PortInfo)
+        return info
+
+    async def vscode(self, session_id: str) -> VscodeInfo:
+        """A VS Code in the browser on the session's workdir (started on the first request)."""
+        info = await self.request("vscode", SessionRef(session_id=session_id), timeout_s=VSCODE_TIMEOUT_S)
+        assert isinstance(info, VscodeInfo)
         return info
 
     async def drain_worker(self, worker_id: str, *, undo: bool = False) -> WorkerInfo:
@@ -296,6 +322,28 @@ class Session:
         obs = await self.run(IPythonRun(id=new_id(), code=code, **fields))
         assert isinstance(obs, (IPythonOutput, Error))
         return obs
+
+    async def browse(self, url: str, **fields: Any) -> BrowserOutput | Error:
+        """Shorthand for a ``browse_url`` (``return_axtree``, ``screenshot``, ``timeout_s`` as
+        keywords); the session must have asked for the ``browser`` plugin."""
+        obs = await self.run(BrowseUrl(id=new_id(), url=url, **fields))
+        assert isinstance(obs, (BrowserOutput, Error))
+        return obs
+
+    async def browse_interactive(self, browser_actions: str, **fields: Any) -> BrowserOutput | Error:
+        """Shorthand for a ``browse_interactive``: BrowserGym action calls, one per line."""
+        obs = await self.run(BrowseInteractive(id=new_id(), browser_actions=browser_actions, **fields))
+        assert isinstance(obs, (BrowserOutput, Error))
+        return obs
+
+    async def expose(self, port: int) -> PortInfo:
+        return await self._client.expose(self.session_id, port)
+
+    async def unexpose(self, port: int) -> PortInfo:
+        return await self._client.unexpose(self.session_id, port)
+
+    async def vscode(self) -> VscodeInfo:
+        return await self._client.vscode(self.session_id)
 
     async def read_file(self, path: str, **fields: Any) -> FileContent | Error:
         """Shorthand for a ``file_read`` (``start_line``, ``end_line``, ``encoding`` as keywords)."""

@@ -49,6 +49,8 @@ PLUGIN_UNAVAILABLE: Final = "plugin_unavailable"
 names the image variant to build."""
 PLUGIN_NOT_ENABLED: Final = "plugin_not_enabled"
 """An action of a plugin's kind in a session that did not ask for that plugin."""
+NOT_EXPOSED: Final = "not_exposed"
+"""``corral.ctl.unexpose`` named a port that is not forwarded."""
 
 ALL_CODES: Final = frozenset(
     v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and k != "ALL_CODES"

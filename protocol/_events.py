@@ -78,12 +78,24 @@ class IPythonRun(Action, frozen=True, kw_only=True, tag="ipython_run"):
 
 
 class BrowseUrl(Action, frozen=True, kw_only=True, tag="browse_url"):
+    """Open a URL in the session's browser (plugin ``browser``); the answer's ``content`` is the
+    page as Markdown. ``timeout_s`` bounds the page load."""
+
     url: str
+    return_axtree: bool = False
+    """Also answer the accessibility tree (with ``[bid]`` markers) in ``axtree``."""
+    screenshot: bool = False
+    """Also answer a PNG of the viewport (base64 in ``screenshot``, the file in ``screenshot_path``)."""
 
 
 class BrowseInteractive(Action, frozen=True, kw_only=True, tag="browse_interactive"):
     browser_actions: str
-    """A small script of browser steps (click, fill, goto, scroll, ...)."""
+    """BrowserGym's action language, one call per line, run in order: ``goto(url)``,
+    ``click(bid)``, ``fill(bid, value)``, ``select_option(bid, options)``, ``press(bid, key_comb)``,
+    ``scroll(dx, dy)``, ``new_tab()``, ``tab_focus(i)``, ... (literal arguments only)."""
+    return_axtree: bool = False
+    """``content`` is the accessibility tree already; this also fills ``axtree``."""
+    screenshot: bool = False
 
 
 class McpCall(Action, frozen=True, kw_only=True, tag="mcp_call"):
@@ -209,7 +221,38 @@ class ConfirmResult(Observation, frozen=True, kw_only=True, tag="confirm_result"
     approved: bool
 
 
-AnyObservation = CmdOutput | IPythonOutput | CmdChunk | FileContent | FileWritten | FileEdited | Error | ActionHeld | ConfirmResult
+class BrowserOutput(Observation, frozen=True, kw_only=True, tag="browser_output"):
+    """The answer to ``browse_url`` and ``browse_interactive``: where the browser is now.
+
+    A step that failed (an unknown bid, a bad action string, a refused connection, a page that
+    did not load in time) is reported in ``last_browser_action_error``; the browser lives on.
+    """
+
+    url: str = ""
+    title: str = ""
+    content: str = ""
+    """``browse_url``: the page as Markdown; ``browse_interactive``: the accessibility tree text."""
+    axtree: str | None = None
+    """The accessibility tree with ``[bid]`` markers, when asked (``return_axtree``)."""
+    screenshot: str | None = None
+    """Base64 PNG of the viewport, when asked."""
+    screenshot_path: str | None = None
+    """The same PNG as a file in the session's output directory (never in the workspace)."""
+    open_pages_urls: list[str] = []
+    active_page_index: int = 0
+    focused_element_bid: str | None = None
+    last_browser_action: str = ""
+    last_browser_action_error: str = ""
+    """Empty when every step of the action worked."""
+    downloads: list[str] = []
+    """Files the last action downloaded (in the session's output directory)."""
+    browser_restarted: bool = False
+    """The browser had died and was started afresh for this action (its cookies and tabs are gone)."""
+    truncated: bool = False
+    """``content`` was cut to fit one broker message."""
+
+
+AnyObservation = CmdOutput | IPythonOutput | BrowserOutput | CmdChunk | FileContent | FileWritten | FileEdited | Error | ActionHeld | ConfirmResult
 
 OBSERVATION_KINDS: tuple[str, ...] = tuple(t.__struct_config__.tag for t in AnyObservation.__args__)  # type: ignore[attr-defined]
 INTERIM_KINDS: frozenset[str] = frozenset({"cmd_chunk", "action_held"})
@@ -279,6 +322,45 @@ class Reply(Event, frozen=True, kw_only=True, omit_defaults=False):
     """Root of every control reply (all fields always present, like observations)."""
 
 
+PortPurpose = Literal["apps", "vscode"]
+
+
+class PortInfo(Reply, frozen=True, kw_only=True, tag="port_info"):
+    """The answer to ``corral.ctl.expose``: a port of the sandbox's loopback, reachable on the host.
+
+    Connections to ``host:host_port`` are carried to ``127.0.0.1:port`` inside the sandbox through
+    the worker's private channel to its executor; the sandbox needs no network for it.
+    """
+
+    session_id: str
+    port: int
+    host: str
+    host_port: int
+    url: str
+    purpose: PortPurpose = "apps"
+
+
+class VscodeInfo(Reply, frozen=True, kw_only=True, tag="vscode_info"):
+    """The answer to ``corral.ctl.vscode``: a VS Code (code-server) on the session's workdir.
+
+    ``url`` carries the per-session token (``?tkn=``); without it the server answers 403.
+    """
+
+    session_id: str
+    url: str
+    host: str
+    host_port: int
+    token: str
+    workdir: str
+
+
+class PortRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What ``corral.ctl.expose`` and ``corral.ctl.unexpose`` take: a TCP port of the sandbox's loopback."""
+
+    session_id: str
+    port: int
+
+
 class PluginStatus(msgspec.Struct, frozen=True, kw_only=True):
     """An in-sandbox plugin a session asked for (``SessionSpec.plugins``) and where it stands."""
 
@@ -299,6 +381,8 @@ class SessionInfo(Reply, frozen=True, kw_only=True, tag="session_info"):
     warm: bool = False
     """True when the sandbox came from a warm pool."""
     plugins: list[PluginStatus] = []
+    ports: list[PortInfo] = []
+    """Ports of the sandbox forwarded to the host (``corral.ctl.expose``)."""
 
 
 class SessionList(Reply, frozen=True, kw_only=True, tag="session_list"):
@@ -334,7 +418,7 @@ class ErrorReply(Reply, frozen=True, kw_only=True, tag="error"):
     message: str
 
 
-AnyReply = SessionInfo | SessionList | WorkerList | ErrorReply
+AnyReply = SessionInfo | SessionList | WorkerList | PortInfo | VscodeInfo | ErrorReply
 
 
 class SandboxCreate(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,6 +3,7 @@
 from protocol import (
     ActionHeld,
     BrowseInteractive,
+    BrowserOutput,
     BrowseUrl,
     CmdChunk,
     CmdOutput,
@@ -20,10 +21,12 @@ from protocol import (
     IPythonRun,
     McpCall,
     McpList,
+    PortInfo,
     Resources,
     SessionInfo,
     SessionList,
     SessionSpec,
+    VscodeInfo,
     WorkerInfo,
     WorkerList,
 )
@@ -41,6 +44,8 @@ ACTIONS = [
     McpCall(id="a8", server="fs", tool="read", arguments={"path": "/x", "n": 3}),
     McpList(id="a9", server="fs"),
     Confirm(id="a10", action_id="a1", approve=False),
+    BrowseUrl(id="a11", url="http://127.0.0.1:8000/a", return_axtree=True, screenshot=True, timeout_s=5.0),
+    BrowseInteractive(id="a12", browser_actions="fill('12', 'x')\nclick('13')", return_axtree=True, screenshot=True),
 ]
 
 OBSERVATIONS = [
@@ -53,6 +58,11 @@ OBSERVATIONS = [
     Error(id="o6", cause=None, session_id="s1", code="bad_payload", message="not msgpack"),
     ActionHeld(id="o7", cause="a1", session_id="s1", reason="rm -rf needs a person", gate="rules", timeout_s=60.0),
     ConfirmResult(id="o8", cause="a10", session_id="s1", action_id="a1", approved=False),
+    BrowserOutput(id="o9", cause="a11", session_id="s1", url="http://127.0.0.1:8000/a", title="A", content="# A",
+                  axtree="[1] RootWebArea 'A'", screenshot="iVBORw0=", screenshot_path="/tmp/out/s.png",
+                  open_pages_urls=["http://127.0.0.1:8000/a"], active_page_index=0, focused_element_bid="13",
+                  last_browser_action="click('13')", last_browser_action_error="", downloads=["/tmp/out/d.txt"],
+                  browser_restarted=True, truncated=True),
 ]
 
 REPLIES = [
@@ -60,6 +70,11 @@ REPLIES = [
     SessionList(sessions=[SessionInfo(session_id="s1", worker_id="w1", backend="local", status="lost", reason="gone")]),
     WorkerList(workers=[WorkerInfo(worker_id="w1", backend="local", capacity=8, running=2, starting=1, host="h")]),
     ErrorReply(code="no_capacity", message="full"),
+    PortInfo(session_id="s1", port=8000, host="127.0.0.1", host_port=50001, url="http://127.0.0.1:50001/", purpose="apps"),
+    VscodeInfo(session_id="s1", url="http://127.0.0.1:40001/?tkn=t&folder=/w", host="127.0.0.1", host_port=40001,
+               token="t", workdir="/w"),
+    SessionInfo(session_id="s2", worker_id="w1", backend="docker", status="ready",
+                ports=[PortInfo(session_id="s2", port=80, host="127.0.0.1", host_port=50002, url="http://127.0.0.1:50002/")]),
 ]
 
 SPECS = [

@@ -4,6 +4,8 @@ Routes:
   GET  /v1/health   -> JSON {"ok": true, "session_id", "pid", "started_at"}
   POST /v1/action   body: one action (MessagePack, or JSON with Content-Type application/json)
                     -> chunked response, each chunk one observation: CmdChunk* then the final one.
+  GET  /v1/tunnel/<port>  with ``Upgrade: corral-tunnel``: 101, then a raw byte pipe to
+                    127.0.0.1:<port> inside the sandbox (400 bad port, 502 nothing listens); see _tunnel.
 Every request carries ``Authorization: Bearer <key>``; the key is per session.
 """
 
@@ -37,7 +39,7 @@ from protocol import (
     valid_id,
 )
 
-from . import _http
+from . import _http, _tunnel
 from ._channel import Claim, Health
 from ._offload import offload
 from ._shell import ShellManager, base_env
@@ -300,15 +302,20 @@ class ExecutorServer:
                 request = await _http.read_request(reader)
                 if request is None:
                     break
+                if request.method == "GET" and request.path.startswith(_tunnel.PREFIX) and self._authorized(request):
+                    await _tunnel.serve(request.path, request.headers, reader, writer)
+                    break  # piped until both ends closed, or refused (the connection ends either way)
                 await self._route(request, writer)
         except (_http.HttpError, asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             writer.close()
 
+    def _authorized(self, request: _http.Request) -> bool:
+        return hmac.compare_digest(request.headers.get("authorization", "").encode(), self._key)
+
     async def _route(self, request: _http.Request, writer: asyncio.StreamWriter) -> None:
-        auth = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(auth, self._key):
+        if not self._authorized(request):
             return await self._reply(writer, 401, "Unauthorized", {"error": "missing or wrong session key"})
         if request.method == "GET" and request.path == "/v1/health":
             return await self._reply(writer, 200, "OK", self._executor.health())

@@ -46,6 +46,8 @@ class UpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """How long the stream keeps every action and observation."""
     stream_max_bytes: int = StreamConfigOptions().max_bytes
     """The stream's size cap (oldest messages go first)."""
+    public_host: str = "127.0.0.1"
+    """Where forwarded sandbox ports listen (``corral session expose``)."""
 
 
 async def resolve_backend(name: str) -> str:
@@ -103,6 +105,7 @@ class Deployment:
                 nats_url=self.url, prefix=self.config.prefix, backend=backend, capacity=self.config.capacity,
                 base_dir=str(data / "workers"), worker_id=f"{os.uname().nodename}-{backend}-{n}-{deployment_id(str(data))}".replace(".", "-"),
                 warm_pool=self.config.warm_pool, stream=stream, allowed_mounts=list(self.config.allowed_mounts),
+                public_host=self.config.public_host,
             ))
             await worker.start(progress=_progress)
             self._stack.push_async_callback(worker.aclose)

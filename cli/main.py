@@ -514,10 +514,12 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
 from ._batch_cmd import batch  # noqa: E402
 from ._image_cmd import image  # noqa: E402
 from ._skills_cmd import skills  # noqa: E402
+from ._vscode_cmd import vscode  # noqa: E402
 
 cli.add_command(batch)
 cli.add_command(image)
 cli.add_command(skills)
+cli.add_command(vscode)
 
 
 def main() -> None:

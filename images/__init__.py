@@ -17,6 +17,14 @@ from ._bootstrap import (
     default_cache_dir,
 )
 from ._builder import BuildContext, BuilderStatistics, DockerRuntimeBuilder, RuntimeBuilder
+from ._code_server import (
+    CODE_SERVER_VERSION,
+    CodeServerInstallFailed,
+    InstallStamp,
+    code_server_root,
+    install_code_server,
+)
+from ._code_server import read_stamp as code_server_stamp
 from ._dockerfile import (
     EXECUTOR_SOURCES,
     RUNTIME_REPOSITORY,

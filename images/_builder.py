@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 import collections
 import io
 import json
 import os
 import tarfile
+import tempfile
 import time
-from typing import Mapping, Sequence
+from typing import IO, Mapping, Sequence
 
 import aiodocker
 from aiodocker.exceptions import DockerError, DockerStreamError
@@ -29,22 +31,37 @@ class BuildContext(msgspec.Struct, frozen=True, kw_only=True):
     dockerfile: str
     files: dict[str, bytes] = {}
     """Path inside the context -> content."""
+    trees: dict[str, str] = {}
+    """Path inside the context -> a host directory put there whole, modes and symlinks kept (a
+    variant's host files: read while the tar is written, never held in memory)."""
     build_args: dict[str, str] = {}
     labels: dict[str, str] = {}
 
     def to_tar(self) -> bytes:
         """A reproducible tar of the context (fixed mtimes and owners)."""
+        buf = io.BytesIO()
+        self.write_tar(buf)
+        return buf.getvalue()
+
+    def write_tar(self, fileobj: IO[bytes]) -> None:
+        """Write the context's tar to ``fileobj`` (blocking: the trees are read from disk)."""
         dockerfile = self.dockerfile
         if self.labels:  # one LABEL instruction (the API's labels parameter makes one build step per label)
             dockerfile = dockerfile.rstrip("\n") + "\nLABEL " + " ".join(
                 f"{k}={json.dumps(v)}" for k, v in sorted(self.labels.items())) + "\n"
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for name, data in sorted({"Dockerfile": dockerfile.encode(), **self.files}.items()):
                 info = tarfile.TarInfo(name)
                 info.size, info.mode, info.mtime = len(data), 0o644, 0
                 tar.addfile(info, io.BytesIO(data))
-        return buf.getvalue()
+            for name, path in sorted(self.trees.items()):
+                tar.add(path, arcname=name, filter=_owned_by_root)
+
+
+def _owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
 
 
 class BuilderStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,13 +124,16 @@ class DockerRuntimeBuilder(RuntimeBuilder):
         try:
             with engine_errors(f"building {tags[0]}"):
                 try:
-                    stream = self._docker.images.build(
-                        fileobj=io.BytesIO(context.to_tar()), encoding="identity", tag=tags[0], rm=True, forcerm=True,
-                        buildargs=build_args, platform=platform, stream=True, timeout=None)
-                    async for item in stream:
-                        for line in _log_lines(item):
-                            tail.append(line)
-                            report("build", line)
+                    with tempfile.TemporaryFile() as tar:
+                        await asyncio.to_thread(context.write_tar, tar)
+                        tar.seek(0)
+                        stream = self._docker.images.build(
+                            fileobj=tar, encoding="identity", tag=tags[0], rm=True, forcerm=True,
+                            buildargs=build_args, platform=platform, stream=True, timeout=None)
+                        async for item in stream:
+                            for line in _log_lines(item):
+                                tail.append(line)
+                                report("build", line)
                 except DockerStreamError as exc:
                     raise BuildFailed(f"building {tags[0]} failed: {exc.message}", log_tail=tuple(tail)) from exc
                 for extra in tags[1:]:

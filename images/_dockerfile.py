@@ -32,6 +32,9 @@ class Variant(msgspec.Struct, frozen=True, kw_only=True):
     """Requirements from PyPI (``# wheels:``), downloaded on the host and installed offline."""
     requires: tuple[str, ...] = ()
     """Variants it needs (``# requires:``); asking for it asks for them."""
+    host_files: tuple[str, ...] = ()
+    """Host directories it COPYs (``# host-files:``), each made by the provider of that name
+    (``images._host_files``) and put into the build context at ``{{ files }}/<name>/``."""
 
 
 def known_variants(directory: Path = VARIANTS) -> tuple[str, ...]:
@@ -41,7 +44,8 @@ def known_variants(directory: Path = VARIANTS) -> tuple[str, ...]:
 def load_variant(name: str, directory: Path = VARIANTS) -> Variant:
     """A variant is a Dockerfile fragment file whose leading comment lines may say
     ``# status: not-available <reason>`` (rejected), ``# wheels: req...`` (PyPI requirements it
-    installs) and ``# requires: variant...`` (variants it builds on)."""
+    installs), ``# requires: variant...`` (variants it builds on) and ``# host-files: name...``
+    (directories prepared on the host that it COPYs)."""
     path = directory / f"{name}.Dockerfile.tmpl"
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name) or not path.is_file():
         raise UnknownVariant(name, known_variants(directory))
@@ -51,12 +55,13 @@ def load_variant(name: str, directory: Path = VARIANTS) -> Variant:
         if not line.startswith("#"):
             break  # the header is the leading comment block
         key, colon, value = line.removeprefix("#").partition(":")
-        if colon and key.strip() in ("status", "wheels", "requires"):
+        if colon and key.strip() in ("status", "wheels", "requires", "host-files"):
             header[key.strip()] = value.strip()
     status, _, reason = header.get("status", "").partition(" ")
     return Variant(name=name, text=text, available=status != "not-available",
                    reason=reason.strip() or "no reason given" if status == "not-available" else "",
-                   wheels=tuple(header.get("wheels", "").split()), requires=tuple(header.get("requires", "").split()))
+                   wheels=tuple(header.get("wheels", "").split()), requires=tuple(header.get("requires", "").split()),
+                   host_files=tuple(header.get("host-files", "").split()))
 
 
 def resolve_variants(names: tuple[str, ...] | list[str], directory: Path = VARIANTS) -> tuple[Variant, ...]:
@@ -98,12 +103,18 @@ def variant_wheel_dir(name: str) -> str:
     return f"variant-wheels/{name}"
 
 
+def variant_files_dir(name: str) -> str:
+    """Where a variant's host files (``# host-files:``) sit in the build context."""
+    return f"variant-files/{name}"
+
+
 def render_variant(variant: Variant, *, pip_wheel: str) -> str:
-    """A variant's fragment with ``{{ pip_wheel }}``, ``{{ wheels }}`` (its context directory) and
-    ``{{ requirements }}`` (the names from its ``# wheels:`` header) filled in."""
+    """A variant's fragment with ``{{ pip_wheel }}``, ``{{ wheels }}`` (its context directory),
+    ``{{ requirements }}`` (the names from its ``# wheels:`` header) and ``{{ files }}`` (its host
+    files' context directory) filled in."""
     names = " ".join(re.split(r"[\s\[<>=!~;]", req, maxsplit=1)[0] for req in variant.wheels)
     return render(variant.text, {"pip_wheel": pip_wheel, "wheels": variant_wheel_dir(variant.name),
-                                 "requirements": names})
+                                 "requirements": names, "files": variant_files_dir(variant.name)})
 
 
 def render_dockerfile(*, base: str, pip_wheel: str, tini: str, variants: tuple[Variant, ...], ca_certs: bool) -> str:
@@ -141,8 +152,9 @@ def corral_version() -> str:
         return "0+unknown"
 
 
-class TagInputs(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything a runtime image is made of; its hash names the image."""
+class TagInputs(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Everything a runtime image is made of; its hash names the image (fields with defaults are
+    left out while at their default, so adding one keeps every existing tag)."""
 
     corral_version: str
     base_image_id: str
@@ -156,6 +168,8 @@ class TagInputs(msgspec.Struct, frozen=True, kw_only=True):
     gid: int
     ca_certs: tuple[str, ...]
     """sha256 of each extra CA certificate, in order."""
+    host_files: tuple[tuple[str, str], ...] = ()
+    """(name, digest) of each variant's host files (e.g. code-server's version and its node's)."""
 
 
 def runtime_tag(inputs: TagInputs) -> str:

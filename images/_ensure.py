@@ -23,10 +23,12 @@ from ._dockerfile import (
     render_dockerfile,
     resolve_variants,
     runtime_tag,
+    variant_files_dir,
     variant_wheel_dir,
 )
 from ._engine import VARIANTS_LABEL, image_inspect
 from ._errors import ImageError, ImageMissing
+from ._host_files import host_files
 from ._progress import ProgressFn, reporter
 from ._wheels import Wheelhouse, sha256_file, source_root
 
@@ -96,10 +98,10 @@ class _Plan:
 
     def __init__(self, *, tag: str, inputs: TagInputs, base_name: str, facts: BaseFacts, wheels: tuple[Path, ...],
                  variant_wheels: dict[str, tuple[Path, ...]], certs: list[bytes], wheelhouse: Wheelhouse,
-                 root: Path) -> None:
+                 root: Path, trees: dict[str, str]) -> None:
         self.tag, self.inputs, self.base_name, self.facts = tag, inputs, base_name, facts
         self._wheels, self._certs, self._wheelhouse, self._root = wheels, certs, wheelhouse, root
-        self._variant_wheels = variant_wheels
+        self._variant_wheels, self._trees = variant_wheels, trees
 
     async def context(self) -> BuildContext:
         """The build context; builds corral's wheel (cached by executor digest) on the way."""
@@ -116,7 +118,7 @@ class _Plan:
             VARIANTS_LABEL: ",".join(inputs.variants), "corral.uid": str(inputs.uid),
             "corral.init": "tini" if self.facts.tini else "engine",
         }
-        return BuildContext(dockerfile=inputs.dockerfile, files=files, labels=labels,
+        return BuildContext(dockerfile=inputs.dockerfile, files=files, labels=labels, trees=self._trees,
                             build_args={"CORRAL_UID": str(inputs.uid), "CORRAL_GID": str(inputs.gid)})
 
 
@@ -126,6 +128,13 @@ async def _plan(docker: aiodocker.Docker, base_name: str, variants: tuple[Varian
     wheelhouse = Wheelhouse(cache, progress=progress)
     wheels = await wheelhouse.tool_wheels(facts)
     variant_wheels = {v.name: await wheelhouse.requirement_wheels(v.wheels, facts) for v in variants if v.wheels}
+    trees: dict[str, str] = {}
+    made: list[tuple[str, str]] = []
+    for variant in variants:
+        for name in variant.host_files:
+            found = await host_files(name, cache, progress)
+            trees[f"{variant_files_dir(variant.name)}/{name}"] = str(found.path)
+            made.append((name, found.digest))
     root = source_root()
     # FROM the image id: the tag names exactly the base it was built on, whatever the name points at later.
     dockerfile = render_dockerfile(base=facts.image_id, pip_wheel=wheels[0].name, tini=facts.tini, variants=variants,
@@ -135,10 +144,10 @@ async def _plan(docker: aiodocker.Docker, base_name: str, variants: tuple[Varian
         executor_digest=await asyncio.to_thread(executor_source_digest, root),
         wheels=tuple((w.name, sha256_file(w)) for w in (*wheels, *(w for v in variant_wheels.values() for w in v))),
         dockerfile=dockerfile, variants=tuple(sorted(v.name for v in variants)), uid=uid, gid=gid,
-        ca_certs=tuple(hashlib.sha256(c).hexdigest() for c in certs),
+        ca_certs=tuple(hashlib.sha256(c).hexdigest() for c in certs), host_files=tuple(made),
     )
     return _Plan(tag=runtime_tag(inputs), inputs=inputs, base_name=base_name, facts=facts, wheels=wheels,
-                 variant_wheels=variant_wheels, certs=certs, wheelhouse=wheelhouse, root=root)
+                 variant_wheels=variant_wheels, certs=certs, wheelhouse=wheelhouse, root=root, trees=trees)
 
 
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()

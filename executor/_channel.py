@@ -28,3 +28,11 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     pid: int = 0
     """The executor's pid in the sandbox's own pid namespace."""
     started_at: float = 0.0
+
+
+class VscodeServer(msgspec.Struct, frozen=True, kw_only=True):
+    """POST /v1/vscode: where the session's code-server listens (the sandbox's loopback) and the
+    folder it opened."""
+
+    port: int
+    workdir: str

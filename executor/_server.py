@@ -6,6 +6,8 @@ Routes:
                     -> chunked response, each chunk one observation: CmdChunk* then the final one.
   GET  /v1/tunnel/<port>  with ``Upgrade: corral-tunnel``: 101, then a raw byte pipe to
                     127.0.0.1:<port> inside the sandbox (400 bad port, 502 nothing listens); see _tunnel.
+  POST /v1/vscode   body {} -> JSON {"port", "workdir"}: the session's code-server, started if needed
+                    (409: the session has no vscode plugin; 422: not installed here; 500: it failed)
 Every request carries ``Authorization: Bearer <key>``; the key is per session.
 """
 
@@ -44,6 +46,7 @@ from ._channel import Claim, Health
 from ._offload import offload
 from ._shell import ShellManager, base_env
 from .plugins import PluginSet, SandboxContext, resolve
+from ._vscode import VscodeRefused, serve_vscode  # isort: skip  (after .plugins, which registers it)
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +150,11 @@ class Executor:
     @property
     def session_id(self) -> str:
         return self._session_id
+
+    @property
+    def plugins(self) -> PluginSet | None:
+        """The session's plugins (None while unclaimed)."""
+        return self._plugins
 
     def health(self) -> Health:
         return Health(session_id=self._session_id, pid=os.getpid(), started_at=self._started_at)
@@ -323,6 +331,8 @@ class ExecutorServer:
             return await self._action(request, writer)
         if request.method == "POST" and request.path == "/v1/claim":
             return await self._claim(request, writer)
+        if request.method == "POST" and request.path == "/v1/vscode":
+            return await self._vscode(writer)
         if request.method == "GET" and request.path.startswith("/v1/result/"):
             action_id = unquote(request.path.removeprefix("/v1/result/"), errors="replace")
             if not valid_id(action_id):
@@ -344,6 +354,13 @@ class ExecutorServer:
         data = encode(done)
         writer.write(_http.response_head(200, "OK", MSGPACK, length=len(data)) + data)
         await writer.drain()
+
+    async def _vscode(self, writer: asyncio.StreamWriter) -> None:
+        try:
+            server = await serve_vscode(self._executor.plugins)
+        except VscodeRefused as exc:
+            return await self._reply(writer, exc.status, exc.reason, {"error": str(exc)})
+        await self._reply(writer, 200, "OK", server)
 
     async def _claim(self, request: _http.Request, writer: asyncio.StreamWriter) -> None:
         try:

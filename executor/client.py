@@ -34,7 +34,7 @@ import msgspec
 from protocol import AnyAction, AnyObservation, decode_observation, encode
 
 from . import _http
-from ._channel import Claim, Health
+from ._channel import Claim, Health, VscodeServer
 from ._tunnel import pipe  # noqa: F401  (re-exported: the worker's port forwarder pipes with it)
 
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
@@ -53,6 +53,10 @@ _PEERCRED = struct.Struct("3i")
 
 
 _health = msgspec.json.Decoder(Health)
+_vscode = msgspec.json.Decoder(VscodeServer)
+VSCODE_TIMEOUT_S = 75.0
+"""From POST /v1/vscode to its answer: a first call starts code-server (a few seconds; the
+executor gives up after 60 s and answers with its log)."""
 
 
 class ExecutorUnavailable(Exception):
@@ -145,6 +149,15 @@ class ChannelLimits(msgspec.Struct, frozen=True, kw_only=True):
     chunk_timeout_s: float = CHUNK_TIMEOUT_S
 
 
+class VscodeUnavailable(ExecutorUnavailable):
+    """The executor answered ``POST /v1/vscode`` with a refusal: ``status`` 409 (the session has no
+    vscode plugin, or is not claimed), 422 (code-server is not installed here), 500 (it failed)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"executor answered {status} to /v1/vscode: {reason}")
+        self.status, self.reason = status, reason
+
+
 _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
@@ -224,12 +237,14 @@ class ExecutorClient:
         else:
             self._idle.append(conn)
 
-    async def _read_head(self, reader: asyncio.StreamReader, what: str) -> tuple[str, dict[str, str]]:
+    async def _read_head(self, reader: asyncio.StreamReader, what: str,
+                         timeout_s: float | None = None) -> tuple[str, dict[str, str]]:
+        timeout_s = timeout_s or self._limits.head_timeout_s
         try:
-            async with asyncio.timeout(self._limits.head_timeout_s):
+            async with asyncio.timeout(timeout_s):
                 head = await _http.read_head(reader)
         except TimeoutError:
-            raise ProtocolViolation(f"no response head to {what} within {self._limits.head_timeout_s:g}s") from None
+            raise ProtocolViolation(f"no response head to {what} within {timeout_s:g}s") from None
         if head is None:
             raise ExecutorUnavailable(f"executor closed the connection before answering {what}")
         parts = head[0].split(" ", 2)
@@ -263,6 +278,22 @@ class ExecutorClient:
         """Bind a warm executor to a session."""
         return await self._json_call("POST", "/v1/claim", claim)
 
+    async def vscode(self) -> VscodeServer:
+        """The session's code-server (started by the executor on the first call): its port on the
+        sandbox's loopback and the folder it opened. ``VscodeUnavailable`` (an ``ExecutorUnavailable``)
+        with the executor's reason when it cannot (no vscode plugin, code-server not installed, ...)."""
+        status, answer = await self._exchange("POST", "/v1/vscode", b"{}", head_timeout_s=VSCODE_TIMEOUT_S)
+        if status != "200":
+            try:
+                reason = msgspec.json.decode(answer, type=dict[str, str]).get("error", "")
+            except msgspec.DecodeError:
+                reason = answer[:300].decode(errors="replace")
+            raise VscodeUnavailable(int(status), reason)
+        try:
+            return _vscode.decode(answer)
+        except msgspec.DecodeError as exc:
+            raise ProtocolViolation(f"undecodable answer to /v1/vscode: {exc}") from None
+
     async def result(self, action_id: str) -> AnyObservation | None:
         """The executor's stored answer to an action id, or None (unknown, or still running)."""
         status, body = await self._exchange("GET", "/v1/result/" + quote(action_id, safe=""))
@@ -282,13 +313,14 @@ class ExecutorClient:
         except msgspec.DecodeError as exc:
             raise ProtocolViolation(f"undecodable answer to {path}: {exc}") from None
 
-    async def _exchange(self, method: str, path: str, data: bytes = b"") -> tuple[str, bytes]:
+    async def _exchange(self, method: str, path: str, data: bytes = b"",
+                        head_timeout_s: float | None = None) -> tuple[str, bytes]:
         """One request with a complete (not streamed) answer: (status code, body)."""
         reader, writer = await self._connect()
         try:
             writer.write(f"{method} {path} HTTP/1.1\r\nHost: executor\r\nContent-Type: application/json\r\n".encode()
                          + self._auth + b"Content-Length: %d\r\n\r\n" % len(data) + data)
-            status, headers = await self._read_head(reader, path)
+            status, headers = await self._read_head(reader, path, head_timeout_s)
             answer = await self._read_body(reader, headers)
         except BaseException as exc:
             writer.close()

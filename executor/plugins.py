@@ -131,8 +131,8 @@ PLUGINS.register("editor", EditorPlugin)
 class PluginUnavailable(Exception):
     """A plugin this environment cannot serve; ``variant`` is the image variant that can."""
 
-    def __init__(self, name: str, missing: str, variant: str | None) -> None:
-        fix = f"build an image with it: corral image build --with {variant}" if variant else "install it"
+    def __init__(self, name: str, missing: str, variant: str | None, *, fix: str = "") -> None:
+        fix = fix or (f"build an image with it: corral image build --with {variant}" if variant else "install it")
         super().__init__(f"plugin {name!r} needs {missing}, which this sandbox does not have; {fix}")
         self.name, self.missing, self.variant = name, missing, variant
 
@@ -187,7 +187,8 @@ class PluginSet:
     def __init__(self, ctx: SandboxContext, names: list[str]) -> None:
         self._ctx = ctx
         self._classes: dict[str, type[SandboxPlugin]] = {}
-        for name in (*CORE, *resolve(names)):
+        self._names = (*CORE, *resolve(names))
+        for name in self._names:
             cls = PLUGINS.get(name)  # UnknownName for a plugin this sandbox does not have
             for kind in cls.kinds:
                 self._classes.setdefault(kind, cls)
@@ -199,8 +200,14 @@ class PluginSet:
 
     async def plugin_for(self, kind: str) -> SandboxPlugin | None:
         cls = self._classes.get(kind)
-        if cls is None:
-            return None
+        return None if cls is None else await self._start(cls)
+
+    async def named(self, name: str) -> SandboxPlugin | None:
+        """The session's plugin ``name``, started on first use (None: the session did not ask for it);
+        for plugins started by a route of their own rather than by actions (``vscode``)."""
+        return await self._start(PLUGINS.get(name)) if name in self._names else None
+
+    async def _start(self, cls: type[SandboxPlugin]) -> SandboxPlugin:
         plugin = self._started.get(cls)
         if plugin is not None:
             return plugin
@@ -224,3 +231,7 @@ from ._jupyter import KERNEL_OPTIONS, AgentSkillsPlugin, JupyterPlugin  # noqa: 
 
 PLUGINS.register("jupyter", JupyterPlugin)
 PLUGINS.register("agent_skills", AgentSkillsPlugin)
+
+from ._vscode import VscodePlugin  # noqa: E402
+
+PLUGINS.register("vscode", VscodePlugin)

@@ -15,6 +15,7 @@ from executor._vscode import SERVER_DIR, healthz
 from executor.client import ExecutorClient, VscodeUnavailable
 from images import _code_server as installer
 from images import code_server_root
+from protocol import SessionSpec
 
 pytestmark = [pytest.mark.timeout(180)]
 
@@ -138,3 +139,22 @@ def test_the_host_install_is_complete_stamped_and_readable_by_everyone():
     assert stamp is not None and stamp.version == installer.CODE_SERVER_VERSION and stamp.node_version.startswith("v20.")
     assert layout.read_stamp(INSTALLED) is not None
     assert os.stat(INSTALLED / layout.NODE).st_mode & 0o005 == 0o005  # bubblewrap's sandbox user runs it
+
+
+@needs_code_server
+async def test_a_local_sandbox_finds_the_host_install_through_the_backend_and_destroy_stops_it(tmp_path):
+    from workers.backends.local import LocalBackend
+
+    backend = LocalBackend(base_dir=str(tmp_path), worker_id="wv", socket_dir=str(tmp_path / "s"), warn=False)
+    handle = await backend.create("s-vscode", SessionSpec(plugins=["vscode"]))
+    client = ExecutorClient(key=handle.key, socket_path=handle.socket_path)
+    marker = str(Path(handle.workdir).parent / "outputs" / SERVER_DIR)
+    try:
+        server = await client.vscode()
+        assert server.workdir == handle.workdir and (await healthz(server.port))[0] == 200
+        assert _code_servers(marker)
+    finally:
+        await client.aclose()
+        await backend.destroy(handle)
+        await backend.aclose()
+    assert _code_servers(marker) == []

@@ -6,10 +6,11 @@ sandboxes cannot serve is ``plugin_unavailable``, with the command that fixes it
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
+from executor.code_server import IMAGE_ROOT as CODE_SERVER_IMAGE_ROOT, ROOT_ENV as CODE_SERVER_ENV
 from executor.plugins import PLUGINS, PluginUnavailable, check_available, resolve, variants_for
-from protocol import UnknownName, codes
+from protocol import Mount, UnknownName, codes
 
 from ._base import BackendError
 
@@ -67,3 +68,33 @@ def servable_modules() -> tuple[str, ...]:
             continue
         modules.update(dict.fromkeys(plugin_modules((name,))))
     return tuple(modules)
+
+
+def code_server_env() -> dict[str, str]:
+    """``CORRAL_CODE_SERVER`` for a local sandbox's executor: the host's code-server install (the
+    vscode plugin), in the worker's cache (a local executor's environment lacks CORRAL_*)."""
+    from images import code_server_root
+
+    root = code_server_root()
+    return {CODE_SERVER_ENV: str(root)} if root is not None else {}
+
+
+def code_server_mounts(plugins: Iterable[str], can_read: Callable[[str], bool]) -> list[Mount]:
+    """The host's code-server install, read-only at the image's path, for a session with the vscode
+    plugin (none for others); ``plugin_unavailable`` when it is missing or the sandbox user cannot
+    read it (``can_read``)."""
+    try:
+        if "vscode" not in resolve(tuple(plugins)):
+            return []
+    except (UnknownName, ValueError):
+        return []  # plugin_variants reports them
+    from images import CODE_SERVER_VERSION, code_server_root
+
+    root = code_server_root()
+    if root is None:
+        raise BackendError(f"the vscode plugin needs code-server {CODE_SERVER_VERSION} on the worker's host: "
+                           "install it with `corral vscode install` (./dev setup does)", codes.PLUGIN_UNAVAILABLE)
+    if not can_read(str(root)):
+        raise BackendError(f"the sandbox user cannot read the code-server install at {root}: make it and its "
+                           "parents o+rx", codes.PLUGIN_UNAVAILABLE)
+    return [Mount(source=str(root), target=CODE_SERVER_IMAGE_ROOT, read_only=True)]

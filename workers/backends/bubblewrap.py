@@ -66,7 +66,7 @@ from ._bwrap_seccomp import compile_filter
 from ._bwrap_spawn import SpawnFds, listen_unix, private_file, read_json_fd
 from ._hostdir import HostDirBackend, default_socket_dir
 from ._limits import Resources, invalid, resolve_network, resolve_resources
-from ._plugins import check_plugins_here, plugin_modules, servable_modules
+from ._plugins import check_plugins_here, code_server_mounts, plugin_modules, servable_modules
 
 log = structlog.get_logger()
 
@@ -205,6 +205,7 @@ class BubblewrapBackend(HostDirBackend):
         check_plugins_here(spec.plugins)
         self._limits(spec)
         sandbox_workdir(spec.workdir)
+        self._plugin_mounts(spec)
         for mount in spec.mounts:
             if not readable_by(mount.source, self._user.uid, self._user.gid, execute=True):
                 invalid(f"mount source {mount.source!r} is not readable by the sandbox user {self._user.name!r} "
@@ -218,9 +219,14 @@ class BubblewrapBackend(HostDirBackend):
             limits, network = self._limits(spec), network_for(spec)
         except BackendError:
             return None  # never pooled: the cold start reports the error
-        mounts = ",".join(f"{m.source}>{m.target}:{'ro' if m.read_only else 'rw'}" for m in spec.mounts)
+        mounts = ",".join(f"{m.source}>{m.target}:{'ro' if m.read_only else 'rw'}"
+                          for m in [*spec.mounts, *self._plugin_mounts(spec)])
         runtime = "plugins" if plugin_modules(spec.plugins) else "core"
         return f"bwrap:{runtime}:{network}:{limits.memory_mb}m:{limits.pids}p:{limits.cpus or 0}c:{mounts}"
+
+    def _plugin_mounts(self, spec: SessionSpec) -> list[Mount]:
+        """What the session's plugins bring from the host: the vscode plugin's code-server, read-only."""
+        return code_server_mounts(spec.plugins, lambda p: readable_by(p, self._user.uid, self._user.gid, execute=True))
 
     def cgroup_path(self, controller: str, sandbox_id: str) -> Path | None:
         """The sandbox's cgroup of one controller ('memory', 'pids', 'cpu'); None where not writable."""
@@ -278,7 +284,7 @@ class BubblewrapBackend(HostDirBackend):
             try:
                 cgroups = self._cgroups.create(sandbox_id, limits)
                 spawn = _Spawn(sandbox_id=sandbox_id, sandbox_dir=sandbox_dir, network=network, config=config,
-                               cgroups=cgroups, mounts=spec.mounts, listen_fd=listener.fileno(), runtime=ready.runtime)
+                               cgroups=cgroups, mounts=[*spec.mounts, *self._plugin_mounts(spec)], listen_fd=listener.fileno(), runtime=ready.runtime)
                 init_pid = await self._spawn(ready.args, spawn)
             finally:
                 listener.close()  # the executor holds it now

@@ -23,7 +23,7 @@ from protocol import SessionSpec, new_id
 
 from ._base import BackendError, SandboxHandle, deployment_id
 from ._hostdir import HostDirBackend, default_socket_dir
-from ._plugins import check_plugins_here
+from ._plugins import check_plugins_here, code_server_env
 
 log = structlog.get_logger()
 
@@ -87,6 +87,7 @@ class LocalBackend(HostDirBackend):
         config = {"key": key, "workdir": str(sandbox_dir / "workspace"), "output_dir": str(sandbox_dir / "outputs"),
                   "socket_path": socket_path}
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CORRAL_", "NATS_"))}
+        env.update(code_server_env())  # the vscode plugin's code-server, if installed on this host
         info = await self._fork(config, sandbox_dir, env) if self._use_zygote else None
         if info is None:
             info = await self._spawn(config, sandbox_dir, env)

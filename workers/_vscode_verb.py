@@ -1,0 +1,70 @@
+"""The worker's ``vscode`` verb: code-server in the session's sandbox, forwarded to a host port behind a token.
+
+``corral.worker.<wid>.vscode`` (a ``SessionRef``) asks the session's executor to start code-server
+(``ExecutorClient.vscode``: its port on the sandbox's loopback), then exposes that port through the
+worker's ``PortForwards`` with ``purpose="vscode"`` and the session's token: the forwarder answers
+403 to a request without ``?tkn=<token>`` or the ``corral-tkn`` cookie it sets, so only who got
+the URL reaches code-server (which itself runs with ``--auth none``). The token is made once per
+session, kept by the worker, and forgotten when the session closes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import quote
+
+import structlog
+
+from executor.client import ExecutorClient, ExecutorUnavailable, VscodeUnavailable
+from protocol import ErrorReply, PortInfo, VscodeInfo, codes
+
+if TYPE_CHECKING:
+    from protocol import PortPurpose
+
+log = structlog.get_logger()
+
+
+class Forwards(Protocol):
+    """What this verb needs of ``workers._forward.PortForwards``."""
+
+    async def expose(self, session_id: str, client: ExecutorClient, port: int, *, purpose: "PortPurpose" = "apps",
+                     token: str | None = None, path: str = "/") -> PortInfo: ...
+
+
+_CODES = {409: codes.PLUGIN_NOT_ENABLED, 422: codes.PLUGIN_UNAVAILABLE}
+
+
+class VscodeVerb:
+    """Per-session tokens, and the answer to one ``vscode`` request."""
+
+    def __init__(self, forwards: Forwards) -> None:
+        self._forwards = forwards
+        self._tokens: dict[str, str] = {}
+
+    def token(self, session_id: str) -> str:
+        """The session's secret for its forwarded code-server (made on first use)."""
+        return self._tokens.setdefault(session_id, secrets.token_urlsafe(24))
+
+    def forget(self, session_id: str) -> None:
+        """The session closed: its token is never valid again."""
+        self._tokens.pop(session_id, None)
+
+    async def open(self, session_id: str, client: ExecutorClient) -> VscodeInfo | ErrorReply:
+        """Start (or find) the session's code-server and forward it; every failure is an ErrorReply."""
+        try:
+            server = await client.vscode()
+        except VscodeUnavailable as exc:
+            return ErrorReply(code=_CODES.get(exc.status, codes.SANDBOX_FAILED), message=exc.reason)
+        except ExecutorUnavailable as exc:
+            return ErrorReply(code=codes.SANDBOX_FAILED, message=f"the sandbox's executor did not answer: {exc}")
+        token = self.token(session_id)
+        try:
+            port = await self._forwards.expose(session_id, client, server.port, purpose="vscode", token=token,
+                                               path=f"/?folder={quote(server.workdir)}")
+        except OSError as exc:
+            return ErrorReply(code=codes.INTERNAL, message=f"could not forward code-server's port: {exc}")
+        url = port.url + ("&" if "?" in port.url else "?") + f"tkn={token}"
+        log.info("vscode_opened", session_id=session_id, port=server.port, host_port=port.host_port)
+        return VscodeInfo(session_id=session_id, url=url, host=port.host, host_port=port.host_port, token=token,
+                          workdir=server.workdir)

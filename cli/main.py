@@ -241,10 +241,11 @@ def session() -> None:
 @click.option("--env", "env", multiple=True, help="KEY=VALUE, repeatable")
 @click.option("--label", "labels", multiple=True, help="KEY=VALUE, repeatable")
 @click.option("--idle-timeout", type=float, default=None)
+@click.option("--plugin", "plugins", multiple=True, help="In-sandbox plugin (jupyter, agent_skills, vscode), repeatable")
 @click.option("--json", "as_json", is_flag=True)
 def session_create(nats_url: str, backend: str | None, image: str | None, workdir: str | None, env: tuple[str, ...],
-                   labels: tuple[str, ...], idle_timeout: float | None, as_json: bool) -> None:
-    spec: dict[str, Any] = {"env": _pairs(env), "labels": _pairs(labels)}
+                   labels: tuple[str, ...], idle_timeout: float | None, plugins: tuple[str, ...], as_json: bool) -> None:
+    spec: dict[str, Any] = {"env": _pairs(env), "labels": _pairs(labels), "plugins": list(plugins)}
     for name, value in (("backend", backend), ("image", image), ("workdir", workdir), ("idle_timeout_s", idle_timeout)):
         if value is not None:
             spec[name] = value
@@ -337,6 +338,17 @@ def session_unexpose(nats_url: str, session_id: str, port: int) -> None:
     """Stop forwarding PORT of the sandbox."""
     info = with_client(nats_url, lambda c: c.unexpose(session_id, port))
     click.echo(f"{info.session_id} port {info.port} no longer on {info.host}:{info.host_port}")
+
+
+@session.command("vscode")
+@nats_option
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("session_id")
+def session_vscode(nats_url: str, session_id: str, as_json: bool) -> None:
+    """Start VS Code (code-server) on the session's workdir and print its URL (the session needs
+    the vscode plugin: corral session create --plugin vscode)."""
+    info = with_client(nats_url, lambda c: c.vscode(session_id))
+    print_json(info) if as_json else click.echo(info.url)
 
 
 @worker.command("drain")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 from pathlib import Path
 import re
@@ -27,6 +28,8 @@ from ._channel import VscodeServer
 from ._code_server import ENTRY, INSTALL_HINT, NODE, find_install
 from ._jupyter import _exited
 from .plugins import Emit, PluginSet, PluginUnavailable, SandboxPlugin
+
+log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0
 SERVER_DIR = "vscode-server"
@@ -74,17 +77,18 @@ class VscodePlugin(SandboxPlugin):
         self._write_settings()
         log_path = self._dir / "code-server.log"
         started = time.monotonic()
-        with open(log_path, "wb") as log:
+        with open(log_path, "wb") as output:
             self._proc = await asyncio.create_subprocess_exec(
                 str(root / NODE), str(root / ENTRY), *self._argv(), cwd=self.ctx.workdir, env=self._env(),
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+                stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True)
         try:
             self._port = await _wait_listening(self._proc, log_path, time.monotonic() + START_TIMEOUT_S)
             await _wait_healthy(self._proc, self._port, log_path, time.monotonic() + START_TIMEOUT_S)
         except BaseException:
             await self._stop()
             raise
-        self.started_s = time.monotonic() - started
+        log.info("vscode_started", extra={"session_id": self.ctx.session_id, "port": self._port,
+                                          "pid": self._proc.pid, "start_s": round(time.monotonic() - started, 3)})
 
     def _argv(self) -> list[str]:
         return ["--bind-addr", "127.0.0.1:0", "--auth", "none", "--disable-telemetry", "--disable-update-check",
@@ -113,8 +117,10 @@ class VscodePlugin(SandboxPlugin):
                                     "terminal.integrated.env.linux": terminal_env}, indent=2) + "\n")
 
     async def _stop(self) -> None:
+        """Kill the server's process group (its extension host and helpers too, even when the
+        server itself already died), then reap the server."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
+        if proc is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()

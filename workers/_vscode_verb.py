@@ -31,6 +31,8 @@ class Forwards(Protocol):
     async def expose(self, session_id: str, client: ExecutorClient, port: int, *, purpose: "PortPurpose" = "apps",
                      token: str | None = None, path: str = "/") -> PortInfo: ...
 
+    async def unexpose(self, session_id: str, port: int) -> PortInfo: ...
+
 
 _CODES = {409: codes.PLUGIN_NOT_ENABLED, 422: codes.PLUGIN_UNAVAILABLE}
 
@@ -41,14 +43,17 @@ class VscodeVerb:
     def __init__(self, forwards: Forwards) -> None:
         self._forwards = forwards
         self._tokens: dict[str, str] = {}
+        self._ports: dict[str, int] = {}
+        """The sandbox port last exposed for each session's code-server (a restarted one listens on another)."""
 
     def token(self, session_id: str) -> str:
         """The session's secret for its forwarded code-server (made on first use)."""
         return self._tokens.setdefault(session_id, secrets.token_urlsafe(24))
 
     def forget(self, session_id: str) -> None:
-        """The session closed: its token is never valid again."""
+        """The session closed: its token is never valid again (its forwards close with the session)."""
         self._tokens.pop(session_id, None)
+        self._ports.pop(session_id, None)
 
     async def open(self, session_id: str, client: ExecutorClient) -> VscodeInfo | ErrorReply:
         """Start (or find) the session's code-server and forward it; every failure is an ErrorReply."""
@@ -60,11 +65,22 @@ class VscodeVerb:
             return ErrorReply(code=codes.SANDBOX_FAILED, message=f"the sandbox's executor did not answer: {exc}")
         token = self.token(session_id)
         try:
+            await self._unexpose_stale(session_id, server.port)
             port = await self._forwards.expose(session_id, client, server.port, purpose="vscode", token=token,
                                                path=f"/?folder={quote(server.workdir)}")
         except OSError as exc:
             return ErrorReply(code=codes.INTERNAL, message=f"could not forward code-server's port: {exc}")
+        self._ports[session_id] = server.port
         url = port.url + ("&" if "?" in port.url else "?") + f"tkn={token}"
         log.info("vscode_opened", session_id=session_id, port=server.port, host_port=port.host_port)
         return VscodeInfo(session_id=session_id, url=url, host=port.host, host_port=port.host_port, token=token,
                           workdir=server.workdir)
+
+    async def _unexpose_stale(self, session_id: str, port: int) -> None:
+        """Stop forwarding the port of a code-server that died and was started again elsewhere."""
+        stale = self._ports.get(session_id)
+        if stale is not None and stale != port:
+            try:
+                await self._forwards.unexpose(session_id, stale)
+            except Exception as exc:  # already gone (not_exposed): nothing to undo
+                log.info("vscode_stale_port_not_unexposed", session_id=session_id, port=stale, error=str(exc))

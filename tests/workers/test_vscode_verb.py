@@ -21,11 +21,16 @@ pytestmark = [pytest.mark.timeout(180)]
 class RecordingForwards:
     def __init__(self) -> None:
         self.exposed: list[dict[str, object]] = []
+        self.unexposed: list[int] = []
 
     async def expose(self, session_id, client, port, *, purpose="apps", token=None, path="/") -> PortInfo:  # type: ignore[no-untyped-def]
         self.exposed.append({"session_id": session_id, "port": port, "purpose": purpose, "token": token, "path": path})
         return PortInfo(session_id=session_id, port=port, host="127.0.0.1", host_port=40123,
                         url=f"http://127.0.0.1:40123{path}", purpose=purpose)
+
+    async def unexpose(self, session_id, port) -> PortInfo:  # type: ignore[no-untyped-def]
+        self.unexposed.append(port)
+        return PortInfo(session_id=session_id, port=port, host="127.0.0.1", host_port=40123, url="", purpose="vscode")
 
 
 @needs_code_server
@@ -61,3 +66,20 @@ async def test_code_server_missing_is_plugin_unavailable(channel, tmp_path, monk
     await client.claim(Claim(session_id="s", plugins=["vscode"]))
     reply = await VscodeVerb(RecordingForwards()).open("s", client)
     assert isinstance(reply, ErrorReply) and reply.code == codes.PLUGIN_UNAVAILABLE and "corral vscode install" in reply.message
+
+
+@needs_code_server
+async def test_a_restarted_code_server_is_exposed_again_and_its_old_port_unexposed(channel):  # noqa: F811
+    import os
+
+    executor, client = channel
+    await client.claim(Claim(session_id="s", plugins=["vscode"]))
+    forwards = RecordingForwards()
+    verb = VscodeVerb(forwards)
+    first = await verb.open("s", client)
+    assert isinstance(first, VscodeInfo) and forwards.unexposed == []
+    os.killpg((await executor.plugins.named("vscode")).pid, 9)
+    again = await verb.open("s", client)
+    assert isinstance(again, VscodeInfo) and again.token == first.token
+    old, new = forwards.exposed[0]["port"], forwards.exposed[1]["port"]
+    assert forwards.unexposed == ([old] if old != new else [])

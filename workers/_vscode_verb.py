@@ -3,8 +3,8 @@
 ``corral.worker.<wid>.vscode`` (a ``SessionRef``) asks the session's executor to start code-server
 (``ExecutorClient.vscode``: its port on the sandbox's loopback), then exposes that port through the
 worker's ``PortForwards`` with ``purpose="vscode"`` and the session's token: the forwarder answers
-403 to a request without ``?tkn=<token>`` or the ``corral-tkn`` cookie it sets, so only who got
-the URL reaches code-server (which itself runs with ``--auth none``). The token is made once per
+403 to a request without ``?tkn=<token>`` or the ``corral-tkn-<host port>`` cookie it sets, so only
+who got the URL reaches code-server (which itself runs with ``--auth none``). The token is made once per
 session, kept by the worker, and forgotten when the session closes.
 """
 
@@ -19,6 +19,8 @@ import structlog
 from executor.client import ExecutorClient, ExecutorUnavailable, VscodeUnavailable
 from protocol import ErrorReply, PortInfo, VscodeInfo, codes
 
+from ._ports import PortsExhausted
+
 if TYPE_CHECKING:
     from protocol import PortPurpose
 
@@ -26,7 +28,7 @@ log = structlog.get_logger()
 
 
 class Forwards(Protocol):
-    """What this verb needs of ``workers._forward.PortForwards``."""
+    """What this verb needs of ``PortForwards`` (``_forward``): an in-memory one in its tests."""
 
     async def expose(self, session_id: str, client: ExecutorClient, port: int, *, purpose: "PortPurpose" = "apps",
                      token: str | None = None, path: str = "/") -> PortInfo: ...
@@ -68,8 +70,8 @@ class VscodeVerb:
             await self._unexpose_stale(session_id, server.port)
             port = await self._forwards.expose(session_id, client, server.port, purpose="vscode", token=token,
                                                path=f"/?folder={quote(server.workdir)}")
-        except OSError as exc:
-            return ErrorReply(code=codes.INTERNAL, message=f"could not forward code-server's port: {exc}")
+        except (PortsExhausted, OSError) as exc:
+            return ErrorReply(code=codes.NO_CAPACITY, message=f"cannot forward code-server's port: {exc}")
         self._ports[session_id] = server.port
         url = port.url + ("&" if "?" in port.url else "?") + f"tkn={token}"
         log.info("vscode_opened", session_id=session_id, port=server.port, host_port=port.host_port)

@@ -1,6 +1,6 @@
 """The runtime worker: owns sandboxes through one backend and serves their sessions.
 
-Listens on ``corral.worker.<wid>.create|close|pause|resume|drain|expose|unexpose``, runs one
+Listens on ``corral.worker.<wid>.create|close|pause|resume|drain|expose|unexpose|vscode``, runs one
 SessionRunner per session, forwards ports into sandboxes (``_forward``), keeps a warm pool,
 re-adopts its sandboxes after a restart, sweeps orphans, watches sandbox liveness, and heartbeats
 its capacity and load (subject + KV ``corral_workers``).
@@ -56,6 +56,7 @@ from ._forward import PortForwards
 from ._pool import WarmPool
 from ._port_verbs import port_verb, reopen
 from ._ports import RANGES, PortAllocator
+from ._vscode_verb import VscodeVerb
 from .backends import (
     AnyBackendConfig,
     Backend,
@@ -144,6 +145,7 @@ class Worker:
         self._forwards = PortForwards(PortAllocator(ranges={**RANGES, **config.port_ranges}, bind_host=config.public_host),
                                       bind_host=config.public_host, advertise_host=advertise)
         """Forwarded ports of every session (VS Code opens its forward here with ``runner.client``)."""
+        self._vscode = VscodeVerb(self._forwards)
 
     @property
     def backend(self) -> Backend:
@@ -166,6 +168,7 @@ class Worker:
             self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, verb), cb=self._spawn(self._on_freeze)))
         for verb in ("expose", "unexpose"):
             self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, verb), cb=self._spawn(self._on_port)))
+        self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, "vscode"), cb=self._spawn(self._on_vscode)))
         await self._heartbeat()
         self._supervisor.start("heartbeat", self._heartbeat_forever)
         self._supervisor.start("sweeper", self._sweep_forever)
@@ -395,6 +398,7 @@ class Worker:
         if runner is None:
             return ErrorReply(code=codes.UNKNOWN_SESSION, message=f"worker {self.worker_id} has no session {session_id!r}")
         await self._forwards.close_session(session_id)
+        self._vscode.forget(session_id)
         try:
             await runner.publish_status(SessionInfo(session_id=session_id, worker_id=self.worker_id,
                                                     backend=self._backend.name, status="closing"))
@@ -448,6 +452,17 @@ class Worker:
         verb = msg.subject.rsplit(".", 1)[-1]
         await self._reply(msg, await port_verb(verb, msg.data, runners=self._runners, forwards=self._forwards,
                                                worker_id=self.worker_id))
+
+    async def _on_vscode(self, msg: Msg) -> None:
+        try:
+            ref = decode_as(msg.data, SessionRef)
+        except msgspec.DecodeError as exc:
+            return await self._reply(msg, ErrorReply(code=codes.BAD_PAYLOAD, message=f"bad vscode request: {exc}"))
+        runner = self._runners.get(ref.session_id)
+        if runner is None:
+            return await self._reply(msg, ErrorReply(code=codes.UNKNOWN_SESSION,
+                                                     message=f"worker {self.worker_id} has no session {ref.session_id!r}"))
+        await self._reply(msg, await self._vscode.open(ref.session_id, runner.client))
 
     def _sandbox_died(self, session_id: str, reason: str) -> None:
         """A runner found its sandbox dead: close the session as lost, in a task the worker owns

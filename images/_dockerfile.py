@@ -32,6 +32,9 @@ class Variant(msgspec.Struct, frozen=True, kw_only=True):
     """Requirements from PyPI (``# wheels:``), downloaded on the host and installed offline."""
     requires: tuple[str, ...] = ()
     """Variants it needs (``# requires:``); asking for it asks for them."""
+    apt: tuple[str, ...] = ()
+    """Distribution packages it needs (``# apt:``), installed over the base's apt sources before the
+    executor, in a layer of their own, so a changed executor does not install them again."""
 
 
 def known_variants(directory: Path = VARIANTS) -> tuple[str, ...]:
@@ -41,7 +44,8 @@ def known_variants(directory: Path = VARIANTS) -> tuple[str, ...]:
 def load_variant(name: str, directory: Path = VARIANTS) -> Variant:
     """A variant is a Dockerfile fragment file whose leading comment lines may say
     ``# status: not-available <reason>`` (rejected), ``# wheels: req...`` (PyPI requirements it
-    installs) and ``# requires: variant...`` (variants it builds on)."""
+    installs), ``# apt: package...`` (Debian packages it installs) and ``# requires: variant...``
+    (variants it builds on)."""
     path = directory / f"{name}.Dockerfile.tmpl"
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name) or not path.is_file():
         raise UnknownVariant(name, known_variants(directory))
@@ -51,12 +55,13 @@ def load_variant(name: str, directory: Path = VARIANTS) -> Variant:
         if not line.startswith("#"):
             break  # the header is the leading comment block
         key, colon, value = line.removeprefix("#").partition(":")
-        if colon and key.strip() in ("status", "wheels", "requires"):
+        if colon and key.strip() in ("status", "wheels", "requires", "apt"):
             header[key.strip()] = value.strip()
     status, _, reason = header.get("status", "").partition(" ")
     return Variant(name=name, text=text, available=status != "not-available",
                    reason=reason.strip() or "no reason given" if status == "not-available" else "",
-                   wheels=tuple(header.get("wheels", "").split()), requires=tuple(header.get("requires", "").split()))
+                   wheels=tuple(header.get("wheels", "").split()), requires=tuple(header.get("requires", "").split()),
+                   apt=tuple(header.get("apt", "").split()))
 
 
 def resolve_variants(names: tuple[str, ...] | list[str], directory: Path = VARIANTS) -> tuple[Variant, ...]:
@@ -107,12 +112,16 @@ def render_variant(variant: Variant, *, pip_wheel: str) -> str:
 
 
 def render_dockerfile(*, base: str, pip_wheel: str, tini: str, variants: tuple[Variant, ...], ca_certs: bool) -> str:
-    """The runtime Dockerfile: base + optional CA section + executor venv + user + variant sections."""
+    """The runtime Dockerfile: base + optional CA section + the variants' apt packages + executor venv +
+    user + variant sections."""
+    packages = sorted({p for v in variants for p in v.apt})
     entrypoint = f'ENTRYPOINT ["{tini}", "--"]' if tini else "# no tini in the base image: run with the engine's init (HostConfig.Init)"
     values = {
         "base": base,
         "pip_wheel": pip_wheel,
         "ca_certs": (FRAGMENTS / "ca-certs.Dockerfile.tmpl").read_text().rstrip() if ca_certs else "",
+        "apt": render((FRAGMENTS / "apt.Dockerfile.tmpl").read_text(), {"packages": " ".join(packages)}).rstrip()
+               if packages else "",
         "variants": "\n".join(render_variant(v, pip_wheel=pip_wheel).rstrip() for v in variants),
         "entrypoint": entrypoint,
     }

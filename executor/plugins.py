@@ -224,3 +224,7 @@ from ._jupyter import KERNEL_OPTIONS, AgentSkillsPlugin, JupyterPlugin  # noqa: 
 
 PLUGINS.register("jupyter", JupyterPlugin)
 PLUGINS.register("agent_skills", AgentSkillsPlugin)
+
+from ._browser import BrowserPlugin  # noqa: E402  (it subclasses SandboxPlugin)
+
+PLUGINS.register("browser", BrowserPlugin)

@@ -155,7 +155,7 @@ class _Run:
         shot, shot_path, shot_truncated = await self._screenshot(page) if action.screenshot else (None, None, False)
         pages = browser.pages()
         return self._output(
-            url=page.url, title=await page.title(), content=content, axtree=tree if action.return_axtree else None,
+            url=page.url, title=main["title"] if "title" in main else await page.title(), content=content, axtree=tree if action.return_axtree else None,
             screenshot=shot, screenshot_path=shot_path, open_pages_urls=[p.url for p in pages],
             active_page_index=pages.index(page) if page in pages else 0, focused_element_bid=focused,
             downloads=downloads, truncated=truncated or (tree_truncated and action.return_axtree) or shot_truncated)

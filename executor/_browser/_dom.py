@@ -114,10 +114,12 @@ _MARKDOWN = r"""
 SNAPSHOT_JS = f"""
 ([prefix, markdown]) => {{
   ({_MARK})(document, prefix);
-  return {{focused: ({_FOCUSED})(), markdown: markdown ? ({_MARKDOWN})(document.body || document.documentElement) : null}};
+  return {{focused: ({_FOCUSED})(), title: document.title,
+          markdown: markdown ? ({_MARKDOWN})(document.body || document.documentElement) : null}};
 }}
 """
-"""One frame's pass: mark its bids, name its focused element, and (asked, for the main frame) its Markdown."""
+"""One frame's pass: mark its bids, name its focused element, its title, and (asked, for the main
+frame) its Markdown."""
 
 SCROLL_JS = r"""
 async ([dx, dy]) => {
@@ -138,6 +140,7 @@ async ([dx, dy]) => {
 once, and return after the page's scroll listeners have run, so the answer shows their effect."""
 
 IS_FILE_INPUT_JS = "(el) => el instanceof HTMLInputElement && el.type === 'file'"
+DOWNLOAD_LINK_JS = "(el) => !!(el.closest && el.closest('a[download][href]'))"
 
 
 def frame_prefix(index: int) -> str:

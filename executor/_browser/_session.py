@@ -116,10 +116,12 @@ class BrowserSession:
         self._targets = None
         self.prefixes.clear()
         self._children.clear()
-        for closing in (browser.close() if browser else None, pw.stop() if pw else None):
-            if closing is not None:
-                with contextlib.suppress(Exception, TimeoutError):
-                    await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
+        if browser is not None:
+            with contextlib.suppress(Exception):  # already dead, or the driver with it: nothing to close
+                await asyncio.wait_for(browser.close(), CLOSE_TIMEOUT_S)
+        if pw is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pw.stop(), CLOSE_TIMEOUT_S)
         if self._home:
             await asyncio.to_thread(shutil.rmtree, self._home, True)
             self._home = ""

@@ -5,7 +5,9 @@ act with Playwright's actionability checks bounded by ``ELEMENT_TIMEOUT_S`` (and
 deadline). After a step that may navigate, the page is given until its ``load`` event (bounded by
 ``SETTLE_TIMEOUT_S``) so the answer shows where the step led; a page still loading after that is
 shown as it is. Playwright waits itself until a navigation a click or key press started has
-committed, so the page read afterwards is the new one.
+committed, so the page read afterwards is the new one. A download a click on a ``download`` link
+starts is waited for; one a server starts (``Content-Disposition``) after the click's answer is
+listed in the next answer's ``downloads``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from typing import Any
 
 from ._actions import Step
-from ._dom import BID, IS_FILE_INPUT_JS, SCROLL_JS, bid_selector
+from ._dom import BID, DOWNLOAD_LINK_JS, IS_FILE_INPUT_JS, SCROLL_JS, bid_selector
 from ._session import BrowserSession
 
 ELEMENT_TIMEOUT_S = 5.0
@@ -48,11 +50,13 @@ async def run_step(browser: BrowserSession, step: Step, deadline: Deadline, cwd:
     match step.name:
         case "goto":
             await page.goto(args["url"], timeout=deadline.ms(), wait_until="load")
+            return  # it waited for the load event itself
         case "go_back" | "go_forward":
             back = step.name == "go_back"
             if not await _can_go(page, back):
                 raise StepFailed(f"there is no page to go {'back' if back else 'forward'} to")
             await (page.go_back if back else page.go_forward)(timeout=deadline.ms(), wait_until="load")
+            return
         case "noop":
             await page.wait_for_timeout(min(args["wait_ms"], deadline.left_s() * 1000))
         case "scroll":
@@ -93,7 +97,13 @@ async def _element_step(browser: BrowserSession, page: Any, step: Step, deadline
             await element.select_option(args["options"], timeout=timeout)
         case "click" | "dblclick":
             act = element.click if step.name == "click" else element.dblclick
-            await act(button=args["button"], modifiers=args["modifiers"], timeout=timeout)
+            if not await element.evaluate(DOWNLOAD_LINK_JS):
+                await act(button=args["button"], modifiers=args["modifiers"], timeout=timeout)
+                return
+            # a link with a download attribute: the download begins after the click returns (once
+            # the response starts), so wait for it here and the answer lists the file
+            async with page.expect_download(timeout=deadline.ms(SETTLE_TIMEOUT_S)):
+                await act(button=args["button"], modifiers=args["modifiers"], timeout=timeout)
         case "hover":
             await element.hover(timeout=timeout)
         case "focus":

@@ -235,3 +235,7 @@ PLUGINS.register("agent_skills", AgentSkillsPlugin)
 from ._vscode import VscodePlugin  # noqa: E402
 
 PLUGINS.register("vscode", VscodePlugin)
+
+from ._browser import BrowserPlugin  # noqa: E402  (it subclasses SandboxPlugin)
+
+PLUGINS.register("browser", BrowserPlugin)

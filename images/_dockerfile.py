@@ -35,6 +35,9 @@ class Variant(msgspec.Struct, frozen=True, kw_only=True):
     host_files: tuple[str, ...] = ()
     """Host directories it COPYs (``# host-files:``), each made by the provider of that name
     (``images._host_files``) and put into the build context at ``{{ files }}/<name>/``."""
+    apt: tuple[str, ...] = ()
+    """Distribution packages it needs (``# apt:``), installed over the base's apt sources before the
+    executor, in a layer of their own, so a changed executor does not install them again."""
 
 
 def known_variants(directory: Path = VARIANTS) -> tuple[str, ...]:
@@ -44,8 +47,8 @@ def known_variants(directory: Path = VARIANTS) -> tuple[str, ...]:
 def load_variant(name: str, directory: Path = VARIANTS) -> Variant:
     """A variant is a Dockerfile fragment file whose leading comment lines may say
     ``# status: not-available <reason>`` (rejected), ``# wheels: req...`` (PyPI requirements it
-    installs), ``# requires: variant...`` (variants it builds on) and ``# host-files: name...``
-    (directories prepared on the host that it COPYs)."""
+    installs), ``# apt: package...`` (Debian packages it installs), ``# requires: variant...``
+    (variants it builds on) and ``# host-files: name...`` (directories prepared on the host that it COPYs)."""
     path = directory / f"{name}.Dockerfile.tmpl"
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name) or not path.is_file():
         raise UnknownVariant(name, known_variants(directory))
@@ -55,13 +58,14 @@ def load_variant(name: str, directory: Path = VARIANTS) -> Variant:
         if not line.startswith("#"):
             break  # the header is the leading comment block
         key, colon, value = line.removeprefix("#").partition(":")
-        if colon and key.strip() in ("status", "wheels", "requires", "host-files"):
+        if colon and key.strip() in ("status", "wheels", "requires", "apt", "host-files"):
             header[key.strip()] = value.strip()
     status, _, reason = header.get("status", "").partition(" ")
     return Variant(name=name, text=text, available=status != "not-available",
                    reason=reason.strip() or "no reason given" if status == "not-available" else "",
                    wheels=tuple(header.get("wheels", "").split()), requires=tuple(header.get("requires", "").split()),
-                   host_files=tuple(header.get("host-files", "").split()))
+                   host_files=tuple(header.get("host-files", "").split()),
+                   apt=tuple(header.get("apt", "").split()))
 
 
 def resolve_variants(names: tuple[str, ...] | list[str], directory: Path = VARIANTS) -> tuple[Variant, ...]:
@@ -118,12 +122,16 @@ def render_variant(variant: Variant, *, pip_wheel: str) -> str:
 
 
 def render_dockerfile(*, base: str, pip_wheel: str, tini: str, variants: tuple[Variant, ...], ca_certs: bool) -> str:
-    """The runtime Dockerfile: base + optional CA section + executor venv + user + variant sections."""
+    """The runtime Dockerfile: base + optional CA section + the variants' apt packages + executor venv +
+    user + variant sections."""
+    packages = sorted({p for v in variants for p in v.apt})
     entrypoint = f'ENTRYPOINT ["{tini}", "--"]' if tini else "# no tini in the base image: run with the engine's init (HostConfig.Init)"
     values = {
         "base": base,
         "pip_wheel": pip_wheel,
         "ca_certs": (FRAGMENTS / "ca-certs.Dockerfile.tmpl").read_text().rstrip() if ca_certs else "",
+        "apt": render((FRAGMENTS / "apt.Dockerfile.tmpl").read_text(), {"packages": " ".join(packages)}).rstrip()
+               if packages else "",
         "variants": "\n".join(render_variant(v, pip_wheel=pip_wheel).rstrip() for v in variants),
         "entrypoint": entrypoint,
     }

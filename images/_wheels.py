@@ -231,11 +231,12 @@ def _target_flags(facts: BaseFacts, *, abis: tuple[str, ...]) -> list[str]:
 
 
 def _fits(wheel: str, facts: BaseFacts) -> bool:
-    """Whether a wheel's tags suit the base: pure Python, or downloaded for its platform by pip."""
+    """Whether a wheel's tags suit the base: pure Python, or downloaded for its platform by pip (an
+    ``abi`` of ``none`` is Python-independent code with a native part, e.g. Playwright's node driver)."""
     _python, abi, platform = wheel.removesuffix(".whl").split("-")[-3:]
     if platform == "any":
         return True
-    return "linux" in platform and facts.machine in platform and (abi in ("abi3", _abi(facts)))
+    return "linux" in platform and facts.machine in platform and abi in ("abi3", "none", _abi(facts))
 
 
 def _copy_sources(root: Path, dest: Path) -> None:

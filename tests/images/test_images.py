@@ -31,6 +31,7 @@ from images import (
     UnknownVariant,
     VariantUnavailable,
     ensure_runtime_image,
+    resolve_variants,
     executor_source_digest,
     open_docker,
     runtime_tag,
@@ -233,9 +234,10 @@ async def test_unknown_variant_is_rejected_with_the_known_ones(docker):
         await ensure_runtime_image(docker, variants=["gpu"])
 
 
-async def test_placeholder_variant_is_not_available_yet(docker):
+async def test_placeholder_variant_is_not_available_yet(tmp_path):
+    (tmp_path / "later.Dockerfile.tmpl").write_text("# corral image variant: later\n# status: not-available soon\n")
     with pytest.raises(VariantUnavailable, match="not available yet"):
-        await ensure_runtime_image(docker, variants=["browser"])
+        resolve_variants(["later"], directory=tmp_path)
 
 
 async def test_missing_base_image_names_the_command_that_makes_it(docker):

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from actors.controller import Controller, ControllerConfig
-from protocol import ActionHeld, BrowseUrl, Client, CmdOutput, CmdRun, ConfirmResult, Error, codes, new_id
+from protocol import ActionHeld, Client, CmdOutput, CmdRun, ConfirmResult, Error, McpList, codes, new_id
 from workers.session import ALLOW, GATES, Deny, Gate, Hold, RunnerConfig
 from workers.worker import Worker, WorkerConfig
 
@@ -113,5 +113,5 @@ async def test_closing_a_session_answers_its_held_action(gated):
 
 async def test_a_kind_without_a_handler_is_unsupported_from_the_worker(gated):
     async with await gated.create_session() as session:
-        out = await session.run(BrowseUrl(id=new_id(), url="http://127.0.0.1/"))  # no browser plugin yet
+        out = await session.run(McpList(id=new_id()))  # no MCP handler yet
         assert isinstance(out, Error) and out.code == codes.UNSUPPORTED and "handler" in out.message

@@ -80,7 +80,7 @@ DEFAULT_HOST_DIR = "/var/lib/corral-sandbox"
 HOST_ROOT = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 SKIP_IN_ROOTFS = {"proc", "dev", "sys", "tmp", "run", "etc", "workspace", "outputs"}
 HOST_ETC = (
-    "alternatives", "bash.bashrc", "ca-certificates", "ca-certificates.conf", "debian_version", "gai.conf",
+    "alternatives", "bash.bashrc", "ca-certificates", "ca-certificates.conf", "debian_version", "fonts", "gai.conf",
     "host.conf", "inputrc", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "locale.alias", "localtime", "magic",
     "magic.mime", "mime.types", "networks", "nsswitch.conf", "os-release", "profile", "protocols", "python3",
     "python3.11", "services", "shells", "ssl", "terminfo", "timezone",

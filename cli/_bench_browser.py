@@ -22,6 +22,8 @@ from typing import Any
 
 from protocol import BrowserOutput, Client
 
+from .bench import _ms
+
 PAGE = """<!doctype html><html><head><title>Bench</title></head><body>
 <h1>Benchmark page</h1><p>A small page with a <a href="#x">link</a> and a counter.</p>
 <button onclick="document.getElementById('n').textContent = +document.getElementById('n').textContent + 1">Count</button>
@@ -53,13 +55,6 @@ print(total)
 """
 """The proportional set size (kB: shared pages divided among the processes that map them) of the
 executor and everything under it; RSS would count Chromium's shared libraries once per process."""
-
-
-def _ms(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    def pct(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 1)
-    return {"n": len(ordered), "p50_ms": pct(0.50), "p90_ms": pct(0.90), "max_ms": pct(1.0)}
 
 
 async def _serve(session: Any) -> str:

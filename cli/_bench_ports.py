@@ -1,12 +1,11 @@
 """What a forwarded port costs: the same keep-alive HTTP GET loop inside the sandbox and through ``expose``.
 
-``await forward_overhead("local")`` (or ``"docker"``, ``"bubblewrap"``) starts a private broker and
-deployment, a small HTTP/1.1 file server on the sandbox's loopback, and runs one client loop
+``await forward_overhead(session)`` starts a small HTTP/1.1 file server on the session's sandbox
+loopback, and runs one client loop
 (``http.client``, one keep-alive connection, ``requests`` GETs of a small file after a warm-up)
 twice: inside the sandbox against ``127.0.0.1:<port>``, and on the host against the forwarded
 port. Returns p50/p90 in ms of both and the p50 difference.
-
-    PYTHONPATH=. .venv/bin/python -c 'import asyncio; from cli._bench_ports import forward_overhead as f; print(asyncio.run(f("docker")))'
+``corral bench --browser`` reports it.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import asyncio
 import json
 import socket
 import sys
-import tempfile
 
 SERVER = """
 import http.server as h, sys
@@ -42,22 +40,8 @@ print(json.dumps({"p50": times[len(times) // 2], "p90": times[int(len(times) * 0
 """
 
 
-async def forward_overhead(backend: str = "local", *, requests: int = 200) -> dict[str, float]:
+async def forward_overhead(session, requests: int = 200) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """p50/p90 (ms) of a small keep-alive GET inside the sandbox vs through its forwarded port."""
-    from actors.embedded import EmbeddedNats
-    from protocol import Client
-
-    from .up import Deployment, UpConfig
-
-    with tempfile.TemporaryDirectory(prefix="corral-bench-ports-") as tmp:
-        async with EmbeddedNats(f"{tmp}/nats") as nats:
-            config = UpConfig(nats_url=nats.url, data_dir=f"{tmp}/corral", backend=backend, audit=False, warm_pool=0)
-            async with Deployment(config) as deployment, await Client.connect(deployment.url) as client:
-                async with await client.create_session() as session:
-                    return await _measure(session, requests)
-
-
-async def _measure(session, requests: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
     port = _free_port()
     await session.write_file("site/small.txt", "hello\n")
     await session.write_file("site/server.py", SERVER)

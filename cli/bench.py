@@ -212,6 +212,34 @@ async def run_ipython_bench(config: BenchConfig) -> dict[str, object]:
     return results
 
 
+async def run_browser_bench(config: BenchConfig) -> dict[str, object]:
+    """The browser plugin (warm ``browse_url``, first action with the lazy start, ``click(bid)``,
+    idle cost) and forwarded ports (a GET through ``expose`` vs the same GET inside the sandbox)."""
+    from ._bench_browser import browser_bench
+    from ._bench_ports import forward_overhead
+
+    async with _maybe_embedded(config) as url:
+        async with await Client.connect(url) as client:
+            n = max(5, min(config.actions, 200))
+            _say(config, f"browser: first browse_url x3, warm browse_url and click(bid) x{n}, idle RSS ...")
+            results: dict[str, Any] = {"nats_url": url, **await browser_bench(client, config.backend, n)}
+            _say(config, "ports: 200 keep-alive GETs inside the sandbox, then through its forwarded port ...")
+            spec: dict[str, Any] = {"backend": config.backend} if config.backend else {}
+            async with await client.create_session(**spec) as session:
+                results["forwarded_get"] = await forward_overhead(session)
+    if config.as_json:
+        print(json.dumps(results, indent=2))
+        return results
+    _print_rows(results, ("browse_url_first", "browse_url_warm", "click"))
+    rss, fwd = results["idle_rss"], results["forwarded_get"]
+    print(f"idle sandbox executor RSS: {rss['without_mb']} MB without plugins, {rss['with_browser_declared_mb']} MB "
+          f"with plugins=['browser'] (never browsed); executor tree with Chromium running: "
+          f"{rss['executor_tree_pss_with_browser_running_mb']} MB PSS")
+    print(f"HTTP GET p50: {fwd['inside_p50_ms']} ms inside the sandbox, {fwd['forwarded_p50_ms']} ms through the "
+          f"forwarded port (+{fwd['overhead_p50_ms']} ms)")
+    return results
+
+
 async def _cells(session: Any, n: int) -> list[float]:
     samples = []
     for _ in range(n):

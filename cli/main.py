@@ -504,16 +504,19 @@ def schema() -> None:
               help="Comma-separated worker counts (e.g. 1,2,4): measure scaling, one private deployment each")
 @click.option("--density", default=0, show_default=True, help="Also start N idle sandboxes and report executor RSS")
 @click.option("--ipython", is_flag=True, help="Measure the jupyter plugin instead: cells, first cell, idle cost")
+@click.option("--browser", is_flag=True, help="Measure the browser plugin and forwarded ports instead")
 @click.option("--json", "as_json", is_flag=True)
 def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend: str | None, embedded: bool,
-          worker_counts: str | None, density: int, ipython: bool, as_json: bool) -> None:
+          worker_counts: str | None, density: int, ipython: bool, browser: bool, as_json: bool) -> None:
     """Measure round trips and session starts against a running corral (see README)."""
-    from .bench import BenchConfig, run_bench, run_ipython_bench, run_scaling
+    from .bench import BenchConfig, run_bench, run_browser_bench, run_ipython_bench, run_scaling
 
     config = BenchConfig(nats_url=nats_url, actions=n_actions, sessions=n_sessions, parallel=parallel,
                          backend=backend, embedded=embedded, as_json=as_json, density=density)
     if ipython:
         run_cli(run_ipython_bench(config))
+    elif browser:
+        run_cli(run_browser_bench(config))
     elif worker_counts:
         counts = [int(n) for n in worker_counts.split(",") if n.strip()]
         run_cli(run_scaling(config, counts))

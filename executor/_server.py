@@ -4,6 +4,8 @@ Routes:
   GET  /v1/health   -> JSON {"ok": true, "session_id", "pid", "started_at"}
   POST /v1/action   body: one action (MessagePack, or JSON with Content-Type application/json)
                     -> chunked response, each chunk one observation: CmdChunk* then the final one.
+  GET  /v1/spawn    Upgrade: corral-stdio -> 101, then the connection is a process's stdin/stdout
+  GET  /v1/spawn/<id>/stderr -> the tail of that process's stderr (``_spawn``)
 Every request carries ``Authorization: Bearer <key>``; the key is per session.
 """
 
@@ -41,6 +43,7 @@ from . import _http
 from ._channel import Claim, Health
 from ._offload import offload
 from ._shell import ShellManager, base_env
+from ._spawn import Spawner
 from .plugins import PluginSet, SandboxContext, resolve
 
 log = logging.getLogger(__name__)
@@ -145,6 +148,13 @@ class Executor:
     @property
     def session_id(self) -> str:
         return self._session_id
+
+    def spawn_env(self) -> dict[str, str]:
+        """The environment a spawned process starts with: the session's shells' own."""
+        return dict(self._shells.env) if self._shells is not None else base_env(self._config.env)
+
+    def spawn_cwd(self) -> str:
+        return self._shells.cwd() if self._shells is not None else self._config.workdir
 
     def health(self) -> Health:
         return Health(session_id=self._session_id, pid=os.getpid(), started_at=self._started_at)
@@ -261,6 +271,7 @@ class ExecutorServer:
         self._config = config
         self._key = f"Bearer {config.key}".encode()
         self._server: asyncio.AbstractServer | None = None
+        self._spawner = Spawner(executor.spawn_env, executor.spawn_cwd)
 
     async def start(self) -> None:
         if self._config.listen_fd is not None:
@@ -289,6 +300,7 @@ class ExecutorServer:
         await self._server.serve_forever()
 
     async def aclose(self) -> None:
+        await self._spawner.aclose()
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -300,6 +312,10 @@ class ExecutorServer:
                 request = await _http.read_request(reader)
                 if request is None:
                     break
+                if request.path.startswith("/v1/spawn"):  # the connection may become a process's stdio
+                    if await self._spawn(request, reader, writer):
+                        break
+                    continue
                 await self._route(request, writer)
         except (_http.HttpError, asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -322,6 +338,14 @@ class ExecutorServer:
                 return await self._reply(writer, 400, "Bad Request", {"error": "not a valid action id"})
             return await self._result(action_id, writer)
         await self._reply(writer, 404, "Not Found", {"error": f"no route {request.method} {request.path}"})
+
+    async def _spawn(self, request: _http.Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Serve a ``/v1/spawn`` route; True when the connection is done with (it was upgraded)."""
+        if not hmac.compare_digest(request.headers.get("authorization", "").encode(), self._key):
+            await self._reply(writer, 401, "Unauthorized", {"error": "missing or wrong session key"})
+            return False
+        await self._spawner.serve(request, reader, writer)
+        return request.path == "/v1/spawn"
 
     async def _reply(self, writer: asyncio.StreamWriter, status: int, reason: str,
                      body: dict[str, object] | msgspec.Struct) -> None:

@@ -26,6 +26,7 @@ from protocol import (
 )
 
 from ._common import configure_logging, nats_option, prefix_option, print_json, run_cli, with_client
+from ._mcp_cmd import load_mcp_config, mcp_config_option
 
 
 @click.group()
@@ -53,9 +54,10 @@ def cli(log_level: str, log_json: bool) -> None:
 @click.option("--allow-mount", "allowed_mounts", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="A host directory sessions may mount (e.g. repository mirrors); repeatable")
 @prefix_option
+@mcp_config_option
 def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, workers: int, capacity: int,
        warm_pool: int, metrics_port: int | None, retention_days: float, stream_max_gb: float,
-       allowed_mounts: tuple[str, ...], prefix: str) -> None:
+       allowed_mounts: tuple[str, ...], prefix: str, mcp_config: str | None) -> None:
     """Run NATS, the controller, workers and the audit writer in the foreground."""
     from .up import UpConfig, run_until_signalled
 
@@ -63,7 +65,8 @@ def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, worker
                                       workers=workers, capacity=capacity, prefix=prefix, warm_pool=warm_pool,
                                       metrics_port=metrics_port, retention_s=retention_days * 86400,
                                       stream_max_bytes=int(stream_max_gb * 2**30),
-                                      allowed_mounts=[os.path.abspath(p) for p in allowed_mounts])))
+                                      allowed_mounts=[os.path.abspath(p) for p in allowed_mounts],
+                                      mcp=load_mcp_config(mcp_config))))
 
 
 @cli.command()
@@ -107,9 +110,10 @@ def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: i
 @click.option("--allow-mount", "allowed_mounts", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="A host directory sessions may mount (e.g. repository mirrors); repeatable")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port")
+@mcp_config_option
 def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_id: str | None, capacity: int,
            base_dir: str, warm_pool: int, image: str | None, allowed_mounts: tuple[str, ...],
-           metrics_port: int | None) -> None:
+           metrics_port: int | None, mcp_config: str | None) -> None:
     """Run one runtime worker (or manage workers: `corral worker drain ID`)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -121,7 +125,8 @@ def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_
         config = DockerConfig(image=image) if backend == "docker" else backend
         w = Worker(WorkerConfig(nats_url=nats_url, prefix=prefix, backend=config, worker_id=worker_id,
                                 capacity=capacity, base_dir=os.path.abspath(base_dir), warm_pool=warm_pool,
-                                allowed_mounts=[os.path.abspath(p) for p in allowed_mounts]))
+                                allowed_mounts=[os.path.abspath(p) for p in allowed_mounts],
+                                mcp=load_mcp_config(mcp_config)))
         await w.start(progress=lambda line: print(f"corral: {line}", file=sys.stderr, flush=True))
         if metrics_port:
             metrics.serve(metrics_port, "0.0.0.0")
@@ -485,11 +490,16 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
 
 from ._batch_cmd import batch  # noqa: E402
 from ._image_cmd import image  # noqa: E402
+from ._mcp_cmd import mcp, mcp_bridge  # noqa: E402
+from ._mcp_serve import mcp_serve  # noqa: E402
 from ._skills_cmd import skills  # noqa: E402
 
 cli.add_command(batch)
 cli.add_command(image)
 cli.add_command(skills)
+cli.add_command(mcp)
+cli.add_command(mcp_bridge)
+cli.add_command(mcp_serve)
 
 
 def main() -> None:

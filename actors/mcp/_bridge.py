@@ -115,6 +115,8 @@ class McpBridge:
             except jsonschema.SchemaError:
                 return  # the server's schema is broken: let the server judge the arguments
             validator = self._validators[key] = cls(schema)
+        if validator.is_valid(arguments):
+            return
         error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
         if error is not None:
             where = "".join(f"[{p!r}]" for p in error.absolute_path) or " (top level)"

@@ -29,6 +29,8 @@ log = structlog.get_logger()
 OPEN_TIMEOUT_S = 30.0
 """From spawning or connecting to a server to its answer to ``initialize`` and ``tools/list``."""
 STDERR_TAIL_CHARS = 2000
+CLOSE_GRACE_S = 2.0
+"""How long a closing connection lets a call in flight finish before its task is cancelled."""
 FAILED_KEPT_S = 10.0
 """A server that could not be opened is not tried again for this long when a call without
 ``server`` looks for a tool (a call naming the server tries at once)."""
@@ -91,7 +93,7 @@ class ServerConnection:
         return await self._submit(_Request("call", tool, arguments, timeout_s))
 
     async def _submit(self, request: _Request) -> Any:
-        if self._task is None:
+        if self._task is None or self._task.done():  # (done: only after a bug; a new supervisor serves on)
             # A context of its own: its log lines must not carry the first caller's action id.
             self._task = asyncio.create_task(self._run(), name=f"mcp:{self.session_id}:{self.server.name}",
                                              context=contextvars.Context())
@@ -104,8 +106,8 @@ class ServerConnection:
             return
         self._queue.put_nowait(None)
         try:
-            await asyncio.wait_for(asyncio.shield(task), OPEN_TIMEOUT_S)
-        except TimeoutError:
+            await asyncio.wait_for(asyncio.shield(task), CLOSE_GRACE_S)
+        except TimeoutError:  # a call in flight: cancelled in the task that owns the contexts, which unwind there
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 

@@ -211,3 +211,19 @@ async def test_a_clash_or_an_unknown_key_in_the_spec_is_invalid_spec_naming_the_
     with pytest.raises(RequestError) as unknown:
         await mcp_client.create_session(mcp={"stdio_servers": [{"name": "a", "command": "x", "cmd": "y"}]})
     assert unknown.value.code == codes.INVALID_SPEC and "cmd" in unknown.value.message
+
+
+async def test_the_cli_lists_and_calls_a_sessions_tools(mcp_client, mcp_deployment):
+    async with await mcp_client.create_session(mcp={"stdio_servers": [ours("cli")]}) as s:
+        async def corral(*args: str) -> tuple[int, str]:
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "cli", "mcp", *args, "--nats", mcp_deployment.url,
+                                                        "--session", s.session_id, cwd=str(Path(SERVERS).parents[3]),
+                                                        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, err = await proc.communicate()
+            return proc.returncode, out.decode() + err.decode()
+        rc, listed = await corral("ls", "--server", "cli")
+        assert rc == 0 and "echo" in listed and "(read-only)" in listed, listed
+        rc, said = await corral("call", "--server", "cli", "echo", '{"text": "from the cli"}')
+        assert rc == 0 and said.strip() == "from the cli", said
+        rc, failed = await corral("call", "echo", '{"text": "x"}')
+        assert rc == 1 and "ambiguous_tool" in failed, failed

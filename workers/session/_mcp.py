@@ -11,13 +11,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import structlog
+
 from executor.client import ExecutorClient, ExecutorUnavailable, SpawnFailed
 from protocol import AnyAction, AnyObservation, McpCall, McpList
 
 from ._handlers import HANDLERS, Emit, Handler, SessionContext
 
 if TYPE_CHECKING:
-    from actors.mcp import McpBridge, StdioPipe, StdioServer
+    from actors.mcp import McpBridge, StdioOpener, StdioPipe, StdioServer
+
+log = structlog.get_logger()
 
 SERVICE = "mcp"
 """The name of the bridge in ``SessionContext.services``."""
@@ -34,8 +38,14 @@ class McpHandler(Handler):
         return "mcp"
 
     async def open(self) -> None:
-        # Checked at create already (invalid_spec); a session re-adopted after a restart has a valid spec.
-        self._bridge.open_session(self._ctx.session_id, self._ctx.spec.mcp, _stdio_opener(self._ctx.client))
+        from actors.mcp import McpConfigError
+
+        opener = _stdio_opener(self._ctx.client)
+        try:  # checked at create (invalid_spec); only a worker restarted with another config gets here
+            self._bridge.open_session(self._ctx.session_id, self._ctx.spec.mcp, opener)
+        except McpConfigError as exc:
+            log.error("mcp_spec_rejected", session_id=self._ctx.session_id, error=str(exc))
+            self._bridge.open_session(self._ctx.session_id, {}, opener)
 
     async def handle(self, action: AnyAction, emit: Emit) -> AnyObservation:
         if isinstance(action, McpList):
@@ -47,7 +57,7 @@ class McpHandler(Handler):
         await self._bridge.close_session(self._ctx.session_id)
 
 
-def _stdio_opener(client: ExecutorClient):  # type: ignore[no-untyped-def]
+def _stdio_opener(client: ExecutorClient) -> StdioOpener:
     async def open_stdio(server: StdioServer) -> StdioPipe:
         from actors.mcp import StdioPipe
 

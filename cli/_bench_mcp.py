@@ -31,7 +31,7 @@ def _serve(transport: str, port: int) -> None:
     """The benchmark's MCP server: one trivial tool, built with the SDK's server API."""
     from mcp.server.mcpserver import MCPServer
 
-    server = MCPServer("bench")
+    server = MCPServer("bench", log_level="WARNING")
 
     @server.tool()
     def echo(text: str) -> str:

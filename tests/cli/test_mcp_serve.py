@@ -86,3 +86,14 @@ async def test_an_mcp_client_over_streamable_http_drives_an_existing_session(cli
     commands = [e.get("command") for e in await audited_actions(client, session.session_id)]
     assert "echo from-mcp" in commands
     assert (await session.cmd("echo still open")).content == "still open\n"
+
+
+async def test_a_session_with_jupyter_also_offers_run_ipython(client):
+    params = StdioServerParameters(command=sys.executable, args=[
+        "-m", "cli", "mcp-serve", "--nats", client.nats.connected_url.geturl(), "--spec", '{"plugins": ["jupyter"]}'],
+        env={"PYTHONPATH": ROOT}, cwd=ROOT)
+    async with stdio_client(params) as streams, ClientSession(*streams) as mcp_session:
+        await mcp_session.initialize()
+        assert "run_ipython" in {t.name for t in (await mcp_session.list_tools()).tools}
+        out = await mcp_session.call_tool("run_ipython", {"code": "x = 6\nx * 7"})
+        assert text(out) == "42\n" and not out.is_error

@@ -15,7 +15,7 @@ from mcp_types import ToolAnnotations
 
 
 def build(name: str) -> MCPServer:
-    server = MCPServer(name)
+    server = MCPServer(name, log_level="WARNING")
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=True))
     def echo(text: str, times: int = 1) -> str:

@@ -53,11 +53,13 @@ def cli(log_level: str, log_json: bool) -> None:
               help="Size cap of the stream (the oldest messages go first)")
 @click.option("--allow-mount", "allowed_mounts", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="A host directory sessions may mount (e.g. repository mirrors); repeatable")
+@click.option("--public-host", default="127.0.0.1", show_default=True,
+              help="Where forwarded sandbox ports listen (0.0.0.0 opens them to the network)")
 @prefix_option
 @mcp_config_option
 def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, workers: int, capacity: int,
        warm_pool: int, metrics_port: int | None, retention_days: float, stream_max_gb: float,
-       allowed_mounts: tuple[str, ...], prefix: str, mcp_config: str | None) -> None:
+       allowed_mounts: tuple[str, ...], public_host: str, prefix: str, mcp_config: str | None) -> None:
     """Run NATS, the controller, workers and the audit writer in the foreground."""
     from .up import UpConfig, run_until_signalled
 
@@ -66,7 +68,7 @@ def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, worker
                                       metrics_port=metrics_port, retention_s=retention_days * 86400,
                                       stream_max_bytes=int(stream_max_gb * 2**30),
                                       allowed_mounts=[os.path.abspath(p) for p in allowed_mounts],
-                                      mcp=load_mcp_config(mcp_config))))
+                                      public_host=public_host, mcp=load_mcp_config(mcp_config))))
 
 
 @cli.command()
@@ -110,10 +112,12 @@ def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: i
 @click.option("--allow-mount", "allowed_mounts", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="A host directory sessions may mount (e.g. repository mirrors); repeatable")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port")
+@click.option("--public-host", default="127.0.0.1", show_default=True,
+              help="Where forwarded sandbox ports listen (0.0.0.0 opens them to the network)")
 @mcp_config_option
 def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_id: str | None, capacity: int,
            base_dir: str, warm_pool: int, image: str | None, allowed_mounts: tuple[str, ...],
-           metrics_port: int | None, mcp_config: str | None) -> None:
+           metrics_port: int | None, public_host: str, mcp_config: str | None) -> None:
     """Run one runtime worker (or manage workers: `corral worker drain ID`)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -125,7 +129,7 @@ def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_
         config = DockerConfig(image=image) if backend == "docker" else backend
         w = Worker(WorkerConfig(nats_url=nats_url, prefix=prefix, backend=config, worker_id=worker_id,
                                 capacity=capacity, base_dir=os.path.abspath(base_dir), warm_pool=warm_pool,
-                                allowed_mounts=[os.path.abspath(p) for p in allowed_mounts],
+                                allowed_mounts=[os.path.abspath(p) for p in allowed_mounts], public_host=public_host,
                                 mcp=load_mcp_config(mcp_config)))
         await w.start(progress=lambda line: print(f"corral: {line}", file=sys.stderr, flush=True))
         if metrics_port:
@@ -314,6 +318,29 @@ def session_resume(nats_url: str, session_id: str) -> None:
     """Thaw a paused session."""
     info = with_client(nats_url, lambda c: c.resume_session(session_id))
     click.echo(f"{info.session_id} {info.status}")
+
+
+@session.command("expose")
+@nats_option
+@click.argument("session_id")
+@click.argument("port", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the PortInfo")
+def session_expose(nats_url: str, session_id: str, port: int, as_json: bool) -> None:
+    """Forward PORT of the sandbox's loopback to a host port; prints its URL."""
+    info = with_client(nats_url, lambda c: c.expose(session_id, port))
+    if as_json:
+        return print_json(info)
+    click.echo(info.url)
+
+
+@session.command("unexpose")
+@nats_option
+@click.argument("session_id")
+@click.argument("port", type=int)
+def session_unexpose(nats_url: str, session_id: str, port: int) -> None:
+    """Stop forwarding PORT of the sandbox."""
+    info = with_client(nats_url, lambda c: c.unexpose(session_id, port))
+    click.echo(f"{info.session_id} port {info.port} no longer on {info.host}:{info.host_port}")
 
 
 @worker.command("drain")

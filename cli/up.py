@@ -49,6 +49,8 @@ class UpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """The stream's size cap (oldest messages go first)."""
     mcp: MCPConfig = MCPConfig()
     """MCP servers of every session (``--mcp-config`` and ``CORRAL_MCP_CONFIG``, merged)."""
+    public_host: str = "127.0.0.1"
+    """Where forwarded sandbox ports listen (``corral session expose``)."""
 
 
 async def resolve_backend(name: str) -> str:
@@ -107,6 +109,7 @@ class Deployment:
                 base_dir=str(data / "workers"), worker_id=f"{os.uname().nodename}-{backend}-{n}-{deployment_id(str(data))}".replace(".", "-"),
                 warm_pool=self.config.warm_pool, stream=stream, allowed_mounts=list(self.config.allowed_mounts),
                 mcp=self.config.mcp,
+                public_host=self.config.public_host,
             ))
             await worker.start(progress=_progress)
             self._stack.push_async_callback(worker.aclose)

@@ -6,6 +6,8 @@ Routes:
                     -> chunked response, each chunk one observation: CmdChunk* then the final one.
   GET  /v1/spawn    Upgrade: corral-stdio -> 101, then the connection is a process's stdin/stdout
   GET  /v1/spawn/<id>/stderr -> the tail of that process's stderr (``_spawn``)
+  GET  /v1/tunnel/<port>  with ``Upgrade: corral-tunnel``: 101, then a raw byte pipe to
+                    127.0.0.1:<port> inside the sandbox (400 bad port, 502 nothing listens); see _tunnel.
 Every request carries ``Authorization: Bearer <key>``; the key is per session.
 """
 
@@ -39,7 +41,7 @@ from protocol import (
     valid_id,
 )
 
-from . import _http
+from . import _http, _tunnel
 from ._channel import Claim, Health
 from ._offload import offload
 from ._shell import ShellManager, base_env
@@ -316,15 +318,20 @@ class ExecutorServer:
                     if await self._spawn(request, reader, writer):
                         break
                     continue
+                if request.method == "GET" and request.path.startswith(_tunnel.PREFIX) and self._authorized(request):
+                    await _tunnel.serve(request.path, request.headers, reader, writer)
+                    break  # piped until both ends closed, or refused (the connection ends either way)
                 await self._route(request, writer)
         except (_http.HttpError, asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             writer.close()
 
+    def _authorized(self, request: _http.Request) -> bool:
+        return hmac.compare_digest(request.headers.get("authorization", "").encode(), self._key)
+
     async def _route(self, request: _http.Request, writer: asyncio.StreamWriter) -> None:
-        auth = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(auth, self._key):
+        if not self._authorized(request):
             return await self._reply(writer, 401, "Unauthorized", {"error": "missing or wrong session key"})
         if request.method == "GET" and request.path == "/v1/health":
             return await self._reply(writer, 200, "OK", self._executor.health())
@@ -341,7 +348,7 @@ class ExecutorServer:
 
     async def _spawn(self, request: _http.Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Serve a ``/v1/spawn`` route; True when the connection is done with (it was upgraded)."""
-        if not hmac.compare_digest(request.headers.get("authorization", "").encode(), self._key):
+        if not self._authorized(request):
             await self._reply(writer, 401, "Unauthorized", {"error": "missing or wrong session key"})
             return False
         await self._spawner.serve(request, reader, writer)

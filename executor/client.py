@@ -12,7 +12,11 @@ a socket file in a directory the sandbox can write. So the client:
   before it is read, a response head and the rest of a started chunk must arrive in time;
 * percent-encodes every action id it puts in a URL.
 
-Every failure is an ``ExecutorUnavailable``; ``ExecutorImpostor`` and ``ProtocolViolation`` say why.
+``open_tunnel`` opens a byte pipe to a port of the sandbox's loopback (``_tunnel``) on a fresh
+connection with the same checks.
+
+Every failure is an ``ExecutorUnavailable``; ``ExecutorImpostor``, ``ProtocolViolation`` and
+``TunnelRefused`` say why.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from protocol import AnyAction, AnyObservation, decode_observation, encode
 from . import _http
 from ._channel import Claim, Health
 from ._spawn_client import SpawnFailed, StdioHandle, StdioStreams, spawn_request_head
+from ._tunnel import pipe  # noqa: F401  (re-exported: the worker's port forwarder pipes with it)
 
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
 """One streamed observation. The largest real ones (a file read at max_read_bytes, ~0.9 MB) fit
@@ -71,6 +76,15 @@ class ProtocolViolation(ExecutorUnavailable):
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"the executor broke the channel's rules: {reason}")
+        self.reason = reason
+
+
+class TunnelRefused(ExecutorUnavailable):
+    """Nothing accepted a connection to ``port`` on the sandbox's loopback (the executor answered 502)."""
+
+    def __init__(self, port: int, reason: str) -> None:
+        super().__init__(f"port {port} of the sandbox refused the connection: {reason}")
+        self.port = port
         self.reason = reason
 
 
@@ -164,6 +178,10 @@ class ExecutorClient:
             reader, writer = self._idle.pop()
             if not writer.is_closing() and not reader.at_eof():
                 return reader, writer
+        return await self._open()
+
+    async def _open(self) -> _Conn:
+        """A new connection (never one from the pool), peer checked."""
         try:
             if self._socket_path:
                 sock = await self._open_unix(self._socket_path)
@@ -316,7 +334,7 @@ class ExecutorClient:
                           cwd: str | None = None) -> StdioStreams:
         """Start ``argv`` in the sandbox (as its user, in its workdir); its stdout is the reader,
         its stdin the writer. Closing the writer ends the process (its whole process group)."""
-        reader, writer = await self._connect()
+        reader, writer = await self._open()
         body = msgspec.json.encode({"argv": argv, "env": env or {}, "cwd": cwd})
         try:
             writer.write(spawn_request_head(self._auth, body))
@@ -335,11 +353,40 @@ class ExecutorClient:
     async def _spawn_stderr(self, spawn_id: str) -> str:
         status, body = await self._exchange("GET", f"/v1/spawn/{quote(spawn_id, safe='')}/stderr")
         return body.decode(errors="replace") if status == "200" else ""
+    async def open_tunnel(self, port: int) -> _Conn:
+        """A byte pipe to TCP ``port`` of the sandbox's loopback, on a connection of its own.
+
+        Raises ``TunnelRefused`` when nothing listens there, ``ExecutorUnavailable`` otherwise.
+        The caller owns (and closes) the returned streams."""
+        if not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ValueError(f"not a TCP port: {port!r}")
+        reader, writer = await self._open()
+        what = f"the tunnel to port {port}"
+        try:
+            writer.write(b"GET /v1/tunnel/%d HTTP/1.1\r\nHost: executor\r\nUpgrade: corral-tunnel\r\n"
+                         b"Connection: Upgrade\r\n%s\r\n" % (port, self._auth))
+            status, headers = await self._read_head(reader, what)
+            if status == "101" and headers.get("upgrade", "").lower() == "corral-tunnel":
+                return reader, writer
+            detail = await self._read_body(reader, headers)
+            if status == "502":
+                raise TunnelRefused(port, _error_text(detail))
+            raise ExecutorUnavailable(f"executor answered {status} to {what}: {detail[:200].decode(errors='replace')}")
+        except BaseException as exc:
+            writer.close()
+            _reraise(exc, what)
 
     async def aclose(self) -> None:
         self._closed = True
         while self._idle:
             self._idle.pop()[1].close()
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        return str(msgspec.json.decode(body).get("error", ""))[:200]
+    except (msgspec.DecodeError, AttributeError):
+        return body[:200].decode(errors="replace")
 
 
 def _reraise(exc: BaseException, what: str) -> NoReturn:

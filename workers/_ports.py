@@ -84,6 +84,9 @@ class PortAllocator:
 
     def _bindable(self, port: int) -> bool:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As servers bind (asyncio sets SO_REUSEADDR): a listener makes the port taken, the
+            # TIME_WAIT connections of a server that just closed do not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((self._bind_host, port))
             except OSError:

@@ -1,8 +1,9 @@
 """The runtime worker: owns sandboxes through one backend and serves their sessions.
 
-Listens on ``corral.worker.<wid>.create|close|pause|resume|drain``, runs one SessionRunner per
-session, keeps a warm pool, re-adopts its sandboxes after a restart, sweeps orphans, watches
-sandbox liveness, and heartbeats its capacity and load (subject + KV ``corral_workers``).
+Listens on ``corral.worker.<wid>.create|close|pause|resume|drain|expose|unexpose``, runs one
+SessionRunner per session, forwards ports into sandboxes (``_forward``), keeps a warm pool,
+re-adopts its sandboxes after a restart, sweeps orphans, watches sandbox liveness, and heartbeats
+its capacity and load (subject + KV ``corral_workers``).
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ from protocol import (
     unsubscribe_all,
 )
 
+from ._forward import PortForwards
 from ._pool import WarmPool
+from ._port_verbs import port_verb, reopen
+from ._ports import RANGES, PortAllocator
 from .backends import (
     AnyBackendConfig,
     Backend,
@@ -104,6 +108,12 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     stream: StreamConfigOptions = StreamConfigOptions()
     mcp: MCPConfig = MCPConfig()
     """MCP servers every session of this worker has (``--mcp-config`` / ``CORRAL_MCP_CONFIG``)."""
+    public_host: str = "127.0.0.1"
+    """Where forwarded ports (``expose``, VS Code) listen on the host; 0.0.0.0 opens them to the network."""
+    advertise_host: str | None = None
+    """The host name put in forwarded ports' URLs (default ``public_host``; the host name when that is 0.0.0.0)."""
+    port_ranges: dict[str, tuple[int, int]] = {}
+    """Override host port ranges by purpose (``apps``, ``vscode``), inclusive."""
 
     def resolved_worker_id(self) -> str:
         name = backend_name(backend_config(self.backend))
@@ -134,6 +144,10 @@ class Worker:
                                                       chunk_ttl_s=config.stream.chunk_ttl_s)
         self._last_beat = time.time()
         self._services = _services(config.mcp)
+        advertise = config.advertise_host or (socket.gethostname() if config.public_host in ("0.0.0.0", "::") else None)
+        self._forwards = PortForwards(PortAllocator(ranges={**RANGES, **config.port_ranges}, bind_host=config.public_host),
+                                      bind_host=config.public_host, advertise_host=advertise)
+        """Forwarded ports of every session (VS Code opens its forward here with ``runner.client``)."""
 
     @property
     def backend(self) -> Backend:
@@ -154,6 +168,8 @@ class Worker:
         self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, "drain"), cb=self._on_drain))
         for verb in ("pause", "resume"):
             self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, verb), cb=self._spawn(self._on_freeze)))
+        for verb in ("expose", "unexpose"):
+            self._subs.append(await self._nc.subscribe(self._subjects.worker(self.worker_id, verb), cb=self._spawn(self._on_port)))
         await self._heartbeat()
         self._supervisor.start("heartbeat", self._heartbeat_forever)
         self._supervisor.start("sweeper", self._sweep_forever)
@@ -178,9 +194,10 @@ class Worker:
             runner = self._runner(handle, record.spec)  # type: ignore[union-attr]
             await runner.start(recover=True)
             self._runners[handle.session_id] = runner
+            ports = await reopen(self._forwards, runner, record.info.ports)  # type: ignore[union-attr]
             await runner.publish_status(SessionInfo(
                 session_id=handle.session_id, worker_id=self.worker_id, backend=self._backend.name,
-                status="recovered", created_at=handle.created_at, labels=dict(handle.labels)))
+                status="recovered", created_at=handle.created_at, labels=dict(handle.labels), ports=ports))
             log.info("session_recovered", session_id=handle.session_id, sandbox_id=handle.sandbox_id)
         for sid, record in registry.items():
             if record.info.worker_id == self.worker_id and sid not in self._runners and record.info.status != "closed":
@@ -381,6 +398,7 @@ class Worker:
         runner = self._runners.pop(session_id, None)
         if runner is None:
             return ErrorReply(code=codes.UNKNOWN_SESSION, message=f"worker {self.worker_id} has no session {session_id!r}")
+        await self._forwards.close_session(session_id)
         try:
             await runner.publish_status(SessionInfo(session_id=session_id, worker_id=self.worker_id,
                                                     backend=self._backend.name, status="closing"))
@@ -430,6 +448,11 @@ class Worker:
         log.info("session_" + ("paused" if verb == "pause" else "resumed"), session_id=ref.session_id)
         await self._reply(msg, info)
 
+    async def _on_port(self, msg: Msg) -> None:
+        verb = msg.subject.rsplit(".", 1)[-1]
+        await self._reply(msg, await port_verb(verb, msg.data, runners=self._runners, forwards=self._forwards,
+                                               worker_id=self.worker_id))
+
     def _sandbox_died(self, session_id: str, reason: str) -> None:
         """A runner found its sandbox dead: close the session as lost, in a task the worker owns
         (a stopping worker lets it finish before it closes its backend)."""
@@ -458,6 +481,7 @@ class Worker:
             await asyncio.gather(*(r.aclose(answer=False, delete_consumer=False) for r in self._runners.values()),
                                  return_exceptions=True)
             self._runners.clear()
+        await self._forwards.aclose()
         if self._closing:
             await asyncio.wait(self._closing, timeout=30)
         await cancel_and_wait(self._tasks | self._closing)

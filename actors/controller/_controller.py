@@ -28,12 +28,15 @@ from protocol import (
     Empty,
     Error,
     ErrorReply,
+    PortInfo,
+    PortRef,
     SandboxCreate,
     SessionInfo,
     SessionList,
     SessionRef,
     SessionSpec,
     Subjects,
+    VscodeInfo,
     WorkerInfo,
     WorkerList,
     WorkerRef,
@@ -61,7 +64,10 @@ from ._placement import Placement
 log = structlog.get_logger()
 
 _REPLY_ERRORS = (nats.errors.TimeoutError, nats.errors.NoRespondersError)
-FAST_VERBS = ("close", "get", "list", "workers", "pause", "resume", "drain")
+FAST_VERBS = ("close", "get", "list", "workers", "pause", "resume", "drain", "expose", "unexpose")
+SLOW_VERBS = ("create", "vscode")
+"""Verbs that may wait long (for room, for code-server to start): each runs as a task of its own."""
+VSCODE_TIMEOUT_S = 90.0
 
 
 class ControllerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -137,7 +143,8 @@ class Controller(Actor[Msg]):
         await self._load_workers()
         self._lease = Lease(js, f"corral_leader_{self._subjects.prefix}", self.controller_id, ttl_s=self._config.lease_ttl_s)
         group = "corral-controller"
-        self._subs.append(await self._nc.subscribe(self._subjects.ctl("create"), queue=group, cb=self._admit))
+        for verb in SLOW_VERBS:
+            self._subs.append(await self._nc.subscribe(self._subjects.ctl(verb), queue=group, cb=self._admit))
         for verb in FAST_VERBS:
             self._subs.append(await self._nc.subscribe(self._subjects.ctl(verb), queue=group, cb=self._enqueue))
         self._subs.append(await self._nc.subscribe(self._subjects.heartbeats, cb=_guarded(self._on_heartbeat)))
@@ -195,11 +202,12 @@ class Controller(Actor[Msg]):
             await self._reply(msg, ErrorReply(code=codes.NO_CAPACITY, message=str(exc)))
 
     async def _admit(self, msg: Msg) -> None:
-        """A create may wait a minute for room: it runs as a task of its own, never in the inbox."""
+        """A create may wait a minute for room (a vscode for code-server to start): it runs as a
+        task of its own, never in the inbox."""
         if len(self._creates) >= self._config.max_waiting_creates:
             return await self._reply(msg, ErrorReply(code=codes.NO_CAPACITY, message=(
-                f"{len(self._creates)} creates are already waiting for room; try again later")))
-        task = asyncio.create_task(self._serve(msg, "create"))
+                f"{len(self._creates)} slow requests (create, vscode) are already waiting; try again later")))
+        task = asyncio.create_task(self._serve(msg, msg.subject.rsplit(".", 1)[-1]))
         self._creates.add(task)
         task.add_done_callback(self._creates.discard)
 
@@ -231,6 +239,10 @@ class Controller(Actor[Msg]):
                 return await self._close(decode_as(data, SessionRef, json=as_json).session_id)
             case "pause" | "resume":
                 return await self._freeze(decode_as(data, SessionRef, json=as_json).session_id, verb)
+            case "expose" | "unexpose":
+                return await self._port(decode_as(data, PortRef, json=as_json), verb)
+            case "vscode":
+                return await self._vscode(decode_as(data, SessionRef, json=as_json).session_id)
             case "drain":
                 return await self._drain(decode_as(data, WorkerRef, json=as_json))
             case "get":
@@ -364,23 +376,54 @@ class Controller(Actor[Msg]):
 
     async def _freeze(self, session_id: str, verb: str) -> SessionInfo | ErrorReply:
         """Pause (freeze every process of the sandbox) or resume it, through its worker."""
-        record = self._sessions.get(session_id)
-        if record is None:
-            return ErrorReply(code=codes.UNKNOWN_SESSION, message=f"no session {session_id!r} (never created, or closed)")
-        if record.info.status == "lost":
-            return ErrorReply(code=codes.SANDBOX_LOST, message=f"session {session_id} is lost: {record.info.reason}")
-        try:
-            msg = await self._nc.request(  # type: ignore[union-attr]
-                self._subjects.worker(record.info.worker_id, verb), encode(SessionRef(session_id=session_id)), timeout=30
-            )
-            reply = decode_reply(msg.data)
-        except (*_REPLY_ERRORS, msgspec.DecodeError) as exc:
-            return ErrorReply(code=codes.WORKER_UNAVAILABLE, message=f"worker {record.info.worker_id} did not {verb}: {exc!r}")
-        if isinstance(reply, SessionInfo):
+        record, reply = await self._ask_worker(session_id, verb, SessionRef(session_id=session_id))
+        if record is not None and isinstance(reply, SessionInfo):
             record.info = msgspec.structs.replace(record.info, status=reply.status)
             record.last_activity = time.time()
             await self._table.put(record)
         return reply
+
+    async def _port(self, ref: PortRef, verb: str) -> Any:
+        """Expose or unexpose a port of the sandbox through its worker; the registry lists what is open."""
+        record, reply = await self._ask_worker(ref.session_id, verb, ref)
+        if record is not None and isinstance(reply, PortInfo):
+            kept = [p for p in record.info.ports if p.port != reply.port or p.purpose != reply.purpose]
+            await self._set_ports(record, kept + [reply] if verb == "expose" else kept)
+        return reply
+
+    async def _vscode(self, session_id: str) -> Any:
+        """VS Code on the session's workdir, started by its worker. Its forward is listed in the
+        session's ``ports`` with ``purpose="vscode"``, ``port=0`` (the sandbox port is the plugin's
+        business) and a URL without the token (``get``/``list`` must not hand the token out)."""
+        record, reply = await self._ask_worker(session_id, "vscode", SessionRef(session_id=session_id),
+                                               timeout_s=VSCODE_TIMEOUT_S)
+        if record is not None and isinstance(reply, VscodeInfo):
+            forward = PortInfo(session_id=session_id, port=0, host=reply.host, host_port=reply.host_port,
+                               url=f"http://{reply.host}:{reply.host_port}/", purpose="vscode")
+            await self._set_ports(record, [p for p in record.info.ports if p.purpose != "vscode"] + [forward])
+        return reply
+
+    async def _set_ports(self, record: SessionRecord, ports: list[PortInfo]) -> None:
+        record.info = msgspec.structs.replace(record.info, ports=ports)
+        record.last_activity = time.time()
+        await self._table.put(record)
+
+    async def _ask_worker(self, session_id: str, verb: str, request: msgspec.Struct, *,
+                          timeout_s: float = 30.0) -> tuple[SessionRecord | None, Any]:
+        """Send a session's request to its worker: (the record, the worker's decoded answer), or
+        (None, the error) when the session is unknown or lost, or the worker does not answer."""
+        record = self._sessions.get(session_id)
+        if record is None:
+            return None, ErrorReply(code=codes.UNKNOWN_SESSION, message=f"no session {session_id!r} (never created, or closed)")
+        if record.info.status == "lost":
+            return None, ErrorReply(code=codes.SANDBOX_LOST, message=f"session {session_id} is lost: {record.info.reason}")
+        try:
+            msg = await self._nc.request(  # type: ignore[union-attr]
+                self._subjects.worker(record.info.worker_id, verb), encode(request), timeout=timeout_s)
+            return record, decode_reply(msg.data)
+        except (*_REPLY_ERRORS, msgspec.DecodeError) as exc:
+            return None, ErrorReply(code=codes.WORKER_UNAVAILABLE,
+                                    message=f"worker {record.info.worker_id} did not {verb}: {exc!r}")
 
     async def _publish_status(self, info: SessionInfo) -> None:
         await self._nc.publish(self._subjects.status(info.session_id), encode(info))  # type: ignore[union-attr]
@@ -468,7 +511,8 @@ class Controller(Actor[Msg]):
             self._bury(info.session_id, info.reason or "the sandbox died")
             await self._table.delete(info.session_id)
         elif info.status == "recovered":  # a restarted worker re-adopted the sandbox
-            record.info = msgspec.structs.replace(record.info, status="ready", worker_id=info.worker_id, reason=None)
+            record.info = msgspec.structs.replace(record.info, status="ready", worker_id=info.worker_id, reason=None,
+                                                  ports=info.ports)  # the forwards it re-opened
             record.last_activity = time.time()
             await self._table.put(record)
 

@@ -42,6 +42,19 @@ async def test_session_state_persists_across_exec(deployment):
     assert code == 0 and out.strip() == f"{sid} closed"
 
 
+async def test_session_expose_prints_the_url_and_unexpose_closes_it(deployment):
+    _, sid, _ = await corral(deployment.url, "session", "create")
+    sid = sid.strip()
+    code, url, _ = await corral(deployment.url, "session", "expose", sid, "8123")
+    assert code == 0 and url.startswith("http://127.0.0.1:") and url.endswith("/\n")
+    code, out, _ = await corral(deployment.url, "session", "expose", sid, "8123", "--json")
+    assert code == 0 and json.loads(out)["url"] == url.strip() and json.loads(out)["port"] == 8123
+    code, out, _ = await corral(deployment.url, "session", "unexpose", sid, "8123")
+    assert code == 0 and out.startswith(f"{sid} port 8123 no longer on 127.0.0.1:")
+    code, _, err = await corral(deployment.url, "session", "unexpose", sid, "8123")
+    assert code != 0 and "not_exposed" in err
+
+
 async def test_closing_an_unknown_session_fails_with_its_code(deployment):
     code, _, err = await corral(deployment.url, "session", "close", "snope")
     assert code == 1 and "unknown_session" in err

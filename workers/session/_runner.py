@@ -153,6 +153,11 @@ class SessionRunner:
         self.last_activity = time.time()
 
     @property
+    def client(self) -> ExecutorClient:
+        """The channel to this session's executor (port forwards open their tunnels through it)."""
+        return self._ctx.client
+
+    @property
     def consumer_name(self) -> str:
         return f"session_{self.session_id}"
 

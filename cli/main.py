@@ -26,6 +26,7 @@ from protocol import (
 )
 
 from ._common import configure_logging, nats_option, prefix_option, print_json, run_cli, with_client
+from ._mcp_cmd import load_mcp_config, mcp_config_option
 
 
 @click.group()
@@ -55,9 +56,10 @@ def cli(log_level: str, log_json: bool) -> None:
 @click.option("--public-host", default="127.0.0.1", show_default=True,
               help="Where forwarded sandbox ports listen (0.0.0.0 opens them to the network)")
 @prefix_option
+@mcp_config_option
 def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, workers: int, capacity: int,
        warm_pool: int, metrics_port: int | None, retention_days: float, stream_max_gb: float,
-       allowed_mounts: tuple[str, ...], public_host: str, prefix: str) -> None:
+       allowed_mounts: tuple[str, ...], public_host: str, prefix: str, mcp_config: str | None) -> None:
     """Run NATS, the controller, workers and the audit writer in the foreground."""
     from .up import UpConfig, run_until_signalled
 
@@ -66,7 +68,7 @@ def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, worker
                                       metrics_port=metrics_port, retention_s=retention_days * 86400,
                                       stream_max_bytes=int(stream_max_gb * 2**30),
                                       allowed_mounts=[os.path.abspath(p) for p in allowed_mounts],
-                                      public_host=public_host)))
+                                      public_host=public_host, mcp=load_mcp_config(mcp_config))))
 
 
 @cli.command()
@@ -112,9 +114,10 @@ def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: i
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port")
 @click.option("--public-host", default="127.0.0.1", show_default=True,
               help="Where forwarded sandbox ports listen (0.0.0.0 opens them to the network)")
+@mcp_config_option
 def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_id: str | None, capacity: int,
            base_dir: str, warm_pool: int, image: str | None, allowed_mounts: tuple[str, ...],
-           metrics_port: int | None, public_host: str) -> None:
+           metrics_port: int | None, public_host: str, mcp_config: str | None) -> None:
     """Run one runtime worker (or manage workers: `corral worker drain ID`)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -126,7 +129,8 @@ def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_
         config = DockerConfig(image=image) if backend == "docker" else backend
         w = Worker(WorkerConfig(nats_url=nats_url, prefix=prefix, backend=config, worker_id=worker_id,
                                 capacity=capacity, base_dir=os.path.abspath(base_dir), warm_pool=warm_pool,
-                                allowed_mounts=[os.path.abspath(p) for p in allowed_mounts], public_host=public_host))
+                                allowed_mounts=[os.path.abspath(p) for p in allowed_mounts], public_host=public_host,
+                                mcp=load_mcp_config(mcp_config)))
         await w.start(progress=lambda line: print(f"corral: {line}", file=sys.stderr, flush=True))
         if metrics_port:
             metrics.serve(metrics_port, "0.0.0.0")
@@ -505,9 +509,11 @@ def schema() -> None:
 @click.option("--density", default=0, show_default=True, help="Also start N idle sandboxes and report executor RSS")
 @click.option("--ipython", is_flag=True, help="Measure the jupyter plugin instead: cells, first cell, idle cost")
 @click.option("--browser", is_flag=True, help="Measure the browser plugin and forwarded ports instead")
+@click.option("--mcp", "mcp_", is_flag=True, help="Measure MCP calls instead: stdio in the sandbox, streamable HTTP "
+              "(--embedded: a private local deployment in this process)")
 @click.option("--json", "as_json", is_flag=True)
 def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend: str | None, embedded: bool,
-          worker_counts: str | None, density: int, ipython: bool, browser: bool, as_json: bool) -> None:
+          worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, as_json: bool) -> None:
     """Measure round trips and session starts against a running corral (see README)."""
     from .bench import BenchConfig, run_bench, run_browser_bench, run_ipython_bench, run_scaling
 
@@ -517,6 +523,10 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
         run_cli(run_ipython_bench(config))
     elif browser:
         run_cli(run_browser_bench(config))
+    elif mcp_:
+        from ._bench_mcp import mcp_bench
+
+        print(json.dumps(run_cli(mcp_bench(None if embedded else nats_url, calls=min(n_actions, 500), backend=backend)), indent=2))
     elif worker_counts:
         counts = [int(n) for n in worker_counts.split(",") if n.strip()]
         run_cli(run_scaling(config, counts))
@@ -528,6 +538,8 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
 
 from ._batch_cmd import batch  # noqa: E402
 from ._image_cmd import image  # noqa: E402
+from ._mcp_cmd import mcp, mcp_bridge  # noqa: E402
+from ._mcp_serve import mcp_serve  # noqa: E402
 from ._skills_cmd import skills  # noqa: E402
 from ._vscode_cmd import vscode  # noqa: E402
 
@@ -535,6 +547,9 @@ cli.add_command(batch)
 cli.add_command(image)
 cli.add_command(skills)
 cli.add_command(vscode)
+cli.add_command(mcp)
+cli.add_command(mcp_bridge)
+cli.add_command(mcp_serve)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from actors import StreamConfigOptions, Supervisor, metrics
 from actors.audit import AuditWriter
 from actors.controller import Controller, ControllerConfig
 from actors.embedded import EmbeddedNats
+from actors.mcp import MCPConfig
 from protocol import Subjects, connect_nats
 from workers.backends import deployment_id
 from workers.worker import Worker, WorkerConfig
@@ -46,6 +47,8 @@ class UpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """How long the stream keeps every action and observation."""
     stream_max_bytes: int = StreamConfigOptions().max_bytes
     """The stream's size cap (oldest messages go first)."""
+    mcp: MCPConfig = MCPConfig()
+    """MCP servers of every session (``--mcp-config`` and ``CORRAL_MCP_CONFIG``, merged)."""
     public_host: str = "127.0.0.1"
     """Where forwarded sandbox ports listen (``corral session expose``)."""
 
@@ -105,6 +108,7 @@ class Deployment:
                 nats_url=self.url, prefix=self.config.prefix, backend=backend, capacity=self.config.capacity,
                 base_dir=str(data / "workers"), worker_id=f"{os.uname().nodename}-{backend}-{n}-{deployment_id(str(data))}".replace(".", "-"),
                 warm_pool=self.config.warm_pool, stream=stream, allowed_mounts=list(self.config.allowed_mounts),
+                mcp=self.config.mcp,
                 public_host=self.config.public_host,
             ))
             await worker.start(progress=_progress)

@@ -4,6 +4,8 @@ Routes:
   GET  /v1/health   -> JSON {"ok": true, "session_id", "pid", "started_at"}
   POST /v1/action   body: one action (MessagePack, or JSON with Content-Type application/json)
                     -> chunked response, each chunk one observation: CmdChunk* then the final one.
+  GET  /v1/spawn    Upgrade: corral-stdio -> 101, then the connection is a process's stdin/stdout
+  GET  /v1/spawn/<id>/stderr -> the tail of that process's stderr (``_spawn``)
   GET  /v1/tunnel/<port>  with ``Upgrade: corral-tunnel``: 101, then a raw byte pipe to
                     127.0.0.1:<port> inside the sandbox (400 bad port, 502 nothing listens); see _tunnel.
   POST /v1/vscode   body {} -> JSON {"port", "workdir"}: the session's code-server, started if needed
@@ -45,6 +47,7 @@ from . import _http, _tunnel
 from ._channel import Claim, Health
 from ._offload import offload
 from ._shell import ShellManager, base_env
+from ._spawn import Spawner
 from .plugins import PluginSet, SandboxContext, resolve
 from ._vscode import VscodeRefused, serve_vscode  # isort: skip  (after .plugins, which registers it)
 
@@ -155,6 +158,13 @@ class Executor:
     def plugins(self) -> PluginSet | None:
         """The session's plugins (None while unclaimed)."""
         return self._plugins
+
+    def spawn_env(self) -> dict[str, str]:
+        """The environment a spawned process starts with: the session's shells' own."""
+        return dict(self._shells.env) if self._shells is not None else base_env(self._config.env)
+
+    def spawn_cwd(self) -> str:
+        return self._shells.cwd() if self._shells is not None else self._config.workdir
 
     def health(self) -> Health:
         return Health(session_id=self._session_id, pid=os.getpid(), started_at=self._started_at)
@@ -271,6 +281,7 @@ class ExecutorServer:
         self._config = config
         self._key = f"Bearer {config.key}".encode()
         self._server: asyncio.AbstractServer | None = None
+        self._spawner = Spawner(executor.spawn_env, executor.spawn_cwd)
 
     async def start(self) -> None:
         if self._config.listen_fd is not None:
@@ -299,6 +310,7 @@ class ExecutorServer:
         await self._server.serve_forever()
 
     async def aclose(self) -> None:
+        await self._spawner.aclose()
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -310,6 +322,10 @@ class ExecutorServer:
                 request = await _http.read_request(reader)
                 if request is None:
                     break
+                if request.path.startswith("/v1/spawn"):  # the connection may become a process's stdio
+                    if await self._spawn(request, reader, writer):
+                        break
+                    continue
                 if request.method == "GET" and request.path.startswith(_tunnel.PREFIX) and self._authorized(request):
                     await _tunnel.serve(request.path, request.headers, reader, writer)
                     break  # piped until both ends closed, or refused (the connection ends either way)
@@ -339,6 +355,14 @@ class ExecutorServer:
                 return await self._reply(writer, 400, "Bad Request", {"error": "not a valid action id"})
             return await self._result(action_id, writer)
         await self._reply(writer, 404, "Not Found", {"error": f"no route {request.method} {request.path}"})
+
+    async def _spawn(self, request: _http.Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Serve a ``/v1/spawn`` route; True when the connection is done with (it was upgraded)."""
+        if not self._authorized(request):
+            await self._reply(writer, 401, "Unauthorized", {"error": "missing or wrong session key"})
+            return False
+        await self._spawner.serve(request, reader, writer)
+        return request.path == "/v1/spawn"
 
     async def _reply(self, writer: asyncio.StreamWriter, status: int, reason: str,
                      body: dict[str, object] | msgspec.Struct) -> None:

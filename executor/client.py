@@ -35,6 +35,7 @@ from protocol import AnyAction, AnyObservation, decode_observation, encode
 
 from . import _http
 from ._channel import Claim, Health, VscodeServer
+from ._spawn_client import SpawnFailed, StdioHandle, StdioStreams, spawn_request_head
 from ._tunnel import pipe  # noqa: F401  (re-exported: the worker's port forwarder pipes with it)
 
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
@@ -361,6 +362,29 @@ class ExecutorClient:
             else:
                 writer.close()
 
+    async def spawn_stdio(self, argv: list[str], env: dict[str, str] | None = None,
+                          cwd: str | None = None) -> StdioStreams:
+        """Start ``argv`` in the sandbox (as its user, in its workdir); its stdout is the reader,
+        its stdin the writer. Closing the writer ends the process (its whole process group)."""
+        reader, writer = await self._open()
+        body = msgspec.json.encode({"argv": argv, "env": env or {}, "cwd": cwd})
+        try:
+            writer.write(spawn_request_head(self._auth, body))
+            status, headers = await self._read_head(reader, "the spawn")
+            if status != "101":
+                detail = (await self._read_body(reader, headers)).decode(errors="replace")
+                writer.close()
+                raise SpawnFailed(detail[:2000])
+        except BaseException as exc:
+            writer.close()
+            _reraise(exc, "the spawn")
+        handle = StdioHandle(spawn_id=headers.get("x-corral-spawn-id", ""), pid=int(headers.get("x-corral-pid", "0")),
+                             fetch_stderr=self._spawn_stderr)
+        return reader, writer, handle
+
+    async def _spawn_stderr(self, spawn_id: str) -> str:
+        status, body = await self._exchange("GET", f"/v1/spawn/{quote(spawn_id, safe='')}/stderr")
+        return body.decode(errors="replace") if status == "200" else ""
     async def open_tunnel(self, port: int) -> _Conn:
         """A byte pipe to TCP ``port`` of the sandbox's loopback, on a connection of its own.
 

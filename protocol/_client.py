@@ -44,6 +44,10 @@ from ._events import (
     FileWritten,
     IPythonOutput,
     IPythonRun,
+    McpCall,
+    McpList,
+    McpResult,
+    McpTools,
     PortInfo,
     PortRef,
     SessionInfo,
@@ -361,6 +365,19 @@ class Session:
         """Shorthand for a ``file_edit``: ``await session.edit("str_replace", path, old_str=..., new_str=...)``."""
         obs = await self.run(FileEdit(id=new_id(), command=command, path=path, **fields))  # type: ignore[arg-type]
         assert isinstance(obs, (FileEdited, Error))
+        return obs
+
+    async def mcp_list(self, server: str | None = None, **fields: Any) -> McpTools | Error:
+        """The tools of the session's MCP servers (``mcp_tools``), or of one of them."""
+        obs = await self.run(McpList(id=new_id(), server=server, **fields))
+        assert isinstance(obs, (McpTools, Error))
+        return obs
+
+    async def mcp_call(self, tool: str, arguments: dict[str, Any] | None = None, server: str | None = None,
+                       **fields: Any) -> McpResult | Error:
+        """Call an MCP tool (``server`` only when two servers offer ``tool``); ``timeout_s`` as a keyword."""
+        obs = await self.run(McpCall(id=new_id(), tool=tool, arguments=arguments or {}, server=server, **fields))
+        assert isinstance(obs, (McpResult, Error))
         return obs
 
     async def _publish(self, action: AnyAction) -> AnyObservation | None:

@@ -99,13 +99,21 @@ class BrowseInteractive(Action, frozen=True, kw_only=True, tag="browse_interacti
 
 
 class McpCall(Action, frozen=True, kw_only=True, tag="mcp_call"):
-    server: str
+    """Call a tool of one of the session's MCP servers; the answer is ``mcp_result`` (or an error:
+    ``unknown_tool``, ``ambiguous_tool``, ``invalid_argument``, ``mcp_unavailable``,
+    ``mcp_server_died``, ``timeout``). ``timeout_s`` bounds the call (default: the server's own)."""
+
+    server: str | None = None
+    """Which server's tool; needed only when two servers offer a tool of that name. (Was ``str``;
+    widened to ``str | None`` with a default: every old payload still decodes.)"""
     tool: str
     # The arguments belong to the MCP server's own tool schema, not to corral.
     arguments: dict[str, Any] = {}
 
 
 class McpList(Action, frozen=True, kw_only=True, tag="mcp_list"):
+    """List the tools of the session's MCP servers (one server's with ``server``): ``mcp_tools``."""
+
     server: str | None = None
 
 
@@ -252,7 +260,91 @@ class BrowserOutput(Observation, frozen=True, kw_only=True, tag="browser_output"
     """``content`` was cut to fit one broker message."""
 
 
-AnyObservation = CmdOutput | IPythonOutput | BrowserOutput | CmdChunk | FileContent | FileWritten | FileEdited | Error | ActionHeld | ConfirmResult
+class McpToolAnnotations(msgspec.Struct, frozen=True, kw_only=True):
+    """The MCP tool's hints, as its server gives them (None: not said)."""
+
+    title: str | None = None
+    read_only_hint: bool | None = None
+    """The tool changes nothing: a call that its server's death cut short is retried once."""
+    destructive_hint: bool | None = None
+    idempotent_hint: bool | None = None
+    open_world_hint: bool | None = None
+
+
+class McpTool(msgspec.Struct, frozen=True, kw_only=True):
+    server: str
+    name: str
+    description: str = ""
+    # The tool's JSON Schema belongs to its MCP server, not to corral.
+    input_schema: dict[str, Any] = {}
+    annotations: McpToolAnnotations | None = None
+
+
+class McpServerProblem(msgspec.Struct, frozen=True, kw_only=True):
+    """A server whose tools could not be listed (its error code and why); the others were."""
+
+    server: str
+    code: str
+    message: str
+
+
+class McpTools(Observation, frozen=True, kw_only=True, tag="mcp_tools"):
+    """The answer to ``mcp_list``: every tool of every server that answered, in server order."""
+
+    tools: list[McpTool] = []
+    unavailable: list[McpServerProblem] = []
+
+
+class McpText(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="text"):
+    text: str
+
+
+class McpImage(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="image"):
+    data: str
+    """Base64, as the server sent it."""
+    mime_type: str
+
+
+class McpAudio(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="audio"):
+    data: str
+    """Base64, as the server sent it."""
+    mime_type: str
+
+
+class McpResource(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="resource"):
+    """An embedded resource: its text, or its bytes as base64 in ``blob``."""
+
+    uri: str
+    mime_type: str | None = None
+    text: str | None = None
+    blob: str | None = None
+
+
+class McpResourceLink(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="resource_link"):
+    uri: str
+    name: str = ""
+    description: str | None = None
+    mime_type: str | None = None
+
+
+McpContent = McpText | McpImage | McpAudio | McpResource | McpResourceLink
+
+
+class McpResult(Observation, frozen=True, kw_only=True, tag="mcp_result"):
+    """The answer to ``mcp_call``: what the tool returned. ``is_error`` is the tool's own failure
+    (it ran and said so); failures to reach or run it are ``error`` observations instead."""
+
+    server: str
+    tool: str
+    content: list[McpContent] = []
+    is_error: bool = False
+    # The tool's structured output belongs to its MCP server's output schema, not to corral.
+    structured_content: dict[str, Any] | None = None
+    retried: bool = False
+    """The server died during a first attempt at this read-only call; this is the second one."""
+
+
+AnyObservation = CmdOutput | IPythonOutput | BrowserOutput | CmdChunk | FileContent | FileWritten | FileEdited | Error | ActionHeld | ConfirmResult | McpTools | McpResult
 
 OBSERVATION_KINDS: tuple[str, ...] = tuple(t.__struct_config__.tag for t in AnyObservation.__args__)  # type: ignore[attr-defined]
 INTERIM_KINDS: frozenset[str] = frozenset({"cmd_chunk", "action_held"})

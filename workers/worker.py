@@ -33,6 +33,7 @@ from actors import (
     stream_name,
     workers_bucket,
 )
+from actors.mcp import MCPConfig
 from executor.plugins import resolve
 from protocol import (
     ErrorReply,
@@ -106,6 +107,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     allowed_mounts: list[str] = []
     """Host directories sessions may mount (SessionSpec.mounts); nothing by default."""
     stream: StreamConfigOptions = StreamConfigOptions()
+    mcp: MCPConfig = MCPConfig()
+    """MCP servers every session of this worker has (``--mcp-config`` / ``CORRAL_MCP_CONFIG``)."""
     public_host: str = "127.0.0.1"
     """Where forwarded ports (``expose``, VS Code) listen on the host; 0.0.0.0 opens them to the network."""
     advertise_host: str | None = None
@@ -141,6 +144,7 @@ class Worker:
         self._runner_config = msgspec.structs.replace(config.runner, ack_wait_s=config.ack_wait_s,
                                                       chunk_ttl_s=config.stream.chunk_ttl_s)
         self._last_beat = time.time()
+        self._services = _services(config.mcp)
         advertise = config.advertise_host or (socket.gethostname() if config.public_host in ("0.0.0.0", "::") else None)
         self._forwards = PortForwards(PortAllocator(ranges={**RANGES, **config.port_ranges}, bind_host=config.public_host),
                                       bind_host=config.public_host, advertise_host=advertise)
@@ -226,7 +230,7 @@ class Worker:
         assert self._nc is not None
         return SessionRunner(self._nc, self._subjects, self._stream, handle, spec=spec, client=self._backend.client(handle),
                              config=self._runner_config, on_dead=self._sandbox_died,
-                             death_reason=lambda: self._backend.alive(handle))
+                             death_reason=lambda: self._backend.alive(handle), services=self._services)
 
     async def _watch_forever(self) -> None:
         """Notice sandboxes that died (OOM, killed, removed behind our back) even when no action runs."""
@@ -325,7 +329,7 @@ class Worker:
             request = decode_as(msg.data, SandboxCreate)
         except msgspec.DecodeError as exc:
             return await self._reply(msg, ErrorReply(code=codes.BAD_PAYLOAD, message=f"bad create request: {exc}"))
-        problem = spec_problem(request.spec) or _plugins_problem(request.spec)
+        problem = spec_problem(request.spec) or _plugins_problem(request.spec) or _mcp_problem(self._config.mcp, request.spec)
         if problem:
             return await self._reply(msg, ErrorReply(code=codes.INVALID_SPEC, message=problem))
         if self._draining:
@@ -496,6 +500,8 @@ class Worker:
         if self._closing:
             await asyncio.wait(self._closing, timeout=30)
         await cancel_and_wait(self._tasks | self._closing)
+        if "mcp" in self._services:
+            await self._services["mcp"].aclose()
         await self._backend.aclose()
         if self._nc is not None and not self._nc.is_closed:
             try:
@@ -514,3 +520,26 @@ def _plugins_problem(spec: SessionSpec) -> str | None:
     except ValueError as exc:
         return f"plugins: {exc}"
     return None
+
+
+def _mcp_problem(host: MCPConfig, spec: SessionSpec) -> str | None:
+    """Why the spec's ``mcp`` cannot be used with this worker's servers (a clash, a bad field)."""
+    from actors.mcp import McpConfigError, session_config
+
+    try:
+        session_config(host, spec.mcp)
+    except McpConfigError as exc:
+        return str(exc)
+    return None
+
+
+def _services(mcp: MCPConfig) -> dict[str, Any]:
+    """What the worker shares with its sessions' handlers: the MCP bridge, when the SDK is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("mcp") is None or importlib.util.find_spec("jsonschema") is None:
+        log.info("mcp_bridge_disabled", reason="the mcp extra is not installed (pip install 'corral[mcp]')")
+        return {}
+    from actors.mcp import McpBridge
+
+    return {"mcp": McpBridge(mcp)}

@@ -20,7 +20,17 @@ from protocol import (
     FileWritten,
     IPythonRun,
     McpCall,
+    McpImage,
     McpList,
+    McpResource,
+    McpResourceLink,
+    McpResult,
+    McpServerProblem,
+    McpText,
+    McpTool,
+    McpToolAnnotations,
+    McpTools,
+    McpAudio,
     PortInfo,
     Resources,
     SessionInfo,
@@ -46,6 +56,7 @@ ACTIONS = [
     Confirm(id="a10", action_id="a1", approve=False),
     BrowseUrl(id="a11", url="http://127.0.0.1:8000/a", return_axtree=True, screenshot=True, timeout_s=5.0),
     BrowseInteractive(id="a12", browser_actions="fill('12', 'x')\nclick('13')", return_axtree=True, screenshot=True),
+    McpCall(id="a13", tool="get_current_time", arguments={"timezone": "UTC"}, timeout_s=5.0),
 ]
 
 OBSERVATIONS = [
@@ -63,6 +74,18 @@ OBSERVATIONS = [
                   open_pages_urls=["http://127.0.0.1:8000/a"], active_page_index=0, focused_element_bid="13",
                   last_browser_action="click('13')", last_browser_action_error="", downloads=["/tmp/out/d.txt"],
                   browser_restarted=True, truncated=True),
+    McpTools(id="o10", cause="a9", session_id="s1", tools=[
+        McpTool(server="time", name="get_current_time", description="Now", input_schema={"type": "object"},
+                annotations=McpToolAnnotations(title="Time", read_only_hint=True, destructive_hint=False,
+                                               idempotent_hint=True, open_world_hint=False))],
+        unavailable=[McpServerProblem(server="git", code="mcp_unavailable", message="exit code 1: boom")]),
+    McpResult(id="o11", cause="a8", session_id="s1", server="fs", tool="read", is_error=True, retried=True,
+              structured_content={"n": 3}, content=[
+                  McpText(text="hi"), McpImage(data="iVBORw0=", mime_type="image/png"),
+                  McpAudio(data="UklGRg==", mime_type="audio/wav"),
+                  McpResource(uri="file:///x", mime_type="text/plain", text="x"),
+                  McpResource(uri="file:///y", blob="AAE="),
+                  McpResourceLink(uri="file:///z", name="z", description="a file", mime_type="text/plain")]),
 ]
 
 REPLIES = [

@@ -3,6 +3,7 @@
 from ._gates import ALLOW, GATES, Allow, Deny, Gate, GateChain, Hold, Verdict
 from ._handlers import HANDLERS, Emit, ExecutorHandler, Handler, SandboxDied, SessionContext
 from ._runner import RunnerConfig, SessionRunner
+from . import _mcp  # noqa: F401  (registers the `mcp` handler)
 
 __all__ = [
     "ALLOW", "GATES", "HANDLERS", "Allow", "Deny", "Emit", "ExecutorHandler", "Gate", "GateChain", "Handler", "Hold",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import time
-from typing import Awaitable, Callable, ClassVar
+from typing import Any, Awaitable, Callable, ClassVar
 
 import msgspec
 
@@ -66,6 +66,8 @@ class SessionContext(msgspec.Struct, frozen=True, kw_only=True):
     death_reason: DeathReason | None = None
     report_plugins: ReportPlugins | None = None
     """Publish the session's plugin states (``session_info.plugins``) when one changes."""
+    services: dict[str, Any] = {}
+    """What the worker shares with its sessions' handlers, by name (``mcp``: the MCP bridge)."""
 
 
 class Handler(abc.ABC):
@@ -205,4 +207,5 @@ def _plugin_status(name: str, answer: AnyObservation) -> PluginStatus:
 
 
 HANDLERS.register("executor", ExecutorHandler)
-DEFAULT_HANDLERS = ["executor"]
+DEFAULT_HANDLERS = ["executor", "mcp"]
+"""``mcp`` serves only where the worker shares an MCP bridge (``SessionContext.services``)."""

@@ -120,7 +120,7 @@ class SessionRunner:
     def __init__(self, nc: Nats, subjects: Subjects, stream: str, handle: SandboxHandle, *,
                  spec: SessionSpec = SessionSpec(), client: ExecutorClient | None = None,
                  config: RunnerConfig = RunnerConfig(), on_dead: Callable[[str, str], None] | None = None,
-                 death_reason: DeathReason | None = None) -> None:
+                 death_reason: DeathReason | None = None, services: dict[str, Any] | None = None) -> None:
         self._nc = nc
         self._js = nc.jetstream()
         self._subjects = subjects
@@ -130,7 +130,7 @@ class SessionRunner:
         self._ctx = SessionContext(session_id=handle.session_id, spec=spec, handle=handle, death_reason=death_reason,
                                    client=client or ExecutorClient(key=handle.key, socket_path=handle.socket_path,
                                                                    host=handle.host, port=handle.port),
-                                   report_plugins=self._report_plugins)
+                                   report_plugins=self._report_plugins, services=services or {})
         self._info: SessionInfo | None = None
         """The last status this runner published, the base of plugin-state updates."""
         self._config = config

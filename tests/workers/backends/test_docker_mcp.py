@@ -1,0 +1,75 @@
+"""stdio MCP servers in Docker sandboxes (image variant ``mcp``, network ``none``): the executor
+starts them inside the container, as its user, and carries their stdio over the private channel."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiodocker
+import pytest
+
+from actors.controller import Controller, ControllerConfig
+from protocol import Client, McpResult, McpText, new_id
+from workers.backends.docker import DockerBackend, DockerConfig
+from workers.worker import Worker, WorkerConfig
+
+from .test_docker import ENGINE, remove_worker_sandboxes
+
+pytestmark = [pytest.mark.skipif(not ENGINE, reason="no Docker engine answers (dockerd / DOCKER_HOST)"),
+              pytest.mark.slow, pytest.mark.timeout(600)]  # a first run builds the variant image
+
+SERVERS = {"stdio_servers": [{"name": "time", "command": "mcp-server-time"},
+                             {"name": "fetch", "command": "mcp-server-fetch",
+                              "args": ["--ignore-robots-txt", "--allow-private-ips"]}]}
+
+
+@pytest.fixture(scope="session")
+def mcp_image() -> str:
+    """The runtime image with the ``mcp`` variant, built once per test session (reused when present)."""
+    from images import ensure_runtime_image
+
+    async def ensure() -> str:
+        async with aiodocker.Docker() as docker:
+            return await ensure_runtime_image(docker, variants=("mcp",))
+    return asyncio.run(ensure())
+
+
+@pytest.fixture
+async def client(nats_server, tmp_path, mcp_image):
+    worker_id = "wm-" + new_id()[:10]
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url))
+    await ctl.start()
+    base = str(tmp_path / "w")
+    backend = DockerBackend(base_dir=base, worker_id=worker_id, config=DockerConfig(image=mcp_image))
+    worker = Worker(WorkerConfig(nats_url=nats_server.url, worker_id=worker_id, backend="docker", base_dir=base,
+                                 warm_pool=0), backend=backend)
+    await worker.start()
+    try:
+        async with await Client.connect(nats_server.url) as c:
+            yield c
+    finally:
+        await worker.aclose()
+        await ctl.aclose()
+        await remove_worker_sandboxes(base, worker_id, mcp_image)
+
+
+def text(result: object) -> str:
+    assert isinstance(result, McpResult), result
+    return "".join(c.text for c in result.content if isinstance(c, McpText))
+
+
+async def test_stdio_servers_run_inside_a_container_without_network(client):
+    async with await client.create_session(mcp=SERVERS, network="none") as s:
+        now = await s.mcp_call("get_current_time", {"timezone": "Europe/Paris"})
+        assert now.structured_content["timezone"] == "Europe/Paris", now
+        who = await s.cmd("python3 -c \"import os; print(sorted({os.stat(f'/proc/{p}').st_uid for p in os.listdir('/proc') "
+                          "if p.isdigit() and b'mcp-server-time' in open(f'/proc/{p}/cmdline', 'rb').read()}))\"")
+        assert who.content.strip() == "[1000]", who  # the sandbox's user, not root
+        await s.write_file("/workspace/site/index.html", "<html><body><h1>Inside the box</h1></body></html>")
+        await s.cmd("cd /workspace/site && (python3 -m http.server 8123 --bind 127.0.0.1 >/dev/null 2>&1 &) && "
+                    "for i in $(seq 100); do python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 8123))' "
+                    "2>/dev/null && break; sleep 0.1; done")
+        page = text(await s.mcp_call("fetch", {"url": "http://127.0.0.1:8123/"}))
+        assert "Inside the box" in page
+        outside = await s.mcp_call("fetch", {"url": "http://example.com/"})
+        assert outside.is_error  # network none: the server in the sandbox cannot reach out

@@ -9,12 +9,9 @@ import base64
 import aiodocker
 import pytest
 
-from actors.controller import Controller, ControllerConfig
-from protocol import BrowserOutput, Client, new_id
-from workers.backends.docker import DockerBackend, DockerConfig
-from workers.worker import Worker, WorkerConfig
+from protocol import BrowserOutput
 
-from ..workers.backends.test_docker import ENGINE, remove_worker_sandboxes
+from ..workers.backends.test_docker import ENGINE, docker_deployment
 from ._browser_site import bid_of, serve
 
 pytestmark = [pytest.mark.skipif(not ENGINE, reason="no Docker engine answers (dockerd / DOCKER_HOST)"),
@@ -34,23 +31,10 @@ def browser_image() -> str:
 
 @pytest.fixture
 async def browser(nats_server, tmp_path, browser_image):
-    worker_id = "wb-" + new_id()[:10]
-    ctl = Controller(ControllerConfig(nats_url=nats_server.url))
-    await ctl.start()
-    base = str(tmp_path / "w")
-    backend = DockerBackend(base_dir=base, worker_id=worker_id, config=DockerConfig(image=browser_image))
-    worker = Worker(WorkerConfig(nats_url=nats_server.url, worker_id=worker_id, backend="docker", base_dir=base,
-                                 warm_pool=0), backend=backend)
-    await worker.start()
-    try:
-        async with await Client.connect(nats_server.url) as c:
-            async with await c.create_session(plugins=["browser"], network="none") as s:
-                s.site = await serve(s, port=8000)
-                yield s
-    finally:
-        await worker.aclose()
-        await ctl.aclose()
-        await remove_worker_sandboxes(base, worker_id, browser_image)
+    async with docker_deployment(nats_server.url, str(tmp_path / "w"), browser_image, prefix="wb") as c:
+        async with await c.create_session(plugins=["browser"], network="none") as s:
+            s.site = await serve(s, port=8000)
+            yield s
 
 
 async def test_chromium_runs_as_the_sandbox_user_and_renders_a_page_served_inside(browser):

@@ -5,34 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from actors.controller import Controller, ControllerConfig
-from protocol import Client, FileEdit, IPythonOutput, new_id
-from workers.backends.docker import DockerBackend, DockerConfig
-from workers.worker import Worker, WorkerConfig
+from protocol import FileEdit, IPythonOutput, new_id
 
-from ..workers.backends.test_docker import ENGINE, remove_worker_sandboxes, runtime_image  # noqa: F401  (fixture)
+from ..workers.backends.test_docker import ENGINE, docker_deployment, runtime_image  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.skipif(not ENGINE, reason="no Docker engine answers (dockerd / DOCKER_HOST)"),
               pytest.mark.slow, pytest.mark.timeout(600)]  # a first run builds the variant image
 
 
 @pytest.fixture
-async def client(nats_server, tmp_path, runtime_image):
-    worker_id = "wj-" + new_id()[:10]
-    ctl = Controller(ControllerConfig(nats_url=nats_server.url))
-    await ctl.start()
-    base = str(tmp_path / "w")
-    backend = DockerBackend(base_dir=base, worker_id=worker_id, config=DockerConfig(image=None))
-    worker = Worker(WorkerConfig(nats_url=nats_server.url, worker_id=worker_id, backend="docker", base_dir=base,
-                                 warm_pool=0), backend=backend)
-    await worker.start()
-    try:
-        async with await Client.connect(nats_server.url) as c:
-            yield c
-    finally:
-        await worker.aclose()
-        await ctl.aclose()
-        await remove_worker_sandboxes(base, worker_id, runtime_image)
+async def client(nats_server, tmp_path, runtime_image):  # noqa: F811  (the fixture builds the image first)
+    async with docker_deployment(nats_server.url, str(tmp_path / "w"), None, prefix="wj") as c:
+        yield c
 
 
 async def test_a_kernel_in_a_container_runs_cells_as_the_sandbox_user_and_survives_its_death(client):

@@ -9,13 +9,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from actors.controller import Controller, ControllerConfig
 from images import code_server_root
-from protocol import Client, RequestError, VscodeInfo, codes, new_id
-from workers.backends.docker import DockerBackend, DockerConfig
-from workers.worker import Worker, WorkerConfig
+from protocol import RequestError, VscodeInfo, codes
 
-from ..workers.backends.test_docker import ENGINE, remove_worker_sandboxes, runtime_image  # noqa: F401  (fixture)
+from ..workers.backends.test_docker import ENGINE, docker_deployment, runtime_image  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.skipif(code_server_root() is None, reason="code-server is not installed on this host: "
                                  "corral vscode install (./dev setup does)"), pytest.mark.timeout(600)]
@@ -65,21 +62,8 @@ async def test_a_session_without_the_plugin_gets_plugin_not_enabled(client):
 
 @pytest.fixture
 async def docker_client(nats_server, tmp_path, runtime_image):  # noqa: F811
-    worker_id = "wv-" + new_id()[:10]
-    ctl = Controller(ControllerConfig(nats_url=nats_server.url))
-    await ctl.start()
-    base = str(tmp_path / "w")
-    backend = DockerBackend(base_dir=base, worker_id=worker_id, config=DockerConfig(image=None))
-    worker = Worker(WorkerConfig(nats_url=nats_server.url, worker_id=worker_id, backend="docker", base_dir=base,
-                                 warm_pool=0), backend=backend)
-    await worker.start()
-    try:
-        async with await Client.connect(nats_server.url) as c:
-            yield c
-    finally:
-        await worker.aclose()
-        await ctl.aclose()
-        await remove_worker_sandboxes(base, worker_id, runtime_image)
+    async with docker_deployment(nats_server.url, str(tmp_path / "w"), None, prefix="wv") as c:
+        yield c
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ built offline from this checkout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
@@ -18,13 +19,14 @@ import sys
 import tarfile
 import tempfile
 import time
+from typing import AsyncIterator
 
 import aiodocker
 from aiodocker.exceptions import DockerError
 import pytest
 
 from executor.client import ExecutorClient, ExecutorUnavailable
-from protocol import CmdOutput, CmdRun, Mount, Resources, SessionSpec, codes, new_id
+from protocol import Client, CmdOutput, CmdRun, Mount, Resources, SessionSpec, codes, new_id
 from workers.backends import BackendError
 from workers.backends.docker import DockerBackend, DockerConfig, ImageNotFound
 
@@ -147,11 +149,35 @@ async def _remove_worker_containers(worker_id: str) -> None:
                     raise
 
 
-async def remove_worker_sandboxes(base_dir: str, worker_id: str, image: str) -> None:
+async def remove_worker_sandboxes(base_dir: str, worker_id: str, image: str | None) -> None:
     """Everything a test's worker left: containers and their host dirs (sockets live outside tmp_path)."""
     async with DockerBackend(base_dir=base_dir, worker_id=worker_id, config=DockerConfig(image=image)) as cleanup:
         await cleanup.sweep(set())
     await _remove_worker_containers(worker_id)
+
+
+@contextlib.asynccontextmanager
+async def docker_deployment(nats_url: str, base_dir: str, image: str | None, *, prefix: str = "wd") -> AsyncIterator[Client]:
+    """A controller and one Docker worker (no warm pool) on ``nats_url``, and a client of theirs;
+    the worker's containers and host dirs are removed afterwards whatever happens. ``image`` None:
+    the worker picks (and builds on first need) the image a session's plugins need."""
+    from actors.controller import Controller, ControllerConfig
+    from workers.worker import Worker, WorkerConfig
+
+    worker_id = f"{prefix}-" + new_id()[:10]
+    ctl = Controller(ControllerConfig(nats_url=nats_url))
+    await ctl.start()
+    backend = DockerBackend(base_dir=base_dir, worker_id=worker_id, config=DockerConfig(image=image))
+    worker = Worker(WorkerConfig(nats_url=nats_url, worker_id=worker_id, backend="docker", base_dir=base_dir,
+                                 warm_pool=0), backend=backend)
+    await worker.start()
+    try:
+        async with await Client.connect(nats_url) as client:
+            yield client
+    finally:
+        await worker.aclose()
+        await ctl.aclose()
+        await remove_worker_sandboxes(base_dir, worker_id, image)
 
 
 @pytest.fixture

@@ -8,12 +8,9 @@ import asyncio
 import aiodocker
 import pytest
 
-from actors.controller import Controller, ControllerConfig
-from protocol import Client, McpResult, McpText, new_id
-from workers.backends.docker import DockerBackend, DockerConfig
-from workers.worker import Worker, WorkerConfig
+from protocol import McpResult, McpText
 
-from .test_docker import ENGINE, remove_worker_sandboxes
+from .test_docker import ENGINE, docker_deployment
 
 pytestmark = [pytest.mark.skipif(not ENGINE, reason="no Docker engine answers (dockerd / DOCKER_HOST)"),
               pytest.mark.slow, pytest.mark.timeout(600)]  # a first run builds the variant image
@@ -36,21 +33,8 @@ def mcp_image() -> str:
 
 @pytest.fixture
 async def client(nats_server, tmp_path, mcp_image):
-    worker_id = "wm-" + new_id()[:10]
-    ctl = Controller(ControllerConfig(nats_url=nats_server.url))
-    await ctl.start()
-    base = str(tmp_path / "w")
-    backend = DockerBackend(base_dir=base, worker_id=worker_id, config=DockerConfig(image=mcp_image))
-    worker = Worker(WorkerConfig(nats_url=nats_server.url, worker_id=worker_id, backend="docker", base_dir=base,
-                                 warm_pool=0), backend=backend)
-    await worker.start()
-    try:
-        async with await Client.connect(nats_server.url) as c:
-            yield c
-    finally:
-        await worker.aclose()
-        await ctl.aclose()
-        await remove_worker_sandboxes(base, worker_id, mcp_image)
+    async with docker_deployment(nats_server.url, str(tmp_path / "w"), mcp_image, prefix="wm") as c:
+        yield c
 
 
 def text(result: object) -> str:

@@ -57,3 +57,14 @@ async def test_stdio_servers_run_inside_a_container_without_network(client):
         assert "Inside the box" in page
         outside = await s.mcp_call("fetch", {"url": "http://example.com/"})
         assert outside.is_error  # network none: the server in the sandbox cannot reach out
+
+
+async def test_the_pypi_git_server_in_a_container_sees_the_sandboxs_repository(client):
+    spec = {"stdio_servers": [{"name": "git", "command": "mcp-server-git"}]}
+    async with await client.create_session(mcp=spec, network="none") as s:
+        made = await s.cmd("git init -q /workspace/repo && cd /workspace/repo && git config user.email t@t && "
+                           "git config user.name t && echo one > a.txt && git add a.txt && git commit -qm 'in the box' && "
+                           "echo two >> a.txt")
+        assert made.exit_code == 0, made
+        assert "in the box" in text(await s.mcp_call("git_log", {"repo_path": "/workspace/repo"}))
+        assert "+two" in text(await s.mcp_call("git_diff_unstaged", {"repo_path": "/workspace/repo"}))

@@ -125,7 +125,7 @@ class Spawner:
         env = {**self._env(), **spec.env}
         program = _resolve(spec.argv[0], env.get("PATH", os.defpath))
         proc = await asyncio.create_subprocess_exec(
-            program, *spec.argv[1:], cwd=spec.cwd or self._cwd(), env=env, stdin=asyncio.subprocess.PIPE,
+            *program, *spec.argv[1:], cwd=spec.cwd or self._cwd(), env=env, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=PIPE_READ)
         return _Spawned(proc)
 
@@ -134,15 +134,35 @@ class Spawner:
             spawned.kill()
 
 
-def _resolve(command: str, path: str) -> str:
-    """A bare name is looked up on the session's PATH, then beside the executor's interpreter
-    (where corral's venv and the image variant ``mcp`` install the servers' console scripts)."""
+def _resolve(command: str, path: str) -> list[str]:
+    """The argv head for ``command``: a bare name is looked up on the session's PATH, then beside
+    the executor's interpreter (where corral's venv and the image variant ``mcp`` install the
+    servers' console scripts), then among the console scripts of the distributions this
+    interpreter can import (a bubblewrap sandbox carries the servers' packages, not their scripts)."""
     if "/" in command:
-        return command
+        return [command]
     found = shutil.which(command, path=path) or shutil.which(command, path=os.path.dirname(sys.executable))
-    if found is None:
-        raise FileNotFoundError(f"{command!r} is not on the sandbox's PATH ({path}) nor beside {sys.executable}")
-    return found
+    if found is not None:
+        return [found]
+    import importlib.metadata  # here, not at the executor's start: only a spawn of such a name pays for it
+
+    if importlib.metadata.entry_points(group="console_scripts", name=command):
+        return _script_argv(command)
+    raise FileNotFoundError(f"{command!r} is not on the sandbox's PATH ({path}), nor beside {sys.executable}, "
+                            "nor a console script of a distribution it can import")
+
+
+def _script_argv(name: str) -> list[str]:
+    """Run console script ``name`` by its entry point, as the script pip would have written does.
+    An executor isolated from site-packages (``-I -S``, a bubblewrap sandbox's runtime copy) gives
+    the server the same isolation and the runtime directory, which carries the server's packages."""
+    head, flags = "import sys, importlib.metadata as m; ", []
+    if sys.flags.isolated:
+        runtime = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        head, flags = head + f"sys.path.insert(0, {runtime!r}); ", ["-I", "-S"]
+    code = head + ("name = sys.argv.pop(1); sys.argv[0] = name; "
+                   "sys.exit(next(iter(m.entry_points(group='console_scripts', name=name))).load()())")
+    return [sys.executable, *flags, "-c", code, name]
 
 
 async def _carry(spawned: _Spawned, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -10,7 +10,7 @@ from typing import Callable, Iterable
 
 from executor.code_server import IMAGE_ROOT as CODE_SERVER_IMAGE_ROOT, ROOT_ENV as CODE_SERVER_ENV
 from executor.plugins import PLUGINS, PluginUnavailable, check_available, resolve, variants_for
-from protocol import Mount, UnknownName, codes
+from protocol import Mount, SessionSpec, UnknownName, codes
 
 from ._base import BackendError
 
@@ -68,6 +68,25 @@ def servable_modules() -> tuple[str, ...]:
             continue
         modules.update(dict.fromkeys(plugin_modules((name,))))
     return tuple(modules)
+
+
+MCP_SCRIPT_PREFIXES = ("mcp-server-", "mcp_server_")
+
+
+def mcp_server_modules() -> tuple[str, ...]:
+    """The top-level modules of the installed stdio MCP servers (distributions with a console
+    script named ``mcp-server-*``, as the PyPI reference servers have), for sandboxes that carry a
+    copy of them: there the executor runs such a server by its entry point."""
+    import importlib.metadata
+
+    return tuple(sorted({ep.module.split(".")[0] for ep in importlib.metadata.entry_points(group="console_scripts")
+                         if ep.name.startswith(MCP_SCRIPT_PREFIXES)}))
+
+
+def needs_plugin_runtime(spec: SessionSpec) -> bool:
+    """Does the session need a sandbox that carries Python packages beyond the executor's own:
+    its plugins' modules, or the stdio MCP servers its spec names?"""
+    return bool(plugin_modules(spec.plugins)) or bool(spec.mcp.get("stdio_servers"))
 
 
 def code_server_env() -> dict[str, str]:

@@ -66,7 +66,7 @@ from ._bwrap_seccomp import compile_filter
 from ._bwrap_spawn import SpawnFds, listen_unix, private_file, read_json_fd
 from ._hostdir import HostDirBackend, default_socket_dir
 from ._limits import Resources, invalid, resolve_network, resolve_resources
-from ._plugins import check_plugins_here, code_server_mounts, plugin_modules, servable_modules
+from ._plugins import check_plugins_here, code_server_mounts, mcp_server_modules, needs_plugin_runtime, servable_modules
 
 log = structlog.get_logger()
 
@@ -221,7 +221,7 @@ class BubblewrapBackend(HostDirBackend):
             return None  # never pooled: the cold start reports the error
         mounts = ",".join(f"{m.source}>{m.target}:{'ro' if m.read_only else 'rw'}"
                           for m in [*spec.mounts, *self._plugin_mounts(spec)])
-        runtime = "plugins" if plugin_modules(spec.plugins) else "core"
+        runtime = "plugins" if needs_plugin_runtime(spec) else "core"
         return f"bwrap:{runtime}:{network}:{limits.memory_mb}m:{limits.pids}p:{limits.cpus or 0}c:{mounts}"
 
     def _plugin_mounts(self, spec: SessionSpec) -> list[Mount]:
@@ -252,7 +252,7 @@ class BubblewrapBackend(HostDirBackend):
     async def _make_ready(self, plugins: bool) -> "_Ready":
         if os.geteuid() == 0:
             await asyncio.to_thread(ensure_nosuid_mount, self._top)
-        modules = servable_modules() if plugins else ()
+        modules = tuple(dict.fromkeys((*servable_modules(), *mcp_server_modules()))) if plugins else ()
         started = time.monotonic()
         etc = {**SYNTHETIC_ETC, **EGRESS_ETC}
         runtime = await asyncio.to_thread(build_runtime, self._top / ".runtime", etc, modules)
@@ -269,7 +269,7 @@ class BubblewrapBackend(HostDirBackend):
     # ------------------------------------------------------------------ start
     async def prestart(self, spec: SessionSpec) -> SandboxHandle:
         limits, network = self._limits(spec), network_for(spec)
-        ready = await self._ensure_ready(plugins=bool(plugin_modules(spec.plugins)))
+        ready = await self._ensure_ready(plugins=needs_plugin_runtime(spec))
         sandbox_id = "b" + new_id()
         sandbox_dir = self._root / sandbox_id
         self._make_root()  # again: a backend that closed on this directory may have removed it

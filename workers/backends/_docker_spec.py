@@ -124,7 +124,16 @@ def resolve_limits(spec: SessionSpec, config: DockerConfig, *, engine_cpus: floa
     return Limits(image=spec.image or config.image, cpus=round(float(cpus), 3), memory_mb=int(memory_mb),
                   pids=int(pids), network=network, runtime=runtime,  # type: ignore[arg-type]
                   mounts=tuple((m.source, m.target, m.read_only) for m in spec.mounts),
-                  variants=plugin_variants(spec.plugins))
+                  variants=_variants(spec, config))
+
+
+def _variants(spec: SessionSpec, config: DockerConfig) -> tuple[str, ...]:
+    """The image variants the session needs: its plugins', and ``mcp`` for stdio MCP servers when
+    the worker picks the image (an image the session or worker names is taken as it is for those)."""
+    variants = plugin_variants(spec.plugins)
+    if spec.mcp.get("stdio_servers") and not (spec.image or config.image):
+        variants = tuple(sorted({*variants, "mcp"}))
+    return variants
 
 
 GVISOR_RUNTIME = "runsc"

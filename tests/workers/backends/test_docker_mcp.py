@@ -68,3 +68,11 @@ async def test_the_pypi_git_server_in_a_container_sees_the_sandboxs_repository(c
         assert made.exit_code == 0, made
         assert "in the box" in text(await s.mcp_call("git_log", {"repo_path": "/workspace/repo"}))
         assert "+two" in text(await s.mcp_call("git_diff_unstaged", {"repo_path": "/workspace/repo"}))
+
+
+async def test_a_session_naming_stdio_servers_gets_the_mcp_image_when_the_worker_picks(nats_server, tmp_path, mcp_image):
+    spec = {"stdio_servers": [{"name": "time", "command": "mcp-server-time"}]}
+    async with docker_deployment(nats_server.url, str(tmp_path / "w"), None, prefix="wa") as c:
+        async with await c.create_session(mcp=spec) as s:
+            now = await s.mcp_call("get_current_time", {"timezone": "UTC"})
+            assert isinstance(now, McpResult) and now.structured_content["timezone"] == "UTC", now

@@ -177,7 +177,7 @@ class Worker:
         self._supervisor.start("heartbeat", self._heartbeat_forever)
         self._supervisor.start("sweeper", self._sweep_forever)
         self._supervisor.start("watchdog", self._watch_forever)
-        self._pool.prime(SessionSpec())
+        self._pool.prime(self._sandbox_spec(SessionSpec()))
         await self._nc.flush()
         log.info("worker_started", worker_id=self.worker_id, backend=self._backend.name, capacity=self._config.capacity)
 
@@ -342,7 +342,7 @@ class Worker:
         finally:
             self._starting -= 1
         await self._reply(msg, info)
-        self._pool.prime(request.spec)  # refill only now: a sandbox start must not slow the claim
+        self._pool.prime(self._sandbox_spec(request.spec))  # refill only now: a sandbox start must not slow the claim
         await self._heartbeat()
 
     async def create_session(self, request: SandboxCreate) -> SessionInfo | ErrorReply:
@@ -350,7 +350,7 @@ class Worker:
         assert self._nc is not None
         started = time.perf_counter()
         try:
-            handle, warm = await self._sandbox_for(sid, request.spec)
+            handle, warm = await self._sandbox_for(sid, self._sandbox_spec(request.spec))
         except BackendError as exc:
             metrics.failures.labels("worker", exc.code).inc()
             log.warning("sandbox_create_failed", session_id=sid, error=str(exc))
@@ -370,6 +370,14 @@ class Worker:
         log.info("session_ready", session_id=sid, worker_id=self.worker_id, warm=warm,
                  start_ms=round((time.perf_counter() - started) * 1000, 1))
         return info
+
+    def _sandbox_spec(self, spec: SessionSpec) -> SessionSpec:
+        """The spec the backend sees: with this worker's own stdio MCP servers added, so a backend
+        gives the sandbox what runs them (bubblewrap's runtime copy, Docker's ``mcp`` variant)."""
+        if not self._config.mcp.stdio_servers or spec.mcp.get("stdio_servers"):
+            return spec
+        servers = msgspec.to_builtins(self._config.mcp.stdio_servers)
+        return msgspec.structs.replace(spec, mcp={**spec.mcp, "stdio_servers": servers})
 
     async def _sandbox_for(self, session_id: str, spec: SessionSpec) -> tuple[SandboxHandle, bool]:
         """A warm sandbox claimed for the session, else a cold start (bounded by the start semaphore)."""

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from actors.mcp import parse
 from cli.up import Deployment, UpConfig
 from protocol import Client, CmdOutput, McpResult, McpText
 from workers.backends.bubblewrap import SANDBOX_UID
@@ -48,3 +49,13 @@ async def test_the_pypi_git_server_sees_the_sandboxs_repository(client):
         assert isinstance(made, CmdOutput) and made.exit_code == 0, made
         assert "in the bubble" in text(await s.mcp_call("git_log", {"repo_path": "/workspace/repo"}))
         assert "+two" in text(await s.mcp_call("git_diff_unstaged", {"repo_path": "/workspace/repo"}))
+
+
+async def test_a_stdio_server_of_the_workers_own_config_runs_in_a_plain_session(nats_server, tmp_path):
+    host = parse({"stdio_servers": [{"name": "time", "command": "mcp-server-time"}]})
+    config = UpConfig(nats_url=nats_server.url, data_dir=str(tmp_path / "corral"), backend="bubblewrap", audit=False,
+                      mcp=host)
+    async with Deployment(config) as dep, await Client.connect(dep.url) as c:
+        async with await c.create_session() as s:
+            now = await s.mcp_call("get_current_time", {"timezone": "UTC"})
+            assert isinstance(now, McpResult) and now.structured_content["timezone"] == "UTC", now

@@ -109,9 +109,10 @@ async def test_binary_file_read_as_text_is_binary_file(session):
     assert isinstance(obs, Error) and obs.code == codes.BINARY_FILE
 
 
-async def test_unimplemented_kind_is_unsupported(session):
+async def test_a_browse_action_without_the_browser_plugin_is_plugin_not_enabled_saying_how(session):
     obs = await session.run(BrowseUrl(id=new_id(), url="http://127.0.0.1/"))
-    assert isinstance(obs, Error) and obs.code == codes.UNSUPPORTED and obs.cause is not None
+    assert isinstance(obs, Error) and obs.code == codes.PLUGIN_NOT_ENABLED and obs.cause is not None
+    assert "plugins: ['browser']" in obs.message
 
 
 async def test_a_plugin_kind_the_session_did_not_ask_for_is_plugin_not_enabled(session):

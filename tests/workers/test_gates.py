@@ -33,7 +33,7 @@ async def gated(nats_server, tmp_path):
     ctl = Controller(ControllerConfig(nats_url=nats_server.url))
     await ctl.start()
     worker = Worker(WorkerConfig(nats_url=nats_server.url, worker_id="wg", base_dir=str(tmp_path / "w"), warm_pool=0,
-                                 runner=RunnerConfig(gates=["test-words"])))
+                                 runner=RunnerConfig(gates=["test-words"], handlers=["executor"])))
     await worker.start()
     try:
         async with await Client.connect(nats_server.url) as client:
@@ -113,5 +113,5 @@ async def test_closing_a_session_answers_its_held_action(gated):
 
 async def test_a_kind_without_a_handler_is_unsupported_from_the_worker(gated):
     async with await gated.create_session() as session:
-        out = await session.run(McpList(id=new_id()))  # no MCP handler yet
+        out = await session.run(McpList(id=new_id()))  # this worker runs the executor handler only
         assert isinstance(out, Error) and out.code == codes.UNSUPPORTED and "handler" in out.message

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import socket
 
+import pytest
+
 from protocol import BrowserOutput
 
 PAGES = {
@@ -88,3 +90,12 @@ def bid_of(output: BrowserOutput, pattern: str) -> str:
     match = re.search(r"\[([a-z]*[0-9]+)\] " + re.escape(pattern), output.content)
     assert match, f"no {pattern!r} in the tree:\n{output.content}"
     return match.group(1)
+
+
+@pytest.fixture
+async def browser(client):
+    """A session with the browser plugin on the test deployment's default backend, and the URL of
+    the test site it serves inside its sandbox (``browser.site``)."""
+    async with await client.create_session(plugins=["browser"]) as s:
+        s.site = await serve(s)
+        yield s

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ._browser_site import bid_of, serve
+from ._browser_site import browser, bid_of, serve  # noqa: F401  (browser: a fixture)
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def browser(client):
-    async with await client.create_session(plugins=["browser"]) as s:
-        s.site = await serve(s)
-        yield s
 
 
 async def test_a_bid_keeps_naming_its_element_and_only_new_elements_get_new_ones(browser):

@@ -7,16 +7,9 @@ import os
 
 import pytest
 
-from ._browser_site import bid_of, serve
+from ._browser_site import browser, bid_of, serve  # noqa: F401  (browser: a fixture)
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def browser(client):
-    async with await client.create_session(plugins=["browser"]) as s:
-        s.site = await serve(s)
-        yield s
 
 
 async def test_a_filled_form_submitted_by_a_click_shows_its_values(browser):

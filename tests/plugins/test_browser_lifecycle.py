@@ -7,16 +7,9 @@ import asyncio
 
 import pytest
 
-from ._browser_site import serve
+from ._browser_site import browser, serve  # noqa: F401  (browser: a fixture)
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def browser(client):
-    async with await client.create_session(plugins=["browser"]) as s:
-        s.site = await serve(s)
-        yield s
 
 
 async def kill_chromium(session) -> None:

@@ -8,16 +8,9 @@ import pytest
 
 from protocol import BrowserOutput, Error, codes
 
-from ._browser_site import bid_of, free_port, serve, started
+from ._browser_site import browser, bid_of, free_port, serve, started  # noqa: F401  (browser: a fixture)
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def browser(client):
-    async with await client.create_session(plugins=["browser"]) as s:
-        s.site = await serve(s)
-        yield s
 
 
 async def test_a_page_comes_back_as_markdown_without_hidden_text(browser):

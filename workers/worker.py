@@ -440,16 +440,25 @@ class Worker:
         await self._reply(msg, self.info())
         await self._heartbeat()
 
-    async def _on_freeze(self, msg: Msg) -> None:
-        verb = msg.subject.rsplit(".", 1)[-1]
+    async def _session_request(self, msg: Msg, verb: str) -> tuple[SessionRef, SessionRunner] | None:
+        """The session a worker-addressed request names and its runner; None once an error is answered."""
         try:
             ref = decode_as(msg.data, SessionRef)
         except msgspec.DecodeError as exc:
-            return await self._reply(msg, ErrorReply(code=codes.BAD_PAYLOAD, message=f"bad {verb} request: {exc}"))
+            await self._reply(msg, ErrorReply(code=codes.BAD_PAYLOAD, message=f"bad {verb} request: {exc}"))
+            return None
         runner = self._runners.get(ref.session_id)
         if runner is None:
-            return await self._reply(msg, ErrorReply(code=codes.UNKNOWN_SESSION,
-                                                     message=f"worker {self.worker_id} has no session {ref.session_id!r}"))
+            await self._reply(msg, ErrorReply(code=codes.UNKNOWN_SESSION,
+                                              message=f"worker {self.worker_id} has no session {ref.session_id!r}"))
+            return None
+        return ref, runner
+
+    async def _on_freeze(self, msg: Msg) -> None:
+        verb = msg.subject.rsplit(".", 1)[-1]
+        if (found := await self._session_request(msg, verb)) is None:
+            return
+        ref, runner = found
         try:
             await (self._backend.pause if verb == "pause" else self._backend.resume)(runner.handle)
         except BackendError as exc:
@@ -466,15 +475,9 @@ class Worker:
                                                worker_id=self.worker_id))
 
     async def _on_vscode(self, msg: Msg) -> None:
-        try:
-            ref = decode_as(msg.data, SessionRef)
-        except msgspec.DecodeError as exc:
-            return await self._reply(msg, ErrorReply(code=codes.BAD_PAYLOAD, message=f"bad vscode request: {exc}"))
-        runner = self._runners.get(ref.session_id)
-        if runner is None:
-            return await self._reply(msg, ErrorReply(code=codes.UNKNOWN_SESSION,
-                                                     message=f"worker {self.worker_id} has no session {ref.session_id!r}"))
-        await self._reply(msg, await self._vscode.open(ref.session_id, runner.client))
+        if (found := await self._session_request(msg, "vscode")) is not None:
+            ref, runner = found
+            await self._reply(msg, await self._vscode.open(ref.session_id, runner.client))
 
     def _sandbox_died(self, session_id: str, reason: str) -> None:
         """A runner found its sandbox dead: close the session as lost, in a task the worker owns

@@ -28,7 +28,7 @@ async def ensure_stream(js: JetStreamContext, subjects: Subjects, options: Strea
     options = options or StreamConfigOptions()
     config = StreamConfig(
         name=stream_name(subjects),
-        subjects=[subjects.all_sessions],
+        subjects=subjects.stream_subjects,
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE if options.storage == "file" else StorageType.MEMORY,
         max_age=options.max_age_s,

@@ -16,6 +16,12 @@ CmdStatus = Literal["completed", "running", "hard_timeout", "interrupted", "not_
 EditCommand = Literal["view", "create", "str_replace", "insert", "undo_edit"]
 SessionStatus = Literal["starting", "ready", "closing", "closed", "lost", "recovered", "paused"]
 PluginState = Literal["declared", "starting", "ready", "failed"]
+Risk = Literal["low", "medium", "high", "unknown"]
+"""What a security analyzer says of an action, least to most severe: low, medium, high; ``unknown``
+(the analyzer could not tell) is mapped by the policy like the others."""
+Decision = Literal["allow", "confirm", "block"]
+"""What a session's policy does with an action of a risk, weakest to strongest."""
+RejectedBy = Literal["policy", "approver", "timeout"]
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", omit_defaults=True):
@@ -118,9 +124,16 @@ class McpList(Action, frozen=True, kw_only=True, tag="mcp_list"):
 
 
 class Confirm(Action, frozen=True, kw_only=True, tag="confirm"):
+    """Release or reject an action held for confirmation (``confirmation_required``). Never
+    analysed, never queued behind other actions. Who may publish one is the broker's business:
+    with ``corral up --secure`` only a tenant's ``approver`` role may."""
+
     action_id: str
     """The id of the action awaiting confirmation."""
     approve: bool = True
+    by: str = ""
+    """Who decided, as the approver says (recorded in the answer and the audit trail; the broker's
+    permissions, not this field, are what allow a client to approve)."""
 
 
 AnyAction = CmdRun | FileRead | FileWrite | FileEdit | IPythonRun | BrowseUrl | BrowseInteractive | McpCall | McpList | Confirm
@@ -214,12 +227,42 @@ class Error(Observation, frozen=True, kw_only=True, tag="error"):
 
 
 class ActionHeld(Observation, frozen=True, kw_only=True, tag="action_held"):
-    """Not an answer: the action waits for a ``confirm`` (approve or reject) naming it, for at most
-    ``timeout_s``; its final observation follows either way."""
+    """Superseded by ``confirmation_required`` (no longer published; kept so that stored streams
+    still decode)."""
 
     reason: str
     gate: str
     timeout_s: float | None = None
+
+
+class ConfirmationRequired(Observation, frozen=True, kw_only=True, tag="confirmation_required"):
+    """Not an answer: the action ``cause`` names waits for a ``confirm`` (approve or reject) naming
+    it, for at most ``timeout_s``; its final observation follows either way (its own answer once
+    released, ``rejected`` otherwise). Other shells and plugins of the session go on meanwhile."""
+
+    action_id: str
+    action_kind: str
+    risk: Risk
+    reason: str
+    summary: str
+    """The pending action in one line (a command, a path, a URL), for the person asked."""
+    analyzer: str = ""
+    """The analyzer (or gate) whose finding asked for the confirmation."""
+    timeout_s: float | None = None
+
+
+class Rejected(Observation, frozen=True, kw_only=True, tag="rejected"):
+    """The final answer of an action that did not run: the policy blocked it (``decided_by:
+    policy``), an approver rejected it (``approver``) or no ``confirm`` came in time (``timeout``)."""
+
+    risk: Risk
+    reason: str
+    decided_by: RejectedBy
+    code: str
+    """``action_denied``, ``action_rejected`` or ``confirmation_timeout``."""
+    analyzer: str = ""
+    approver: str = ""
+    """The ``by`` of the ``confirm`` that rejected it, when one did."""
 
 
 class ConfirmResult(Observation, frozen=True, kw_only=True, tag="confirm_result"):
@@ -344,10 +387,10 @@ class McpResult(Observation, frozen=True, kw_only=True, tag="mcp_result"):
     """The server died during a first attempt at this read-only call; this is the second one."""
 
 
-AnyObservation = CmdOutput | IPythonOutput | BrowserOutput | CmdChunk | FileContent | FileWritten | FileEdited | Error | ActionHeld | ConfirmResult | McpTools | McpResult
+AnyObservation = CmdOutput | IPythonOutput | BrowserOutput | CmdChunk | FileContent | FileWritten | FileEdited | Error | ActionHeld | ConfirmationRequired | Rejected | ConfirmResult | McpTools | McpResult
 
 OBSERVATION_KINDS: tuple[str, ...] = tuple(t.__struct_config__.tag for t in AnyObservation.__args__)  # type: ignore[attr-defined]
-INTERIM_KINDS: frozenset[str] = frozenset({"cmd_chunk", "action_held"})
+INTERIM_KINDS: frozenset[str] = frozenset({"cmd_chunk", "action_held", "confirmation_required"})
 """Observations that come before an action's answer; every other kind is a final answer."""
 
 
@@ -366,6 +409,52 @@ class Mount(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     source: str
     target: str
     read_only: bool = True
+
+
+class SecurityPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """What happens to an action of each risk. Unset keys keep the deployment's decision; a
+    session may only make a decision stricter (allow < confirm < block) and a timeout shorter."""
+
+    low: Decision | None = None
+    medium: Decision | None = None
+    high: Decision | None = None
+    unknown: Decision | None = None
+    confirm_timeout_s: float | None = None
+    """How long a held action waits for a ``confirm`` before it is rejected."""
+
+
+class SecurityRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One rule of the ``rules`` analyzer: every condition given must hold for it to match.
+
+    The same shape is a ``[[rules]]`` table of a TOML policy file.
+    """
+
+    risk: Risk
+    reason: str = ""
+    name: str = ""
+    kind: str | None = None
+    """Action kind (``cmd_run``, ``file_write``, ...); unset: any kind the other conditions apply to."""
+    command: str | None = None
+    """Regular expression searched in a ``cmd_run``'s command (or an ``ipython_run``'s code) as written."""
+    program: str | None = None
+    """Shell-aware: a program run anywhere in the parsed command (pipelines, ``;`` chains, ``$(...)``,
+    after quotes, ``\\``, paths like ``/bin/rm`` are stripped), e.g. ``rm``; a regex on the name."""
+    args: str | None = None
+    """Shell-aware, with ``program``: a regex searched in that program's arguments joined by spaces."""
+    path: str | None = None
+    """Glob on the path of a file action (``~`` is the sandbox user's home), e.g. ``/etc/**``."""
+    host: str | None = None
+    """Glob on the host of a browse action's URL, e.g. ``*.internal``."""
+
+
+class SecuritySpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A session's additions to the deployment's security: a stricter policy, more rules, more
+    analyzers. Asking for a weaker decision than the deployment's is ``invalid_spec``."""
+
+    policy: SecurityPolicy | None = None
+    rules: list[SecurityRule] = []
+    analyzers: list[str] | None = None
+    """Analyzers (entry-point group ``corral.analyzers``) to run in addition to the deployment's."""
 
 
 class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -391,6 +480,10 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     refuses any source outside the roots it was started with (``--allow-mount``)."""
     # MCP server definitions are the MCP bridge's own format (a later issue gives them meaning).
     mcp: dict[str, Any] = {}
+    security: SecuritySpec | None = None
+    secrets: dict[str, str] = {}
+    """Environment variables of the sandbox whose values are masked as ``[secret:NAME]`` in every
+    observation, chunk, log line and audit record (an encoding of the value, e.g. base64, is not)."""
 
 
 class SessionRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -475,6 +568,9 @@ class SessionInfo(Reply, frozen=True, kw_only=True, tag="session_info"):
     plugins: list[PluginStatus] = []
     ports: list[PortInfo] = []
     """Ports of the sandbox forwarded to the host (``corral.ctl.expose``)."""
+    tenant: str = ""
+    """The tenant whose client created the session (its subjects are ``<prefix>.t.<tenant>.session...``);
+    empty for a session of the deployment's own clients."""
 
 
 class SessionList(Reply, frozen=True, kw_only=True, tag="session_list"):
@@ -518,3 +614,5 @@ class SandboxCreate(msgspec.Struct, frozen=True, kw_only=True):
 
     session_id: str
     spec: SessionSpec
+    tenant: str = ""
+    """The session's tenant: its subjects are under ``<prefix>.t.<tenant>``."""

@@ -155,4 +155,44 @@ def spec_problem(spec: SessionSpec) -> str | None:
     for mount in spec.mounts:
         if "\x00" in mount.source or "\x00" in mount.target:
             return "mount paths must not contain NUL bytes"
+    return _secrets_problem(spec) or _security_problem(spec)
+
+
+MIN_SECRET_LENGTH = 4
+"""Shorter values would mask ordinary text everywhere (a secret ``a`` would blank every ``a``)."""
+
+
+def _secrets_problem(spec: SessionSpec) -> str | None:
+    for key, value in spec.secrets.items():
+        if not _ENV_NAME.fullmatch(key):
+            return f"secret name {key[:70]!r} is not a valid variable name (letters, digits and '_', not starting with a digit)"
+        if "\x00" in value:
+            return f"secret {key} contains a NUL byte"
+        if len(value) < MIN_SECRET_LENGTH:
+            return f"secret {key} is shorter than {MIN_SECRET_LENGTH} characters: it could not be masked without masking ordinary output"
+        if key in spec.env:
+            return f"{key} is both in env and in secrets; name it once, in secrets"
+    return None
+
+
+def _security_problem(spec: SessionSpec) -> str | None:
+    security = spec.security
+    if security is None:
+        return None
+    timeout = security.policy.confirm_timeout_s if security.policy else None
+    if timeout is not None and not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT_S):
+        return f"security.policy.confirm_timeout_s must be above 0 and at most {MAX_TIMEOUT_S:.0f}, got {timeout!r}"
+    for n, rule in enumerate(security.rules):
+        if not (rule.command or rule.program or rule.path or rule.host or rule.kind):
+            return f"security.rules[{n}] has no condition (kind, command, program, args, path or host)"
+        if rule.args and not rule.program:
+            return f"security.rules[{n}]: args applies to a program; name the program"
+        for name in ("command", "program", "args"):
+            pattern = getattr(rule, name)
+            if pattern is None:
+                continue
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                return f"security.rules[{n}].{name} is not a regular expression: {exc}"
     return None

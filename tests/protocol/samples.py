@@ -1,6 +1,9 @@
 """One instance of every event kind, with non-default values in every field that has one."""
 
 from protocol import (
+    SecurityPolicy,
+    SecurityRule,
+    SecuritySpec,
     ActionHeld,
     BrowseInteractive,
     BrowserOutput,
@@ -10,6 +13,8 @@ from protocol import (
     CmdRun,
     Confirm,
     ConfirmResult,
+    ConfirmationRequired,
+    Rejected,
     Error,
     ErrorReply,
     FileContent,
@@ -69,6 +74,10 @@ OBSERVATIONS = [
     Error(id="o6", cause=None, session_id="s1", code="bad_payload", message="not msgpack"),
     ActionHeld(id="o7", cause="a1", session_id="s1", reason="rm -rf needs a person", gate="rules", timeout_s=60.0),
     ConfirmResult(id="o8", cause="a10", session_id="s1", action_id="a1", approved=False),
+    ConfirmationRequired(id="o9", cause="a1", session_id="s1", action_id="a1", action_kind="cmd_run", risk="high",
+                         reason="deletes the root file system", summary="rm -rf /", analyzer="rules", timeout_s=60.0),
+    Rejected(id="o10", cause="a1", session_id="s1", risk="high", reason="deletes the root file system",
+             decided_by="approver", code="action_rejected", analyzer="rules", approver="alice"),
     BrowserOutput(id="o9", cause="a11", session_id="s1", url="http://127.0.0.1:8000/a", title="A", content="# A",
                   axtree="[1] RootWebArea 'A'", screenshot="iVBORw0=", screenshot_path="/tmp/out/s.png",
                   open_pages_urls=["http://127.0.0.1:8000/a"], active_page_index=0, focused_element_bid="13",
@@ -96,6 +105,7 @@ REPLIES = [
     PortInfo(session_id="s1", port=8000, host="127.0.0.1", host_port=50001, url="http://127.0.0.1:50001/", purpose="apps"),
     VscodeInfo(session_id="s1", url="http://127.0.0.1:40001/?tkn=t&folder=/w", host="127.0.0.1", host_port=40001,
                token="t", workdir="/w"),
+    SessionInfo(session_id="s3", worker_id="w1", backend="local", status="ready", tenant="acme"),
     SessionInfo(session_id="s2", worker_id="w1", backend="docker", status="ready",
                 ports=[PortInfo(session_id="s2", port=80, host="127.0.0.1", host_port=50002, url="http://127.0.0.1:50002/")]),
 ]
@@ -104,4 +114,10 @@ SPECS = [
     SessionSpec(backend="local", image="img", env={"K": "V"}, workdir="/w", labels={"l": "v"}, idle_timeout_s=60,
                 timeout_s=10, soft_timeout_s=2, plugins=["jupyter"], resources=Resources(cpus=1.5, memory_mb=512, pids=256),
                 network="egress", mcp={"fs": {"command": "mcp-fs"}}),
+    SessionSpec(secrets={"TOKEN": "s3cr3t"}, security=SecuritySpec(
+        policy=SecurityPolicy(medium="confirm", confirm_timeout_s=30),
+        rules=[SecurityRule(kind="cmd_run", command=r"\bterraform\s+destroy\b", risk="high", reason="destroys infrastructure"),
+               SecurityRule(program="git", args=r"push\s.*--force", risk="medium"),
+               SecurityRule(path="/srv/**", risk="high"), SecurityRule(host="*.internal", risk="medium")],
+        analyzers=["rules", "llm"])),
 ]

@@ -105,7 +105,8 @@ def test_schema_names_every_event():
     schema = json_schema()
     names = set(schema["$defs"])
     assert {"CmdRun", "CmdOutput", "CmdChunk", "FileEdit", "FileEdited", "Error", "SessionInfo", "SessionSpec"} <= names
-    tags = {d["properties"]["kind"]["enum"][0] for d in schema["$defs"].values() if "kind" in d.get("properties", {})}
+    tags = {d["properties"]["kind"]["enum"][0] for d in schema["$defs"].values()
+            if "enum" in d.get("properties", {}).get("kind", {})}  # SecurityRule.kind is a plain field
     assert set(ACTION_KINDS) <= tags
 
 

@@ -24,7 +24,16 @@ from typing import Any, Iterator
 import msgspec
 import nats.errors
 
-from protocol import TENANT_NAME, CorralError, Credentials, Subjects, codes, connect_nats, load_credentials
+from protocol import (
+    TENANT_NAME,
+    CorralError,
+    Credentials,
+    Subjects,
+    codes,
+    connect_nats,
+    encode_credentials,
+    load_credentials,
+)
 
 from ._permissions import INTERNAL_ROLES, TENANT_ROLES, Role, inbox_prefix, permissions, tenant_shares
 
@@ -164,7 +173,7 @@ class SecureStore:
             tenant=user.tenant, subject_prefix=Subjects(users.prefix, user.tenant).base,
             inbox_prefix=inbox_prefix(user.role, users.prefix, user.tenant), creds_file=str(path),
             ca_file=users.tls.ca_file if users.tls else None)
-        _write_private(path, msgspec.json.format(msgspec.json.encode(creds), indent=2) + b"\n")
+        _write_private(path, encode_credentials(creds, indent=2) + b"\n")
 
     def _save(self, users: Users) -> None:
         for user in users.users:  # an address or TLS change reaches every credentials file
@@ -178,7 +187,7 @@ class SecureStore:
     def _locked(self) -> Iterator[None]:
         self.creds_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.root, 0o700)
-        with open(self.root / ".lock", "a") as lock:
+        with open(os.open(self.root / ".lock", os.O_WRONLY | os.O_CREAT, 0o600), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -221,32 +230,38 @@ async def wait_for_login(creds: Credentials, timeout_s: float) -> None:
 
 async def wait_for_import(tenant: Credentials, admin: Credentials, timeout_s: float) -> None:
     """Until a request of the tenant's user reaches the core account (and its answer comes back):
-    the admin answers on a lookup subject of the tenant that no session has."""
+    the admin answers on a lookup subject of the tenant that no session has. Each try logs in
+    afresh: a connection made while the broker reloads may be dropped by that reload."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     subject = tenant.subjects.lookup("probe-" + secrets.token_hex(8))
-    core = await _login(admin, "corral-probe-core", deadline)
+    while loop.time() < deadline:
+        if await _probe_once(tenant, admin, subject, deadline):
+            return
+        await asyncio.sleep(0.05)
+    raise SecureError(codes.TIMEOUT, f"tenant {tenant.tenant}'s requests did not reach the core account within "
+                                     f"{timeout_s} s after the reload")
+
+
+async def _probe_once(tenant: Credentials, admin: Credentials, subject: str, deadline: float) -> bool:
+    core = nc = None
     try:
+        core = await _login(admin, "corral-probe-core", deadline)
+
         async def answer(msg: Any) -> None:
             await core.publish(msg.reply, b"ok")
 
         await core.subscribe(subject, cb=answer)
-        await core.flush()
+        await core.flush(timeout=1)
         nc = await _login(tenant, "corral-probe", deadline)
-        try:
-            while True:
-                try:
-                    await nc.request(subject, b"", timeout=0.5)
-                    return
-                except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-                    if loop.time() > deadline:
-                        raise SecureError(codes.TIMEOUT, f"tenant {tenant.tenant}'s requests did not reach the core "
-                                                         f"account within {timeout_s} s after the reload") from None
-                    await asyncio.sleep(0.05)
-        finally:
-            await nc.close()
+        await nc.request(subject, b"", timeout=0.5)
+        return True
+    except (nats.errors.Error, asyncio.TimeoutError):
+        return False
     finally:
-        await core.close()
+        for conn in (nc, core):
+            if conn is not None:
+                await conn.close()
 
 
 async def _login(creds: Credentials, name: str, deadline: float) -> Any:

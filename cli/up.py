@@ -184,5 +184,8 @@ async def run_until_signalled(config: UpConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with Deployment(config) as deployment:
         print(f"corral is up: NATS {deployment.url}  (Ctrl-C stops)", flush=True)
+        if deployment.secure is not None:
+            print(f"corral: secure; operator credentials {deployment.secure.creds_path('admin')}; "
+                  f"add tenants with `corral tenant add NAME --data-dir {config.data_dir}`", flush=True)
         await stop.wait()
         print("corral: stopping (draining sessions)...", flush=True)

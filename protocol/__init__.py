@@ -15,7 +15,7 @@ from ._codec import (
     headers_for,
     wants_json,
 )
-from ._creds import CREDS_ENV, Credentials, CredentialsError, credentials_from, load_credentials
+from ._creds import CREDS_ENV, Credentials, CredentialsError, credentials_from, encode_credentials, load_credentials
 from ._errors import ConnectionLost, CorralError, RequestError
 from ._events import (
     ACTION_KINDS,

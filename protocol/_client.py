@@ -113,10 +113,12 @@ def start_at(seq: int) -> ConsumerConfig | None:
 class Client:
     """A connection to corral through NATS. Use ``await Client.connect(url)``."""
 
-    def __init__(self, nc: Nats, subjects: Subjects, *, owns_connection: bool = True) -> None:
+    def __init__(self, nc: Nats, subjects: Subjects, *, owns_connection: bool = True, role: str = "") -> None:
         self._nc = nc
         self._js = nc.jetstream()
         self.subjects = subjects
+        self.role = role
+        """The broker role of the credentials it logged in with (``client``, ``approver``, ``admin``, …), if any."""
         self._owns = owns_connection
 
     @classmethod
@@ -129,7 +131,7 @@ class Client:
         found = credentials_from(creds, env=True)
         url = url or (found.nats_url if found else "nats://127.0.0.1:4222")
         nc = await connect_nats(url, name=options.pop("name", "corral-client"), creds=found, **options)
-        return cls(nc, found.subjects if found else Subjects(prefix))
+        return cls(nc, found.subjects if found else Subjects(prefix), role=found.role if found else "")
 
     @property
     def nats(self) -> Nats:
@@ -392,7 +394,12 @@ class Session:
     async def _publish(self, action: AnyAction) -> AnyObservation | None:
         """Publish durably; returns an observation when the answer is already known."""
         client = self._client
-        subject = client.subjects.action(self.session_id, action.__struct_config__.tag)
+        kind = action.__struct_config__.tag
+        if kind == "confirm" and client.role == "client":  # the broker would drop it: say so at once
+            return Error(id=new_id(), cause=action.id, session_id=self.session_id, code=codes.NOT_PERMITTED,
+                         message="a tenant's client may not confirm held actions; its approver may "
+                                 "(`corral tenant add NAME --role approver`)")
+        subject = client.subjects.action(self.session_id, kind)
         try:
             ack = await client._js.publish(subject, encode(action), headers={"Nats-Msg-Id": action.id})
         except nats.errors.MaxPayloadError as exc:

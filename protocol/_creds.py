@@ -58,6 +58,13 @@ class Credentials(msgspec.Struct, frozen=True, kw_only=True):
 _decoder = msgspec.json.Decoder(Credentials)
 
 
+def encode_credentials(creds: Credentials, *, indent: int = 0) -> bytes:
+    """One JSON object; ``ca_file`` only when the broker has TLS."""
+    fields = {k: v for k, v in msgspec.to_builtins(creds).items() if v is not None}
+    data = msgspec.json.encode(fields)
+    return msgspec.json.format(data, indent=indent) if indent else data
+
+
 def load_credentials(path: str | os.PathLike[str]) -> Credentials:
     try:
         with open(path, "rb") as f:

@@ -523,15 +523,26 @@ def schema() -> None:
 @click.option("--browser", is_flag=True, help="Measure the browser plugin and forwarded ports instead")
 @click.option("--mcp", "mcp_", is_flag=True, help="Measure MCP calls instead: stdio in the sandbox, streamable HTTP "
               "(--embedded: a private local deployment in this process)")
+@click.option("--secure", is_flag=True, help="Compare the echo round trip through a private open deployment, a "
+              "--secure one (as a tenant's client) and, with openssl, one with TLS too")
 @click.option("--json", "as_json", is_flag=True)
 def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend: str | None, embedded: bool,
-          worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, as_json: bool) -> None:
+          worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, secure: bool,
+          as_json: bool) -> None:
     """Measure round trips and session starts against a running corral (see README)."""
     from .bench import BenchConfig, run_bench, run_browser_bench, run_ipython_bench, run_scaling
 
     config = BenchConfig(nats_url=nats_url, actions=n_actions, sessions=n_sessions, parallel=parallel,
                          backend=backend, embedded=embedded, as_json=as_json, density=density)
-    if ipython:
+    if secure:
+        from ._bench_secure import print_secure, secure_bench
+
+        results = run_cli(secure_bench(backend, min(n_actions, 2000)))
+        if as_json:
+            print(json.dumps(results, indent=2))
+        else:
+            print_secure(results)
+    elif ipython:
         run_cli(run_ipython_bench(config))
     elif browser:
         run_cli(run_browser_bench(config))

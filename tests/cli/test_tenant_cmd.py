@@ -137,3 +137,12 @@ def test_secure_init_writes_a_configuration_nats_server_accepts(tmp_path):
     assert made["nats_url"] == "nats://nats:4222" and set(made["creds"]) == {"admin", "controller", "worker", "observer"}
     check = subprocess.run([nats_server_binary(), "-t", "-c", made["config_file"]], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+
+
+@pytest.mark.timeout(180)
+async def test_bench_secure_times_the_open_and_the_secure_deployment_in_one_run():
+    code, out, err = await corral("bench", "--secure", "--backend", "local", "--actions", "20", "--json", timeout=170)
+    assert code == 0, err
+    rows = json.loads(out)["deployments"]
+    assert set(rows) == {"open", "secure (tenant client)", "secure + TLS (tenant client)"}
+    assert all(r["n"] == 20 and r["p50_ms"] > 0 and r["p95_ms"] >= r["p50_ms"] for r in rows.values())

@@ -13,7 +13,7 @@ from ._answers import (
     final_subjects,
     publish_confirmed,
 )
-from ._broker import StreamConfigOptions, ensure_stream, sessions_bucket, stream_name, workers_bucket
+from ._broker import StreamConfigOptions, ensure_stream, sessions_bucket, stream_name, while_api_away, workers_bucket
 from ._kernel import Actor, InboxFull, Supervisor, cancel_and_wait
 from ._registry import SessionRecord, SessionTable, kv_delete, kv_items, load_sessions
 
@@ -21,7 +21,7 @@ __all__ = [
     "CONFIRM_TIMEOUT_S", "FINAL_KINDS", "Actor", "AuditWriter", "Controller", "ControllerConfig", "EmbeddedNats",
     "InboxFull", "SessionRecord", "SessionTable", "StreamConfigOptions", "Supervisor", "answer_unanswered",
     "answered_in_stream", "cancel_and_wait", "ensure_stream", "final_headers", "final_subjects", "kv_delete",
-    "kv_items", "load_sessions", "publish_confirmed", "sessions_bucket", "stream_name", "workers_bucket",
+    "kv_items", "load_sessions", "publish_confirmed", "sessions_bucket", "stream_name", "while_api_away", "workers_bucket",
 ]
 
 

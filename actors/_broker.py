@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Awaitable, Callable, TypeVar
+
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
@@ -9,6 +12,10 @@ import nats.js.errors
 from nats.js.kv import KeyValue
 
 from protocol import KV_SESSIONS, KV_WORKERS, STREAM, Subjects
+
+T = TypeVar("T")
+API_AWAY_S = 2.0
+"""How long a JetStream API call is retried while the API does not answer (503)."""
 
 
 class StreamConfigOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -65,3 +72,17 @@ async def sessions_bucket(js: JetStreamContext, subjects: Subjects) -> KeyValue:
 
 def _kv_name(base: str, subjects: Subjects) -> str:
     return base if subjects.prefix == "corral" else f"{base}_{subjects.prefix}"
+
+
+async def while_api_away(call: Callable[[], Awaitable[T]], *, away_s: float = API_AWAY_S) -> T:
+    """``call()``, again while JetStream's API answers 503 (no responders). A broker whose accounts
+    are reloaded (``corral tenant add`` with ``--secure``) drops the API for about 10 ms."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + away_s
+    while True:
+        try:
+            return await call()
+        except nats.js.errors.ServiceUnavailableError:
+            if loop.time() > give_up:
+                raise
+            await asyncio.sleep(0.02)

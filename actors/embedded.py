@@ -39,23 +39,33 @@ class EmbeddedNats:
     """``async with EmbeddedNats(data_dir) as nats: nats.url``. Readiness is read from its log."""
 
     def __init__(self, data_dir: str | None = None, *, port: int | None = None, host: str = "127.0.0.1",
-                 max_payload: int | None = None) -> None:
+                 max_payload: int | None = None, config_file: str | None = None, tls: bool = False) -> None:
+        """``config_file``: a configuration to start with (``corral up --secure``: users, permissions,
+        TLS); ``tls`` says it puts TLS on the client port, so the URL is ``tls://``."""
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="corral-nats-")
         self.data_dir = data_dir or self._tmp.name  # type: ignore[union-attr]
         self.host = host
         self.port = port or free_port()
         self._max_payload = max_payload
+        self._config_file = config_file
+        self._tls = tls
         self._proc: asyncio.subprocess.Process | None = None
         self._log_task: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
-        return f"nats://{self.host}:{self.port}"
+        return f"{'tls' if self._tls else 'nats'}://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
 
     async def start(self, timeout_s: float = 15.0) -> None:
         os.makedirs(self.data_dir, exist_ok=True)
         args = [nats_server_binary(), "-js", "-sd", self.data_dir, "-a", self.host, "-p", str(self.port)]
-        if self._max_payload:
+        if self._config_file:
+            args += ["-c", self._config_file]
+        elif self._max_payload:
             conf = Path(self.data_dir) / "corral-nats.conf"
             conf.write_text(f"max_payload: {self._max_payload}\n")
             args += ["-c", str(conf)]

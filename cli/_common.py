@@ -1,4 +1,4 @@
-"""What every `corral` command shares: logging set-up, running a coroutine, the --nats option."""
+"""What every `corral` command shares: logging set-up, running a coroutine, the --nats and --creds options."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import click
 import msgspec
 import structlog
 
-from protocol import Client, CorralError
+from protocol import CREDS_ENV, Client, CorralError, load_credentials
 from workers.backends import BackendError
 
 DEFAULT_NATS = os.environ.get("CORRAL_NATS_URL", "nats://127.0.0.1:4222")
@@ -55,7 +55,36 @@ def run_cli(coro: Awaitable[Any]) -> Any:
         raise click.ClickException(f"{exc.code}: {exc}") from None
 
 
-nats_option = click.option("--nats", "nats_url", default=DEFAULT_NATS, show_default=True, help="NATS URL (env CORRAL_NATS_URL)")
+def _use_creds(ctx: click.Context, _param: click.Parameter, path: str | None) -> None:
+    """``--creds FILE`` (or ``$CORRAL_NATS_CREDS``): every connection this command makes logs in
+    with it (``Client.connect`` reads the variable), and its broker is the default ``--nats``."""
+    if not path:
+        return
+    try:
+        ctx.meta["corral_creds"] = load_credentials(path)
+    except CorralError as exc:
+        raise click.BadParameter(exc.message, ctx=ctx, param_hint="--creds") from None
+    os.environ[CREDS_ENV] = os.path.abspath(path)
+
+
+def _nats_url(ctx: click.Context, _param: click.Parameter, url: str | None) -> str:
+    creds = ctx.meta.get("corral_creds")
+    return url or (creds.nats_url if creds is not None else DEFAULT_NATS)
+
+
+def nats_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--nats URL`` and ``--creds FILE`` (the credentials of ``corral tenant add``)."""
+    fn = click.option("--nats", "nats_url", default=None, callback=_nats_url,
+                      help=f"NATS URL (env CORRAL_NATS_URL; default the credentials' broker, else {DEFAULT_NATS})")(fn)
+    return click.option("--creds", type=click.Path(dir_okay=False), envvar=CREDS_ENV, expose_value=False,
+                        is_eager=True, callback=_use_creds,
+                        help=f"Log in with this credentials file (env {CREDS_ENV}; `corral tenant add` prints one)")(fn)
+
+
+def current_creds() -> str | None:
+    """The credentials file ``--creds`` named, for components that take it in their config."""
+    return os.environ.get(CREDS_ENV) or None
+
 prefix_option = click.option("--prefix", default="corral", show_default=True, help="Subject prefix")
 
 def print_json(obj: Any) -> None:

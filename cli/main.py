@@ -25,7 +25,7 @@ from protocol import (
     new_id,
 )
 
-from ._common import configure_logging, nats_option, prefix_option, print_json, run_cli, with_client
+from ._common import configure_logging, current_creds, nats_option, prefix_option, print_json, run_cli, with_client
 from ._mcp_cmd import load_mcp_config, mcp_config_option
 
 
@@ -55,20 +55,32 @@ def cli(log_level: str, log_json: bool) -> None:
               help="A host directory sessions may mount (e.g. repository mirrors); repeatable")
 @click.option("--public-host", default="127.0.0.1", show_default=True,
               help="Where forwarded sandbox ports listen (0.0.0.0 opens them to the network)")
+@click.option("--secure", is_flag=True,
+              help="Broker users per role and per tenant (`corral tenant add`); every part logs in as its role")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --secure: TLS on the client port with this certificate (and --tls-key); URLs become tls://")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The CA clients verify the certificate with (default: the certificate itself)")
 @prefix_option
 @mcp_config_option
 def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, workers: int, capacity: int,
        warm_pool: int, metrics_port: int | None, retention_days: float, stream_max_gb: float,
-       allowed_mounts: tuple[str, ...], public_host: str, prefix: str, mcp_config: str | None) -> None:
+       allowed_mounts: tuple[str, ...], public_host: str, secure: bool, tls_cert: str | None, tls_key: str | None,
+       tls_ca: str | None, prefix: str, mcp_config: str | None) -> None:
     """Run NATS, the controller, workers and the audit writer in the foreground."""
     from .up import UpConfig, run_until_signalled
+
+    if (tls_cert or tls_key or tls_ca) and not secure:
+        raise click.UsageError("--tls-cert/--tls-key/--tls-ca need --secure")
 
     run_cli(run_until_signalled(UpConfig(nats_url=nats_url, nats_port=nats_port, data_dir=data_dir, backend=backend,
                                       workers=workers, capacity=capacity, prefix=prefix, warm_pool=warm_pool,
                                       metrics_port=metrics_port, retention_s=retention_days * 86400,
                                       stream_max_bytes=int(stream_max_gb * 2**30),
                                       allowed_mounts=[os.path.abspath(p) for p in allowed_mounts],
-                                      public_host=public_host, mcp=load_mcp_config(mcp_config))))
+                                      public_host=public_host, mcp=load_mcp_config(mcp_config), secure=secure,
+                                      tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca)))
 
 
 @cli.command()
@@ -85,7 +97,7 @@ def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: i
 
     async def main() -> None:
         ctl = Controller(ControllerConfig(nats_url=nats_url, prefix=prefix, heartbeat_ttl_s=heartbeat_ttl,
-                                          lease_ttl_s=lease_ttl))
+                                          lease_ttl_s=lease_ttl, creds=current_creds()))
         await ctl.start()
         if metrics_port:
             metrics.serve(metrics_port, "0.0.0.0")
@@ -130,7 +142,7 @@ def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_
         w = Worker(WorkerConfig(nats_url=nats_url, prefix=prefix, backend=config, worker_id=worker_id,
                                 capacity=capacity, base_dir=os.path.abspath(base_dir), warm_pool=warm_pool,
                                 allowed_mounts=[os.path.abspath(p) for p in allowed_mounts], public_host=public_host,
-                                mcp=load_mcp_config(mcp_config)))
+                                mcp=load_mcp_config(mcp_config), creds=current_creds()))
         await w.start(progress=lambda line: print(f"corral: {line}", file=sys.stderr, flush=True))
         if metrics_port:
             metrics.serve(metrics_port, "0.0.0.0")
@@ -511,15 +523,26 @@ def schema() -> None:
 @click.option("--browser", is_flag=True, help="Measure the browser plugin and forwarded ports instead")
 @click.option("--mcp", "mcp_", is_flag=True, help="Measure MCP calls instead: stdio in the sandbox, streamable HTTP "
               "(--embedded: a private local deployment in this process)")
+@click.option("--secure", is_flag=True, help="Compare the echo round trip through a private open deployment, a "
+              "--secure one (as a tenant's client) and, with openssl, one with TLS too")
 @click.option("--json", "as_json", is_flag=True)
 def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend: str | None, embedded: bool,
-          worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, as_json: bool) -> None:
+          worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, secure: bool,
+          as_json: bool) -> None:
     """Measure round trips and session starts against a running corral (see README)."""
     from .bench import BenchConfig, run_bench, run_browser_bench, run_ipython_bench, run_scaling
 
     config = BenchConfig(nats_url=nats_url, actions=n_actions, sessions=n_sessions, parallel=parallel,
                          backend=backend, embedded=embedded, as_json=as_json, density=density)
-    if ipython:
+    if secure:
+        from ._bench_secure import print_secure, secure_bench
+
+        results = run_cli(secure_bench(backend, min(n_actions, 2000)))
+        if as_json:
+            print(json.dumps(results, indent=2))
+        else:
+            print_secure(results)
+    elif ipython:
         run_cli(run_ipython_bench(config))
     elif browser:
         run_cli(run_browser_bench(config))
@@ -541,11 +564,14 @@ from ._image_cmd import image  # noqa: E402
 from ._mcp_cmd import mcp, mcp_bridge  # noqa: E402
 from ._mcp_serve import mcp_serve  # noqa: E402
 from ._skills_cmd import skills  # noqa: E402
+from ._tenant_cmd import secure, tenant  # noqa: E402
 from ._vscode_cmd import vscode  # noqa: E402
 
 cli.add_command(batch)
 cli.add_command(image)
 cli.add_command(skills)
+cli.add_command(tenant)
+cli.add_command(secure)
 cli.add_command(vscode)
 cli.add_command(mcp)
 cli.add_command(mcp_bridge)

@@ -21,7 +21,8 @@ from actors.audit import AuditWriter
 from actors.controller import Controller, ControllerConfig
 from actors.embedded import EmbeddedNats
 from actors.mcp import MCPConfig
-from protocol import Subjects, connect_nats
+from actors.secure import Role, SecureError, SecureStore, TlsFiles
+from protocol import Subjects, codes, connect_nats
 from workers.backends import deployment_id
 from workers.worker import Worker, WorkerConfig
 
@@ -51,6 +52,14 @@ class UpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """MCP servers of every session (``--mcp-config`` and ``CORRAL_MCP_CONFIG``, merged)."""
     public_host: str = "127.0.0.1"
     """Where forwarded sandbox ports listen (``corral session expose``)."""
+    secure: bool = False
+    """Start the embedded broker with users per role and per tenant (``actors.secure``); every part
+    of the deployment logs in as its role."""
+    tls_cert: str | None = None
+    """With ``secure``: TLS on the client port with this certificate (and ``tls_key``)."""
+    tls_key: str | None = None
+    tls_ca: str | None = None
+    """The CA clients verify the certificate with (default: the certificate itself, self-signed)."""
 
 
 async def resolve_backend(name: str) -> str:
@@ -89,17 +98,22 @@ class Deployment:
         self.controller: Controller | None = None
         self._stack = AsyncExitStack()
         self._supervisor = Supervisor("up")
+        self.secure: SecureStore | None = None
+        """With ``secure``: the users and credentials files (``tenant add`` goes through it)."""
 
     async def start(self) -> None:
         data = Path(self.config.data_dir).absolute()
         data.mkdir(parents=True, exist_ok=True)
-        if not self.config.nats_url:
+        if self.config.secure:
+            self.url = await self._start_secure_broker(data)
+        elif not self.config.nats_url:
             broker = EmbeddedNats(str(data / "nats"), port=self.config.nats_port)
             await self._stack.enter_async_context(broker)
             self.url = broker.url
         subjects = Subjects(self.config.prefix)
         stream = StreamConfigOptions(max_age_s=self.config.retention_s, max_bytes=self.config.stream_max_bytes)
-        self.controller = Controller(ControllerConfig(nats_url=self.url, prefix=self.config.prefix, stream=stream))
+        self.controller = Controller(ControllerConfig(nats_url=self.url, prefix=self.config.prefix, stream=stream,
+                                                      creds=self._creds("controller")))
         await self.controller.start()
         self._stack.push_async_callback(self.controller.aclose)
         backend = await resolve_backend(self.config.backend)
@@ -109,13 +123,13 @@ class Deployment:
                 base_dir=str(data / "workers"), worker_id=f"{os.uname().nodename}-{backend}-{n}-{deployment_id(str(data))}".replace(".", "-"),
                 warm_pool=self.config.warm_pool, stream=stream, allowed_mounts=list(self.config.allowed_mounts),
                 mcp=self.config.mcp,
-                public_host=self.config.public_host,
+                public_host=self.config.public_host, creds=self._creds("worker"),
             ))
             await worker.start(progress=_progress)
             self._stack.push_async_callback(worker.aclose)
             self.workers.append(worker)
         if self.config.audit:
-            nc = await connect_nats(self.url, name="corral-audit")
+            nc = await connect_nats(self.url, name="corral-audit", creds=self._creds("observer"))
             # close, not drain: draining waits on the writer's cancelled pull request until it times out.
             self._stack.push_async_callback(nc.close)
             (data / "audit").mkdir(exist_ok=True)
@@ -125,6 +139,28 @@ class Deployment:
         if self.config.metrics_port:
             metrics.serve(self.config.metrics_port)
         log.info("corral_up", nats=self.url, backend=backend, workers=len(self.workers), data_dir=str(data))
+
+    async def _start_secure_broker(self, data: Path) -> str:
+        """The embedded broker with the generated configuration (``<data>/secure``)."""
+        config = self.config
+        if config.nats_url:
+            raise SecureError(codes.INVALID_ARGUMENT, "--secure starts its own broker: it cannot be combined with --nats "
+                                                  "(for a broker of your own, see `corral secure init`)")
+        if bool(config.tls_cert) != bool(config.tls_key):
+            raise SecureError(codes.INVALID_ARGUMENT, "TLS needs both --tls-cert and --tls-key")
+        tls = None
+        if config.tls_cert and config.tls_key:
+            cert, key = str(Path(config.tls_cert).absolute()), str(Path(config.tls_key).absolute())
+            tls = TlsFiles(cert_file=cert, key_file=key, ca_file=str(Path(config.tls_ca).absolute()) if config.tls_ca else cert)
+        self.secure = SecureStore(data)
+        self.secure.init(prefix=config.prefix, port=config.nats_port, tls=tls)
+        broker = EmbeddedNats(str(data / "nats"), port=config.nats_port, config_file=str(self.secure.config_file),
+                              tls=tls is not None)
+        await self._stack.enter_async_context(broker)
+        return broker.url
+
+    def _creds(self, role: Role) -> str | None:
+        return str(self.secure.creds_path(role)) if self.secure is not None else None
 
     async def aclose(self) -> None:
         await self._stack.aclose()
@@ -148,5 +184,8 @@ async def run_until_signalled(config: UpConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with Deployment(config) as deployment:
         print(f"corral is up: NATS {deployment.url}  (Ctrl-C stops)", flush=True)
+        if deployment.secure is not None:
+            print(f"corral: secure; operator credentials {deployment.secure.creds_path('admin')}; "
+                  f"add tenants with `corral tenant add NAME --data-dir {config.data_dir}`", flush=True)
         await stop.wait()
         print("corral: stopping (draining sessions)...", flush=True)

@@ -33,10 +33,12 @@ async def serve(nats_url: str, prefix: str, path: str) -> None:
         loop.add_signal_handler(sig, stop.set)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     subjects = Subjects(prefix)
-    nc = await connect_nats(nats_url, name="corral-audit", first_attempts=30)
+    creds = os.environ.get("CORRAL_NATS_CREDS") or None  # compose/secure.yml: the observer's
+    nc = await connect_nats(nats_url, name="corral-audit", first_attempts=30, creds=creds)
     supervisor = Supervisor("audit")
     try:
-        await ensure_stream(nc.jetstream(), subjects)
+        if creds is None:  # an observer may not make streams: the controller makes it
+            await ensure_stream(nc.jetstream(), subjects)
         supervisor.start("writer", AuditWriter(nc, subjects, path).run)
         log.info("audit_writer_started", nats=nats_url, path=path)
         await stop.wait()

@@ -15,6 +15,7 @@ from ._codec import (
     headers_for,
     wants_json,
 )
+from ._creds import CREDS_ENV, Credentials, CredentialsError, credentials_from, encode_credentials, load_credentials
 from ._errors import ConnectionLost, CorralError, RequestError
 from ._events import (
     ACTION_KINDS,
@@ -89,7 +90,7 @@ from ._events import (
 from ._ids import new_id
 from ._registry import Registry, UnknownName
 from ._schema import json_schema
-from ._subjects import DEFAULT_PREFIX, KV_SESSIONS, KV_WORKERS, STREAM, Subjects
+from ._subjects import DEFAULT_PREFIX, KV_SESSIONS, KV_WORKERS, STREAM, TENANT_NAME, Subjects
 from ._validate import MAX_ID_LENGTH, Invalid, check_action, spec_problem, valid_id
 
 __all__ = [name for name in dir() if not name.startswith("_")] + ["Client", "Session", "connect_nats", "replay", "start_at", "unsubscribe_all"]

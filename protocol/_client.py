@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any, AsyncIterator
 
 import msgspec
@@ -21,6 +22,7 @@ import nats.js.errors
 from . import _errors as codes
 from ._codec import decode_observation, decode_reply, encode, wants_json
 from ._connect import connect_nats, unsubscribe_all
+from ._creds import Credentials, credentials_from
 from ._errors import ConnectionLost, RequestError
 from ._events import (
     INTERIM_KINDS,
@@ -111,16 +113,25 @@ def start_at(seq: int) -> ConsumerConfig | None:
 class Client:
     """A connection to corral through NATS. Use ``await Client.connect(url)``."""
 
-    def __init__(self, nc: Nats, subjects: Subjects, *, owns_connection: bool = True) -> None:
+    def __init__(self, nc: Nats, subjects: Subjects, *, owns_connection: bool = True, role: str = "") -> None:
         self._nc = nc
         self._js = nc.jetstream()
         self.subjects = subjects
+        self.role = role
+        """The broker role of the credentials it logged in with (``client``, ``approver``, ``admin``, …), if any."""
         self._owns = owns_connection
 
     @classmethod
-    async def connect(cls, url: str = "nats://127.0.0.1:4222", *, prefix: str = DEFAULT_PREFIX, **options: Any) -> Client:
-        nc = await connect_nats(url, name=options.pop("name", "corral-client"), **options)
-        return cls(nc, Subjects(prefix))
+    async def connect(cls, url: str | None = None, *, prefix: str = DEFAULT_PREFIX,
+                      creds: str | os.PathLike[str] | Credentials | None = None, **options: Any) -> Client:
+        """Connect to ``url`` (default: the credentials' broker, else ``nats://127.0.0.1:4222``).
+
+        ``creds`` (or ``$CORRAL_NATS_CREDS``) is a credentials file from ``corral tenant add``:
+        the client logs in as that user and, for a tenant's user, uses the tenant's subjects."""
+        found = credentials_from(creds, env=True)
+        url = url or (found.nats_url if found else "nats://127.0.0.1:4222")
+        nc = await connect_nats(url, name=options.pop("name", "corral-client"), creds=found, **options)
+        return cls(nc, found.subjects if found else Subjects(prefix), role=found.role if found else "")
 
     @property
     def nats(self) -> Nats:
@@ -383,7 +394,12 @@ class Session:
     async def _publish(self, action: AnyAction) -> AnyObservation | None:
         """Publish durably; returns an observation when the answer is already known."""
         client = self._client
-        subject = client.subjects.action(self.session_id, action.__struct_config__.tag)
+        kind = action.__struct_config__.tag
+        if kind == "confirm" and client.role == "client":  # the broker would drop it: say so at once
+            return Error(id=new_id(), cause=action.id, session_id=self.session_id, code=codes.NOT_PERMITTED,
+                         message="a tenant's client may not confirm held actions; its approver may "
+                                 "(`corral tenant add NAME --role approver`)")
+        subject = client.subjects.action(self.session_id, kind)
         try:
             ack = await client._js.publish(subject, encode(action), headers={"Nats-Msg-Id": action.id})
         except nats.errors.MaxPayloadError as exc:
@@ -415,7 +431,13 @@ class Session:
         A client that reconnects passes the last sequence it saw + 1 as ``since`` and misses
         nothing. With ``follow`` it keeps yielding live ones; without, it stops once caught up.
         """
-        subject = self._client.subjects.observations(self.session_id)
+        subjects = self._client.subjects
+        if subjects.tenant:
+            raise RequestError(codes.NOT_PERMITTED, (
+                "replaying stored observations needs the JetStream API, which a tenant's users do not get "
+                "(it cannot be limited to one tenant's messages); watch live with run()/stream(), or replay "
+                "with the operator's admin credentials"))
+        subject = subjects.observations(self.session_id)
         async for msg in replay(self._client.nats, subject, since=since, follow=follow, idle_s=idle_s):
             try:
                 obs = decode_observation(msg.data, json=wants_json(msg.headers))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import nats
@@ -11,6 +12,7 @@ from nats.aio.subscription import Subscription
 import nats.errors
 
 from . import _errors as codes
+from ._creds import Credentials, credentials_from
 from ._errors import ConnectionLost
 
 _log = logging.getLogger("corral.nats")
@@ -20,8 +22,14 @@ async def _quiet_error(exc: Exception) -> None:
     _log.debug("nats connection error: %r", exc)
 
 
-async def connect_nats(url: str, *, name: str, first_attempts: int = 3, **options: Any) -> Nats:
-    """Connect with a bounded first attempt (a clear error when nothing listens), then never give up."""
+async def connect_nats(url: str, *, name: str, first_attempts: int = 3,
+                       creds: str | os.PathLike[str] | Credentials | None = None, **options: Any) -> Nats:
+    """Connect with a bounded first attempt (a clear error when nothing listens), then never give up.
+
+    ``creds`` (a credentials file or its contents) logs in as that user: password, inbox prefix, TLS CA."""
+    found = credentials_from(creds)
+    if found is not None:
+        options = {**found.nats_options(), **options}
     options.setdefault("connect_timeout", 5)
     options.setdefault("reconnect_time_wait", 0.5)
     options.setdefault("error_cb", _quiet_error)

@@ -59,6 +59,9 @@ MCP_UNAVAILABLE: Final = "mcp_unavailable"
 """An MCP server could not be started or reached; the message carries its stderr's tail."""
 MCP_SERVER_DIED: Final = "mcp_server_died"
 """An MCP server died (or its connection broke) during the call; the next call starts it afresh."""
+NOT_PERMITTED: Final = "not_permitted"
+"""A tenant's client asked for what only the deployment's operator may (``workers``, ``drain``,
+replaying the stream)."""
 
 ALL_CODES: Final = frozenset(
     v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and k != "ALL_CODES"

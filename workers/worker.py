@@ -80,6 +80,8 @@ IMAGES_EVERY_BEATS = 15
 class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     nats_url: str = "nats://127.0.0.1:4222"
     prefix: str = "corral"
+    creds: str | None = None
+    """A credentials file to log in with (``corral up --secure`` gives the worker's)."""
     worker_id: str | None = None
     """Stable across restarts on one host; default ``<hostname>-<backend>-<deployment>``, where the
     deployment is a hash of ``base_dir`` (two deployments on one host never share a worker id)."""
@@ -159,7 +161,8 @@ class Worker:
         """Prepare the backend (a broken engine or a missing image fails here), then serve."""
         await self._backend.prepare(progress)
         self._images = await self._backend.images_present()
-        self._nc = nc or await connect_nats(self._config.nats_url, name=f"corral-worker-{self.worker_id}")
+        self._nc = nc or await connect_nats(self._config.nats_url, name=f"corral-worker-{self.worker_id}",
+                                            creds=self._config.creds)
         js = self._nc.jetstream()
         await ensure_stream(js, self._subjects, self._config.stream)
         self._kv = await workers_bucket(js, self._subjects)
@@ -194,13 +197,15 @@ class Worker:
                          reason=dead or "no live session of this worker")
                 await self._backend.destroy(handle)
                 continue
-            runner = self._runner(handle, record.spec)  # type: ignore[union-attr]
+            # The registry's record keeps the session's tenant: its runner serves the tenant's subjects again.
+            runner = self._runner(handle, record.spec, record.info.tenant)  # type: ignore[union-attr]
             await runner.start(recover=True)
             self._runners[handle.session_id] = runner
             ports = await reopen(self._forwards, runner, record.info.ports)  # type: ignore[union-attr]
             await runner.publish_status(SessionInfo(
                 session_id=handle.session_id, worker_id=self.worker_id, backend=self._backend.name,
-                status="recovered", created_at=handle.created_at, labels=dict(handle.labels), ports=ports))
+                status="recovered", created_at=handle.created_at, labels=dict(handle.labels), ports=ports,
+                tenant=runner.tenant))
             log.info("session_recovered", session_id=handle.session_id, sandbox_id=handle.sandbox_id)
         for sid, record in registry.items():
             if record.info.worker_id == self.worker_id and sid not in self._runners and record.info.status != "closed":
@@ -219,16 +224,19 @@ class Worker:
             await js.delete_consumer(self._stream, consumer)
         except nats.js.errors.NotFoundError:
             since = 1
-        answered = await answer_unanswered(self._nc, self._subjects, self._stream, sid, since=since,
+        subjects = self._subjects.for_tenant(info.tenant)
+        answered = await answer_unanswered(self._nc, subjects, self._stream, sid, since=since,
                                            code=codes.SANDBOX_LOST, reason=f"session {sid} is lost: {reason}")
         lost = msgspec.structs.replace(info, status="lost", reason=reason)
-        await self._nc.publish(self._subjects.status(sid), encode(lost))
+        await self._nc.publish(subjects.status(sid), encode(lost))
         await kv_delete(self._kv_sessions, sid)
         log.warning("session_lost_at_start", session_id=sid, reason=reason, pending_answered=answered)
 
-    def _runner(self, handle: SandboxHandle, spec: SessionSpec) -> SessionRunner:
+    def _runner(self, handle: SandboxHandle, spec: SessionSpec, tenant: str = "") -> SessionRunner:
+        """A tenant's session is served on the tenant's subjects: its consumer, observations,
+        status and lookup are under ``<prefix>.t.<tenant>``."""
         assert self._nc is not None
-        return SessionRunner(self._nc, self._subjects, self._stream, handle, spec=spec, client=self._backend.client(handle),
+        return SessionRunner(self._nc, self._subjects.for_tenant(tenant), self._stream, handle, spec=spec, client=self._backend.client(handle),
                              config=self._runner_config, on_dead=self._sandbox_died,
                              death_reason=lambda: self._backend.alive(handle), services=self._services)
 
@@ -355,7 +363,7 @@ class Worker:
             metrics.failures.labels("worker", exc.code).inc()
             log.warning("sandbox_create_failed", session_id=sid, error=str(exc))
             return ErrorReply(code=exc.code, message=str(exc))
-        runner = self._runner(handle, request.spec)
+        runner = self._runner(handle, request.spec, request.tenant)
         try:
             await runner.start()
         except nats.errors.Error as exc:
@@ -364,7 +372,7 @@ class Worker:
         self._runners[sid] = runner
         info = SessionInfo(session_id=sid, worker_id=self.worker_id, backend=self._backend.name, status="ready",
                            created_at=handle.created_at, labels=dict(request.spec.labels), warm=warm,
-                           plugins=ExecutorHandler.statuses(request.spec))
+                           plugins=ExecutorHandler.statuses(request.spec), tenant=request.tenant)
         await runner.publish_status(info)
         metrics.create_seconds.labels(str(warm).lower()).observe(time.perf_counter() - started)
         log.info("session_ready", session_id=sid, worker_id=self.worker_id, warm=warm,
@@ -413,7 +421,7 @@ class Worker:
         self._vscode.forget(session_id)
         try:
             await runner.publish_status(SessionInfo(session_id=session_id, worker_id=self.worker_id,
-                                                    backend=self._backend.name, status="closing"))
+                                                    backend=self._backend.name, status="closing", tenant=runner.tenant))
             if status == "lost":
                 await runner.aclose(code=codes.SANDBOX_LOST, reason=reason or "the sandbox was lost")
             else:
@@ -425,7 +433,8 @@ class Worker:
             else:
                 await self._backend.destroy(runner.handle)
         info = SessionInfo(session_id=session_id, worker_id=self.worker_id, backend=self._backend.name,
-                           status=status, created_at=runner.handle.created_at, reason=reason)  # type: ignore[arg-type]
+                           status=status, created_at=runner.handle.created_at, reason=reason,  # type: ignore[arg-type]
+                           tenant=runner.tenant)
         await runner.publish_status(info)
         log.info("session_closed", session_id=session_id, status=status, reason=reason)
         return info
@@ -464,7 +473,8 @@ class Worker:
         except BackendError as exc:
             return await self._reply(msg, ErrorReply(code=exc.code, message=str(exc)))
         info = SessionInfo(session_id=ref.session_id, worker_id=self.worker_id, backend=self._backend.name,
-                           status="paused" if verb == "pause" else "ready", created_at=runner.handle.created_at)
+                           status="paused" if verb == "pause" else "ready", created_at=runner.handle.created_at,
+                           tenant=runner.tenant)
         await runner.publish_status(info)
         log.info("session_" + ("paused" if verb == "pause" else "resumed"), session_id=ref.session_id)
         await self._reply(msg, info)

@@ -35,6 +35,7 @@ from protocol import (
     SessionList,
     SessionRef,
     SessionSpec,
+    TENANT_NAME,
     Subjects,
     VscodeInfo,
     WorkerInfo,
@@ -65,6 +66,8 @@ log = structlog.get_logger()
 
 _REPLY_ERRORS = (nats.errors.TimeoutError, nats.errors.NoRespondersError)
 FAST_VERBS = ("close", "get", "list", "workers", "pause", "resume", "drain", "expose", "unexpose")
+ADMIN_VERBS = ("workers", "drain")
+"""Verbs about the deployment, not a session: refused to tenants (``not_permitted``)."""
 SLOW_VERBS = ("create", "vscode")
 """Verbs that may wait long (for room, for code-server to start): each runs as a task of its own."""
 VSCODE_TIMEOUT_S = 90.0
@@ -73,6 +76,8 @@ VSCODE_TIMEOUT_S = 90.0
 class ControllerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     nats_url: str = "nats://127.0.0.1:4222"
     prefix: str = "corral"
+    creds: str | None = None
+    """A credentials file to log in with (``corral up --secure`` gives the controller's)."""
     controller_id: str | None = None
     """Names this instance in the leadership lease; default a random id."""
     heartbeat_ttl_s: float = 10.0
@@ -119,7 +124,8 @@ class Controller(Actor[Msg]):
         self._nc: Nats | None = None
         self._placement = Placement(choices=config.placement_choices, queue_timeout_s=config.create_queue_timeout_s)
         self._supervisor = Supervisor("controller")
-        self._graves: OrderedDict[str, str] = OrderedDict()
+        self._graves: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        """Session id -> (its tenant, why it was lost)."""
         self._creates: set[asyncio.Task[None]] = set()
         self._subs: list[Any] = []
         self._leader_subs: list[Any] = []
@@ -132,9 +138,18 @@ class Controller(Actor[Msg]):
     def _sessions(self) -> dict[str, SessionRecord]:
         return self._table.records
 
+    @property
+    def _every_tenant(self) -> tuple[Subjects, Subjects]:
+        """Subjects of the deployment's own sessions, and the wildcards over every tenant's."""
+        return self._subjects, self._subjects.for_tenant("*")
+
+    def _of(self, info: SessionInfo) -> Subjects:
+        """The subjects of one session: its tenant's."""
+        return self._subjects.for_tenant(info.tenant)
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self, nc: Nats | None = None) -> None:
-        self._nc = nc or await connect_nats(self._config.nats_url, name="corral-controller")
+        self._nc = nc or await connect_nats(self._config.nats_url, name="corral-controller", creds=self._config.creds)
         js = self._nc.jetstream()
         await ensure_stream(js, self._subjects, self._config.stream)
         self._table = SessionTable(await sessions_bucket(js, self._subjects))
@@ -143,10 +158,11 @@ class Controller(Actor[Msg]):
         await self._load_workers()
         self._lease = Lease(js, f"corral_leader_{self._subjects.prefix}", self.controller_id, ttl_s=self._config.lease_ttl_s)
         group = "corral-controller"
-        for verb in SLOW_VERBS:
-            self._subs.append(await self._nc.subscribe(self._subjects.ctl(verb), queue=group, cb=self._admit))
-        for verb in FAST_VERBS:
-            self._subs.append(await self._nc.subscribe(self._subjects.ctl(verb), queue=group, cb=self._enqueue))
+        for subjects in self._every_tenant:  # the deployment's own clients, and every tenant's
+            for verb in SLOW_VERBS:
+                self._subs.append(await self._nc.subscribe(subjects.ctl(verb), queue=group, cb=self._admit))
+            for verb in FAST_VERBS:
+                self._subs.append(await self._nc.subscribe(subjects.ctl(verb), queue=group, cb=self._enqueue))
         self._subs.append(await self._nc.subscribe(self._subjects.heartbeats, cb=_guarded(self._on_heartbeat)))
         self._supervisor.start("inbox", self.run)
         self._supervisor.start("registry", lambda: self._table.watch(watcher))
@@ -186,8 +202,9 @@ class Controller(Actor[Msg]):
         for wid in self._placement.seen:
             self._placement.seen[wid] = now
         assert self._nc is not None
-        self._leader_subs.append(await self._nc.subscribe(self._subjects.actions(), cb=_guarded(self._on_action)))
-        self._leader_subs.append(await self._nc.subscribe(self._subjects.statuses(), cb=_guarded(self._on_status)))
+        for subjects in self._every_tenant:
+            self._leader_subs.append(await self._nc.subscribe(subjects.actions(), cb=_guarded(self._on_action)))
+            self._leader_subs.append(await self._nc.subscribe(subjects.statuses(), cb=_guarded(self._on_status)))
         self._supervisor.start("reaper", self._reap_forever)
 
     async def _follow(self) -> None:
@@ -219,8 +236,12 @@ class Controller(Actor[Msg]):
 
     async def _serve(self, msg: Msg, verb: str) -> None:
         as_json = wants_json(msg.headers)
+        tenant = self._subjects.tenant_of(msg.subject) or ""
         try:
-            reply = await self._dispatch(verb, msg.data, as_json)
+            if tenant and not TENANT_NAME.fullmatch(tenant):
+                reply: msgspec.Struct = ErrorReply(code=codes.INVALID_ARGUMENT, message=f"no tenant can be named {tenant!r}")
+            else:
+                reply = await self._dispatch(verb, msg.data, as_json, tenant)
         except msgspec.ValidationError as exc:
             code = codes.INVALID_SPEC if verb == "create" else codes.BAD_PAYLOAD
             reply = ErrorReply(code=code, message=f"invalid {verb} request: {exc}")
@@ -231,30 +252,47 @@ class Controller(Actor[Msg]):
             reply = ErrorReply(code=codes.INTERNAL, message=f"controller failed on {verb}: {exc!r}")
         await self._reply(msg, reply)
 
-    async def _dispatch(self, verb: str, data: bytes, as_json: bool) -> msgspec.Struct:
+    async def _dispatch(self, verb: str, data: bytes, as_json: bool, tenant: str = "") -> msgspec.Struct:
+        """One control request; ``tenant`` is the requester's (from the subject it came on, which
+        the broker lets only that tenant's users publish on): it sees only its own sessions."""
+        if tenant and verb in ADMIN_VERBS:
+            return ErrorReply(code=codes.NOT_PERMITTED, message=f"{verb} is for the deployment's operator, not a tenant")
         match verb:
             case "create":
-                return await self._create(decode_as(data, SessionSpec, json=as_json))
+                return await self._create(decode_as(data, SessionSpec, json=as_json), tenant)
             case "close":
-                return await self._close(decode_as(data, SessionRef, json=as_json).session_id)
+                sid = decode_as(data, SessionRef, json=as_json).session_id
+                return self._hidden(sid, tenant) or await self._close(sid)
             case "pause" | "resume":
-                return await self._freeze(decode_as(data, SessionRef, json=as_json).session_id, verb)
+                sid = decode_as(data, SessionRef, json=as_json).session_id
+                return self._hidden(sid, tenant) or await self._freeze(sid, verb)
             case "expose" | "unexpose":
-                return await self._port(decode_as(data, PortRef, json=as_json), verb)
+                ref = decode_as(data, PortRef, json=as_json)
+                return self._hidden(ref.session_id, tenant) or await self._port(ref, verb)
             case "vscode":
-                return await self._vscode(decode_as(data, SessionRef, json=as_json).session_id)
+                sid = decode_as(data, SessionRef, json=as_json).session_id
+                return self._hidden(sid, tenant) or await self._vscode(sid)
             case "drain":
                 return await self._drain(decode_as(data, WorkerRef, json=as_json))
             case "get":
-                return self._get(decode_as(data, SessionRef, json=as_json).session_id)
+                sid = decode_as(data, SessionRef, json=as_json).session_id
+                return self._hidden(sid, tenant) or self._get(sid)
             case "list":
                 decode_as(data, Empty, json=as_json)
-                return SessionList(sessions=[r.info for r in self._sessions.values()])
+                return SessionList(sessions=[r.info for r in self._sessions.values() if not tenant or r.info.tenant == tenant])
             case "workers":
                 decode_as(data, Empty, json=as_json)
                 return WorkerList(workers=list(self._placement.workers.values()))
             case _:
                 return ErrorReply(code=codes.UNKNOWN_KIND, message=f"unknown control verb {verb!r}")
+
+    def _hidden(self, session_id: str, tenant: str) -> ErrorReply | None:
+        """Another tenant's session is, to a tenant, a session that does not exist (the same answer,
+        word for word). The deployment's own clients (``tenant=""``) see every session."""
+        record = self._sessions.get(session_id)
+        if tenant and record is not None and record.info.tenant != tenant:
+            return _unknown(session_id)
+        return None
 
     async def _reply(self, msg: Msg, reply: msgspec.Struct) -> None:
         if isinstance(reply, ErrorReply):
@@ -267,10 +305,10 @@ class Controller(Actor[Msg]):
     def _get(self, session_id: str) -> SessionInfo | ErrorReply:
         record = self._sessions.get(session_id)
         if record is None:
-            return ErrorReply(code=codes.UNKNOWN_SESSION, message=f"no session {session_id!r} (never created, or closed)")
+            return _unknown(session_id)
         return record.info
 
-    async def _create(self, spec: SessionSpec) -> SessionInfo | ErrorReply:
+    async def _create(self, spec: SessionSpec, tenant: str = "") -> SessionInfo | ErrorReply:
         problem = spec_problem(spec)
         if problem:
             return ErrorReply(code=codes.INVALID_SPEC, message=problem)
@@ -281,8 +319,9 @@ class Controller(Actor[Msg]):
             worker = await self._placement.reserve_or_wait(spec, deadline, shunned)
             if isinstance(worker, ErrorReply):
                 return worker
-            reply = await self._start_on(worker.worker_id, session_id, spec)
+            reply = await self._start_on(worker.worker_id, session_id, spec, tenant)
             if isinstance(reply, SessionInfo):
+                reply = msgspec.structs.replace(reply, tenant=tenant)
                 break
             retry = reply.code in (codes.WORKER_FULL, codes.WORKER_DRAINING, codes.WORKER_UNAVAILABLE)
             if not retry or time.monotonic() >= deadline:
@@ -294,14 +333,14 @@ class Controller(Actor[Msg]):
         await self._table.put(SessionRecord(info=reply, spec=spec, last_activity=time.time()))
         return reply
 
-    async def _start_on(self, wid: str, session_id: str, spec: SessionSpec) -> SessionInfo | ErrorReply:
+    async def _start_on(self, wid: str, session_id: str, spec: SessionSpec, tenant: str = "") -> SessionInfo | ErrorReply:
         """Ask one worker to start the sandbox; releases the reservation ``reserve`` made.
 
         A worker that stops heartbeating meanwhile is not waited for: the create fails over fast
         (``worker_unavailable``) and the caller places it elsewhere."""
         log.info("session_placing", session_id=session_id, worker_id=wid)
         request = asyncio.ensure_future(self._nc.request(  # type: ignore[union-attr]
-            self._subjects.worker(wid, "create"), encode(SandboxCreate(session_id=session_id, spec=spec)),
+            self._subjects.worker(wid, "create"), encode(SandboxCreate(session_id=session_id, spec=spec, tenant=tenant)),
             timeout=self._config.create_timeout_s))
         lapse = asyncio.ensure_future(self._heartbeat_lapse(wid))
         reply: Any
@@ -340,7 +379,7 @@ class Controller(Actor[Msg]):
     async def _close(self, session_id: str, *, reason: str | None = None) -> SessionInfo | ErrorReply:
         record = self._sessions.get(session_id)
         if record is None:
-            return ErrorReply(code=codes.UNKNOWN_SESSION, message=f"no session {session_id!r} (never created, or closed)")
+            return _unknown(session_id)
         info = msgspec.structs.replace(record.info, status="closed", reason=reason)
         if record.info.status != "lost":
             try:
@@ -349,7 +388,7 @@ class Controller(Actor[Msg]):
                 )
                 answer = decode_reply(msg.data)
                 if isinstance(answer, SessionInfo):
-                    info = msgspec.structs.replace(answer, reason=reason)
+                    info = msgspec.structs.replace(answer, reason=reason, tenant=record.info.tenant)
             except (*_REPLY_ERRORS, msgspec.DecodeError) as exc:
                 log.warning("session_close_unanswered", session_id=session_id, worker_id=record.info.worker_id, error=repr(exc))
                 await self._publish_status(info)
@@ -414,7 +453,7 @@ class Controller(Actor[Msg]):
         (None, the error) when the session is unknown or lost, or the worker does not answer."""
         record = self._sessions.get(session_id)
         if record is None:
-            return None, ErrorReply(code=codes.UNKNOWN_SESSION, message=f"no session {session_id!r} (never created, or closed)")
+            return None, _unknown(session_id)
         if record.info.status == "lost":
             return None, ErrorReply(code=codes.SANDBOX_LOST, message=f"session {session_id} is lost: {record.info.reason}")
         try:
@@ -426,7 +465,7 @@ class Controller(Actor[Msg]):
                                     message=f"worker {record.info.worker_id} did not {verb}: {exc!r}")
 
     async def _publish_status(self, info: SessionInfo) -> None:
-        await self._nc.publish(self._subjects.status(info.session_id), encode(info))  # type: ignore[union-attr]
+        await self._nc.publish(self._of(info).status(info.session_id), encode(info))  # type: ignore[union-attr]
 
     # ------------------------------------------------- the leader: data-path watch
     async def _on_action(self, msg: Msg) -> None:
@@ -434,26 +473,29 @@ class Controller(Actor[Msg]):
         if parsed is None:
             return
         session_id = parsed[0]
+        tenant = self._subjects.tenant_of(msg.subject) or ""
+        subjects = self._subjects.for_tenant(tenant)
         record = self._sessions.get(session_id)
-        if record is not None:
+        if record is not None and record.info.tenant == tenant:  # another tenant's id is no session of this one
             if record.info.status != "lost":  # a lost session's actions wait in the stream for recovery
                 record.last_activity = time.time()
             return
-        why = self._graves.get(session_id)
-        if why is not None:
-            await self._answer_lost(session_id, msg.data, wants_json(msg.headers), codes.SANDBOX_LOST,
-                                    f"session {session_id} is lost: {why}")
+        grave = self._graves.get(session_id)
+        if grave is not None and grave[0] == tenant:
+            await self._answer_lost(subjects, session_id, msg.data, wants_json(msg.headers), codes.SANDBOX_LOST,
+                                    f"session {session_id} is lost: {grave[1]}")
         else:
-            await self._answer_lost(session_id, msg.data, wants_json(msg.headers), codes.UNKNOWN_SESSION,
-                                    f"no session {session_id!r} (never created, or closed)")
+            await self._answer_lost(subjects, session_id, msg.data, wants_json(msg.headers), codes.UNKNOWN_SESSION,
+                                    _unknown(session_id).message)
 
-    def _bury(self, session_id: str, reason: str) -> None:
+    def _bury(self, info: SessionInfo, reason: str) -> None:
         """Remember why a session ended by loss, so late actions get `sandbox_lost`, not `unknown_session`."""
-        self._graves[session_id] = reason
+        self._graves[info.session_id] = (info.tenant, reason)
         if len(self._graves) > 10_000:
             self._graves.popitem(last=False)
 
-    async def _answer_lost(self, session_id: str, data: bytes, as_json: bool, code: str, message: str) -> None:
+    async def _answer_lost(self, subjects: Subjects, session_id: str, data: bytes, as_json: bool, code: str,
+                           message: str) -> None:
         """Answer one action that no worker will ever execute."""
         try:
             action_id: str | None = decode_action(data, json=as_json).id
@@ -461,7 +503,7 @@ class Controller(Actor[Msg]):
             action_id = exc.action_id
         error = Error(id=new_id(), cause=action_id, session_id=session_id, code=code, message=message)
         await self._nc.publish(  # type: ignore[union-attr]
-            self._subjects.obs(session_id, "error"), encode(error, json=as_json), headers=final_headers(error.id, as_json)
+            subjects.obs(session_id, "error"), encode(error, json=as_json), headers=final_headers(error.id, as_json)
         )
 
     async def _abandon(self, record: SessionRecord) -> None:
@@ -481,9 +523,9 @@ class Controller(Actor[Msg]):
             await js.delete_consumer(stream, consumer)
         except nats.js.errors.NotFoundError:
             start = 1
-        answered = await answer_unanswered(self._nc, self._subjects, stream, sid, since=start,  # type: ignore[arg-type]
+        answered = await answer_unanswered(self._nc, self._of(record.info), stream, sid, since=start,  # type: ignore[arg-type]
                                            code=codes.SANDBOX_LOST, reason=f"session {sid} is lost: {reason}")
-        self._bury(sid, reason)
+        self._bury(record.info, reason)
         await self._table.delete(sid)
         await self._publish_status(msgspec.structs.replace(record.info, status="closed", reason=reason))
         log.warning("session_abandoned", session_id=sid, pending_answered=answered, reason=reason)
@@ -497,8 +539,8 @@ class Controller(Actor[Msg]):
         if not isinstance(info, SessionInfo):
             return
         record = self._sessions.get(info.session_id)
-        if record is None:
-            return
+        if record is None or record.info.tenant != (self._subjects.tenant_of(msg.subject) or ""):
+            return  # no session, or a status on another tenant's subjects than the session's
         if info.status == record.info.status == "ready" and info.plugins != record.info.plugins:
             record.info = msgspec.structs.replace(record.info, plugins=info.plugins)  # a plugin started or failed
             await self._table.put(record)
@@ -508,7 +550,7 @@ class Controller(Actor[Msg]):
         if info.status == "closed":  # closed by its worker (e.g. worker shutdown), not through ctl.close
             await self._table.delete(info.session_id)
         elif info.status == "lost":  # its worker saw the sandbox die and answered what it held
-            self._bury(info.session_id, info.reason or "the sandbox died")
+            self._bury(record.info, info.reason or "the sandbox died")
             await self._table.delete(info.session_id)
         elif info.status == "recovered":  # a restarted worker re-adopted the sandbox
             record.info = msgspec.structs.replace(record.info, status="ready", worker_id=info.worker_id, reason=None,
@@ -573,3 +615,7 @@ class Controller(Actor[Msg]):
             record.last_activity = time.time()  # the grace period for recovery starts now
             await self._table.put(record)
             await self._publish_status(record.info)
+
+
+def _unknown(session_id: str) -> ErrorReply:
+    return ErrorReply(code=codes.UNKNOWN_SESSION, message=f"no session {session_id!r} (never created, or closed)")

@@ -26,7 +26,16 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 import nats.js.errors
 import structlog
 
-from actors import Actor, InboxFull, answer_unanswered, answered_in_stream, cancel_and_wait, final_headers, metrics
+from actors import (
+    Actor,
+    InboxFull,
+    answer_unanswered,
+    answered_in_stream,
+    cancel_and_wait,
+    final_headers,
+    metrics,
+    while_api_away,
+)
 from executor.client import ExecutorClient, ExecutorUnavailable
 from protocol import (
     ActionDecodeError,
@@ -158,6 +167,11 @@ class SessionRunner:
         return self._ctx.client
 
     @property
+    def tenant(self) -> str:
+        """The session's tenant ("" for the deployment's own): its subjects are that tenant's."""
+        return self._subjects.tenant
+
+    @property
     def consumer_name(self) -> str:
         return f"session_{self.session_id}"
 
@@ -194,10 +208,10 @@ class SessionRunner:
             max_ack_pending=10_000,
             max_deliver=-1,
         )
-        self._subs.append(await self._js.subscribe(
+        self._subs.append(await while_api_away(lambda: self._js.subscribe(
             self._subjects.actions(self.session_id), stream=self._stream, durable=self.consumer_name,
             cb=self._on_action, manual_ack=True, config=config, pending_msgs_limit=-1, pending_bytes_limit=-1,
-        ))
+        )))
         self._subs.append(await self._nc.subscribe(self._subjects.lookup(self.session_id), cb=self._on_lookup))
 
     async def _unacked_from(self) -> int:

@@ -17,9 +17,11 @@ from protocol import (
     CmdChunk,
     CmdOutput,
     CmdRun,
+    ConfirmationRequired,
     Error,
     IPythonOutput,
     IPythonRun,
+    Rejected,
     Subjects,
     json_schema,
     new_id,
@@ -27,6 +29,7 @@ from protocol import (
 
 from ._common import configure_logging, nats_option, prefix_option, print_json, run_cli, with_client
 from ._mcp_cmd import load_mcp_config, mcp_config_option
+from ._security_cmd import add_session_confirm, security, security_options
 
 
 @click.group()
@@ -57,9 +60,10 @@ def cli(log_level: str, log_json: bool) -> None:
               help="Where forwarded sandbox ports listen (0.0.0.0 opens them to the network)")
 @prefix_option
 @mcp_config_option
+@security_options
 def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, workers: int, capacity: int,
        warm_pool: int, metrics_port: int | None, retention_days: float, stream_max_gb: float,
-       allowed_mounts: tuple[str, ...], public_host: str, prefix: str, mcp_config: str | None) -> None:
+       allowed_mounts: tuple[str, ...], public_host: str, prefix: str, mcp_config: str | None, security: Any) -> None:
     """Run NATS, the controller, workers and the audit writer in the foreground."""
     from .up import UpConfig, run_until_signalled
 
@@ -68,7 +72,7 @@ def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, worker
                                       metrics_port=metrics_port, retention_s=retention_days * 86400,
                                       stream_max_bytes=int(stream_max_gb * 2**30),
                                       allowed_mounts=[os.path.abspath(p) for p in allowed_mounts],
-                                      public_host=public_host, mcp=load_mcp_config(mcp_config))))
+                                      public_host=public_host, mcp=load_mcp_config(mcp_config), security=security)))
 
 
 @cli.command()
@@ -115,9 +119,10 @@ def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: i
 @click.option("--public-host", default="127.0.0.1", show_default=True,
               help="Where forwarded sandbox ports listen (0.0.0.0 opens them to the network)")
 @mcp_config_option
+@security_options
 def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_id: str | None, capacity: int,
            base_dir: str, warm_pool: int, image: str | None, allowed_mounts: tuple[str, ...],
-           metrics_port: int | None, public_host: str, mcp_config: str | None) -> None:
+           metrics_port: int | None, public_host: str, mcp_config: str | None, security: Any) -> None:
     """Run one runtime worker (or manage workers: `corral worker drain ID`)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -130,7 +135,7 @@ def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_
         w = Worker(WorkerConfig(nats_url=nats_url, prefix=prefix, backend=config, worker_id=worker_id,
                                 capacity=capacity, base_dir=os.path.abspath(base_dir), warm_pool=warm_pool,
                                 allowed_mounts=[os.path.abspath(p) for p in allowed_mounts], public_host=public_host,
-                                mcp=load_mcp_config(mcp_config)))
+                                mcp=load_mcp_config(mcp_config), security=security))
         await w.start(progress=lambda line: print(f"corral: {line}", file=sys.stderr, flush=True))
         if metrics_port:
             metrics.serve(metrics_port, "0.0.0.0")
@@ -219,6 +224,13 @@ async def _stream_command(session: Any, action: CmdRun | IPythonRun) -> int:
                 if obs.status not in ("completed", "error"):
                     print(f"[{obs.status}] {obs.reason or ''}".rstrip(), file=sys.stderr)
                 return {"completed": 0, "error": 1}.get(obs.status, 2)
+            case ConfirmationRequired():
+                print(f"[held for confirmation: {obs.risk} risk, {obs.reason}; within {obs.timeout_s or 0:g} s run: "
+                      f"corral session confirm {obs.session_id} {obs.action_id} [--reject]]", file=sys.stderr, flush=True)
+            case Rejected():
+                who = f" by {obs.approver}" if obs.approver else ""
+                print(f"rejected ({obs.decided_by}{who}, {obs.risk} risk): {obs.reason}", file=sys.stderr)
+                return 2
             case Error():
                 print(f"error {obs.code}: {obs.message}", file=sys.stderr)
                 return 2
@@ -545,6 +557,8 @@ from ._vscode_cmd import vscode  # noqa: E402
 
 cli.add_command(batch)
 cli.add_command(image)
+cli.add_command(security)
+add_session_confirm(session)
 cli.add_command(skills)
 cli.add_command(vscode)
 cli.add_command(mcp)

@@ -23,6 +23,7 @@ from actors.embedded import EmbeddedNats
 from actors.mcp import MCPConfig
 from protocol import Subjects, connect_nats
 from workers.backends import deployment_id
+from workers.security import SecurityConfig
 from workers.worker import Worker, WorkerConfig
 
 log = structlog.get_logger()
@@ -51,6 +52,8 @@ class UpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """MCP servers of every session (``--mcp-config`` and ``CORRAL_MCP_CONFIG``, merged)."""
     public_host: str = "127.0.0.1"
     """Where forwarded sandbox ports listen (``corral session expose``)."""
+    security: SecurityConfig = SecurityConfig()
+    """Every worker's security analyzers, rules and policy (``--security-config``)."""
 
 
 async def resolve_backend(name: str) -> str:
@@ -108,7 +111,7 @@ class Deployment:
                 nats_url=self.url, prefix=self.config.prefix, backend=backend, capacity=self.config.capacity,
                 base_dir=str(data / "workers"), worker_id=f"{os.uname().nodename}-{backend}-{n}-{deployment_id(str(data))}".replace(".", "-"),
                 warm_pool=self.config.warm_pool, stream=stream, allowed_mounts=list(self.config.allowed_mounts),
-                mcp=self.config.mcp,
+                mcp=self.config.mcp, security=self.config.security,
                 public_host=self.config.public_host,
             ))
             await worker.start(progress=_progress)

@@ -42,11 +42,7 @@ class SecurityGate(Gate):
     async def check(self, action: AnyAction, ctx: SessionContext) -> Verdict:
         if isinstance(action, Confirm) or not self._analyzers:  # confirms never reach the gates; be sure
             return ALLOW
-        if len(self._analyzers) == 1:
-            findings = [await self._run(*self._analyzers[0], action, ctx)]
-        else:
-            findings = list(await asyncio.gather(*(self._run(name, a, action, ctx) for name, a in self._analyzers)))
-        finding = self.policy.worst(findings)
+        finding = self.policy.worst(await self.findings(action, ctx))
         decision = self.policy.decide(finding.risk)
         if decision == "allow":
             return ALLOW
@@ -54,6 +50,12 @@ class SecurityGate(Gate):
             return Deny(reason=finding.reason, risk=finding.risk, summary=summary_of(action), analyzer=finding.analyzer)
         return Hold(reason=finding.reason, timeout_s=self.policy.confirm_timeout_s, risk=finding.risk,
                     summary=summary_of(action), analyzer=finding.analyzer)
+
+    async def findings(self, action: AnyAction, ctx: SessionContext) -> list[Finding]:
+        """What every analyzer of the session says of ``action`` (run side by side)."""
+        if len(self._analyzers) == 1:
+            return [await self._run(*self._analyzers[0], action, ctx)]
+        return list(await asyncio.gather(*(self._run(name, a, action, ctx) for name, a in self._analyzers)))
 
     async def _run(self, name: str, analyzer: Analyzer, action: AnyAction, ctx: SessionContext) -> Finding:
         started = time.perf_counter_ns()

@@ -28,6 +28,7 @@ Rules are compiled once; an action is parsed once (and commands are cached by th
 from __future__ import annotations
 
 import ast
+import asyncio
 import os
 import posixpath
 import re
@@ -54,7 +55,7 @@ from protocol import (
 from ..session import SessionContext
 from ._analyzer import ANALYZERS, Analyzer, AnalyzerSetup
 from ._policy import Finding, Policy
-from ._shell import ShellFacts, read_shell
+from ._shell import ShellFacts, quick, read_shell
 
 DEFAULT_RULES_PATH = os.path.join(os.path.dirname(__file__), "default_rules.toml")
 HOME = "/root"
@@ -386,7 +387,12 @@ class RulesAnalyzer(Analyzer):
         self._workdir = setup.session.handle.workdir or DEFAULT_WORKDIR
 
     async def analyze(self, action: AnyAction, ctx: SessionContext) -> Finding:
-        return self._rules.finding(facts_of(action, self._workdir), self.setup.policy)
+        text = action.command if isinstance(action, CmdRun) else action.code if isinstance(action, IPythonRun) else None
+        if text is not None and not quick(text):  # bashlex is slow on long text: keep it off the event loop
+            facts = await asyncio.to_thread(facts_of, action, self._workdir)
+        else:
+            facts = facts_of(action, self._workdir)
+        return self._rules.finding(facts, self.setup.policy)
 
 
 ANALYZERS.register("rules", RulesAnalyzer)

@@ -23,7 +23,6 @@ substitution (``sh -c "$(curl ...)"``, ``bash <(curl ...)``) adds ``<inner> | sh
 from __future__ import annotations
 
 import codecs
-import functools
 import re
 
 import bashlex
@@ -43,6 +42,7 @@ _TOKENIZABLE = re.compile(r"[^$`(){}]*")
 """Commands without expansions, substitutions, subshells, groups or functions (and no here-document):
 the tokenizer reads them as bashlex would, some ten times faster."""
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+_BRACED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 _REDIRECT_WRITES = frozenset({">", ">>", ">|", "&>", "&>>", ">&", "<>"})
 _RESERVED = frozenset({"if", "then", "else", "elif", "fi", "do", "done", "while", "until", "for", "in", "case", "esac",
@@ -68,16 +68,35 @@ class ShellFacts(msgspec.Struct, frozen=True):
     note: str = ""
 
 
-@functools.lru_cache(maxsize=CACHE_SIZE)
+_cache: dict[str, ShellFacts] = {}
+
+
 def read_shell(text: str) -> ShellFacts:
     """Everything the rules need to know of ``text`` as a shell command (cached: agents repeat)."""
+    facts = _cache.get(text)
+    if facts is not None:
+        return facts
     reader = _Reader()
     try:
         reader.read(text, 0)
     except RecursionError:
         reader.parsed, reader.note = False, "the command is nested too deeply to read"
-    return ShellFacts(commands=tuple(reader.commands), writes=tuple(reader.writes), lines=tuple(reader.lines),
-                      parsed=reader.parsed, note=reader.note)
+    facts = ShellFacts(commands=tuple(reader.commands), writes=tuple(reader.writes), lines=tuple(reader.lines),
+                       parsed=reader.parsed, note=reader.note)
+    if len(_cache) >= CACHE_SIZE:
+        try:
+            del _cache[next(iter(_cache))]  # the oldest; threads may race here, the cache is only a cache
+        except (KeyError, RuntimeError, StopIteration):
+            pass
+    _cache[text] = facts
+    return facts
+
+
+def quick(text: str) -> bool:
+    """Is ``text`` read in microseconds (cached, plain words, or tokenizable and short)? Otherwise
+    bashlex reads it (~0.2-1 ms, more for long text): callers on an event loop use a thread."""
+    return text in _cache or bool(_SIMPLE.fullmatch(text)) or (
+        len(text) <= 4096 and "<<" not in text and bool(_TOKENIZABLE.fullmatch(text)))
 
 
 def program_name(word: str) -> str:
@@ -123,6 +142,65 @@ def unquote(raw: str) -> str:
         else:
             out.append(c)
             i += 1
+    return "".join(out)
+
+
+def _masked(text: str) -> str:
+    """``text`` with the inside of every single-quoted string replaced by ``_``, one for one.
+
+    Single-quoted text means nothing to the shell, but bashlex looks into it, and some of it
+    (``'${'x``) sends bashlex into an endless loop; so does some text with ``${`` (fuzzing found no
+    other trigger): ``${NAME}`` becomes ``$NAME__``, and text with another ``${`` is left to the
+    tokenizer. Quoting contexts nest as the shell's do
+    (``"$(echo '...')"`` has a single-quoted string inside); word positions stay the same, and
+    words are read from the original text."""
+    if "${" in text:
+        text = _BRACED.sub(lambda m: "$" + m.group(1) + "_" * 2, text)
+    if "'" not in text:
+        return text
+    out = list(text)
+    stack = ["top"]  # top | dq (double quotes) | sub (inside $( ), counting parens) | bt (backticks)
+    depth = [0]
+    i, n = 0, len(text)
+    while i < n:
+        c, where = text[i], stack[-1]
+        if c == "\\":
+            i += 2
+            continue
+        if where != "dq" and c == "'":
+            ansi = i > 0 and text[i - 1] == "$"
+            end = i + 1
+            while end < n and text[end] != "'":
+                end += 2 if ansi and text[end] == "\\" else 1
+            for k in range(i + 1, min(end, n)):
+                if out[k] != "\n":
+                    out[k] = "_"
+            i = end + 1
+            continue
+        if c == '"':
+            if where == "dq":
+                stack.pop()
+            else:
+                stack.append("dq")
+        elif text.startswith("$(", i):
+            stack.append("sub")
+            depth.append(0)
+            i += 2
+            continue
+        elif c == "`":
+            if where == "bt":
+                stack.pop()
+            else:
+                stack.append("bt")
+        elif where == "sub" and c == "(":
+            depth[-1] += 1
+        elif where == "sub" and c == ")":
+            if depth[-1]:
+                depth[-1] -= 1
+            else:
+                stack.pop()
+                depth.pop()
+        i += 1
     return "".join(out)
 
 
@@ -203,17 +281,20 @@ class _Reader:
         if _TOKENIZABLE.fullmatch(text) and "<<" not in text:
             _Tokens(self, text, depth).read()
             return
-        if len(text) <= MAX_PARSE_CHARS:
+        masked = _masked(text)
+        if len(text) > MAX_PARSE_CHARS:
+            self.parsed, self.note = False, f"longer than {MAX_PARSE_CHARS} characters: read by the plain tokenizer"
+        elif "${" in masked:
+            self.parsed, self.note = False, "a ${...} expansion bashlex cannot be trusted with: read by the plain tokenizer"
+        else:
             try:
-                nodes = bashlex.parse(text)
+                nodes = bashlex.parse(masked)
             except Exception as exc:  # bashlex raises ParsingError, NotImplementedError and worse on odd input
                 self.parsed, self.note = False, f"bashlex could not parse it ({type(exc).__name__}: {str(exc)[:80]})"
             else:
                 for node in nodes:
                     self.lines.append(self._node(node, text, depth))
                 return
-        else:
-            self.parsed, self.note = False, f"longer than {MAX_PARSE_CHARS} characters: read by the plain tokenizer"
         _Tokens(self, text, depth).read()
 
     def _assign(self, word: str) -> None:
@@ -277,8 +358,9 @@ class _Reader:
         target = getattr(node, "output", None)
         if op in ("<<", "<<-"):
             heredoc = getattr(node, "heredoc", None)
-            if heredoc is not None:
-                feeds.append(getattr(heredoc, "value", "").rsplit("\n", 1)[0])
+            if heredoc is not None:  # read from the original text: bashlex saw single quotes masked
+                start, end = heredoc.pos
+                feeds.append(src[start:end].rsplit("\n", 1)[0])
             return op
         if target is None or isinstance(target, int):
             return f"{op}{target if target is not None else ''}"

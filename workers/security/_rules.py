@@ -144,10 +144,10 @@ def glob_regex(glob: str) -> re.Pattern[str]:
 
 
 def rule_problem(rule: SecurityRule) -> str | None:
-    if not (rule.command or rule.program or rule.path or rule.host or rule.kind):
-        return "has no condition (kind, command, program, args, path or host)"
     if rule.args and not rule.program:
         return "args applies to a program; name the program"
+    if not (rule.command or rule.program or rule.path or rule.host or rule.kind):
+        return "has no condition (kind, command, program, args, path or host)"
     if rule.kind:
         unknown = [k for k in rule.kind.split("|") if k.strip() not in ACTION_KINDS]
         if unknown:

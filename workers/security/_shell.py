@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import warnings
 
 import bashlex
 import msgspec
@@ -206,7 +207,9 @@ def _masked(text: str) -> str:
 
 def _ansi_c(body: str) -> str:
     try:
-        return codecs.decode(body.encode("latin-1", "backslashreplace"), "unicode_escape")
+        with warnings.catch_warnings():  # an unknown escape (\=) is kept as written, as bash does
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return codecs.decode(body.encode("latin-1", "backslashreplace"), "unicode_escape")
     except (UnicodeDecodeError, ValueError):
         return body
 

@@ -523,9 +523,12 @@ def schema() -> None:
 @click.option("--browser", is_flag=True, help="Measure the browser plugin and forwarded ports instead")
 @click.option("--mcp", "mcp_", is_flag=True, help="Measure MCP calls instead: stdio in the sandbox, streamable HTTP "
               "(--embedded: a private local deployment in this process)")
+@click.option("--security", "security_", is_flag=True, help="Measure what the security gate adds to cmd_run instead "
+              "(two private deployments, with and without it)")
 @click.option("--json", "as_json", is_flag=True)
 def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend: str | None, embedded: bool,
-          worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, as_json: bool) -> None:
+          worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, security_: bool,
+          as_json: bool) -> None:
     """Measure round trips and session starts against a running corral (see README)."""
     from .bench import BenchConfig, run_bench, run_browser_bench, run_ipython_bench, run_scaling
 
@@ -539,6 +542,11 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
         from ._bench_mcp import mcp_bench
 
         print(json.dumps(run_cli(mcp_bench(None if embedded else nats_url, calls=min(n_actions, 500), backend=backend)), indent=2))
+    elif security_:
+        from ._bench_security import print_report, security_bench
+
+        result = run_cli(security_bench(n_actions, backend))
+        print(json.dumps(result, indent=2)) if as_json else print_report(result)
     elif worker_counts:
         counts = [int(n) for n in worker_counts.split(",") if n.strip()]
         run_cli(run_scaling(config, counts))

@@ -67,8 +67,7 @@ async def analyzer_us(n: int = 2000) -> dict[str, float]:
     """The rules analyzer's own time per action, in this process (µs, p50)."""
     from executor.client import ExecutorClient
     from workers.backends import SandboxHandle
-    from workers.security import Security
-    from workers.security import _shell
+    from workers.security import Security, clear_cache
     from workers.session import SessionContext
 
     security = Security()
@@ -81,7 +80,7 @@ async def analyzer_us(n: int = 2000) -> dict[str, float]:
         for i in range(n):
             action = CmdRun(id="a", command=commands[i % len(commands)])
             if fresh:
-                _shell._cache.clear()
+                clear_cache()
             t = time.perf_counter_ns()
             await gate.check(action, ctx)
             samples.append((time.perf_counter_ns() - t) / 1000)

@@ -16,11 +16,11 @@ from ._invariant import InvariantAnalyzer
 from ._llm import LlmAnalyzer
 from ._policy import DEFAULT_POLICY, RISKS, Finding, Policy
 from ._rules import DEFAULT_RULES_PATH, Facts, RuleSet, RulesAnalyzer, RulesError, facts_of, load_rules_file
-from ._shell import ShellFacts, Simple, read_shell
+from ._shell import ShellFacts, Simple, clear_cache, read_shell
 
 __all__ = [
     "ANALYZERS", "Analyzer", "AnalyzerFactory", "AnalyzerSetup", "DEFAULT_POLICY", "DEFAULT_RULES_PATH", "Facts",
     "Finding", "InvariantAnalyzer", "LlmAnalyzer", "LlmConfig", "Policy", "RISKS", "RuleSet", "RulesAnalyzer",
     "RulesError", "Security", "SecurityConfig", "SecurityConfigError", "SecurityGate", "ShellFacts", "Simple",
-    "default_security", "facts_of", "load_rules_file", "load_security_config", "read_shell",
+    "clear_cache", "default_security", "facts_of", "load_rules_file", "load_security_config", "read_shell",
 ]

@@ -17,9 +17,11 @@ from protocol import (
     CmdChunk,
     CmdOutput,
     CmdRun,
+    ConfirmationRequired,
     Error,
     IPythonOutput,
     IPythonRun,
+    Rejected,
     Subjects,
     json_schema,
     new_id,
@@ -27,6 +29,7 @@ from protocol import (
 
 from ._common import configure_logging, current_creds, nats_option, prefix_option, print_json, run_cli, with_client
 from ._mcp_cmd import load_mcp_config, mcp_config_option
+from ._security_cmd import add_session_confirm, security, security_options
 
 
 @click.group()
@@ -64,10 +67,11 @@ def cli(log_level: str, log_json: bool) -> None:
               help="The CA clients verify the certificate with (default: the certificate itself)")
 @prefix_option
 @mcp_config_option
+@security_options
 def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, workers: int, capacity: int,
        warm_pool: int, metrics_port: int | None, retention_days: float, stream_max_gb: float,
        allowed_mounts: tuple[str, ...], public_host: str, secure: bool, tls_cert: str | None, tls_key: str | None,
-       tls_ca: str | None, prefix: str, mcp_config: str | None) -> None:
+       tls_ca: str | None, prefix: str, mcp_config: str | None, security: Any) -> None:
     """Run NATS, the controller, workers and the audit writer in the foreground."""
     from .up import UpConfig, run_until_signalled
 
@@ -80,7 +84,7 @@ def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, worker
                                       stream_max_bytes=int(stream_max_gb * 2**30),
                                       allowed_mounts=[os.path.abspath(p) for p in allowed_mounts],
                                       public_host=public_host, mcp=load_mcp_config(mcp_config), secure=secure,
-                                      tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca)))
+                                      tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, security=security)))
 
 
 @cli.command()
@@ -127,9 +131,10 @@ def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: i
 @click.option("--public-host", default="127.0.0.1", show_default=True,
               help="Where forwarded sandbox ports listen (0.0.0.0 opens them to the network)")
 @mcp_config_option
+@security_options
 def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_id: str | None, capacity: int,
            base_dir: str, warm_pool: int, image: str | None, allowed_mounts: tuple[str, ...],
-           metrics_port: int | None, public_host: str, mcp_config: str | None) -> None:
+           metrics_port: int | None, public_host: str, mcp_config: str | None, security: Any) -> None:
     """Run one runtime worker (or manage workers: `corral worker drain ID`)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -142,7 +147,7 @@ def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_
         w = Worker(WorkerConfig(nats_url=nats_url, prefix=prefix, backend=config, worker_id=worker_id,
                                 capacity=capacity, base_dir=os.path.abspath(base_dir), warm_pool=warm_pool,
                                 allowed_mounts=[os.path.abspath(p) for p in allowed_mounts], public_host=public_host,
-                                mcp=load_mcp_config(mcp_config), creds=current_creds()))
+                                mcp=load_mcp_config(mcp_config), creds=current_creds(), security=security))
         await w.start(progress=lambda line: print(f"corral: {line}", file=sys.stderr, flush=True))
         if metrics_port:
             metrics.serve(metrics_port, "0.0.0.0")
@@ -231,6 +236,13 @@ async def _stream_command(session: Any, action: CmdRun | IPythonRun) -> int:
                 if obs.status not in ("completed", "error"):
                     print(f"[{obs.status}] {obs.reason or ''}".rstrip(), file=sys.stderr)
                 return {"completed": 0, "error": 1}.get(obs.status, 2)
+            case ConfirmationRequired():
+                print(f"[held for confirmation: {obs.risk} risk, {obs.reason}; within {obs.timeout_s or 0:g} s run: "
+                      f"corral session confirm {obs.session_id} {obs.action_id} [--reject]]", file=sys.stderr, flush=True)
+            case Rejected():
+                who = f" by {obs.approver}" if obs.approver else ""
+                print(f"rejected ({obs.decided_by}{who}, {obs.risk} risk): {obs.reason}", file=sys.stderr)
+                return 2
             case Error():
                 print(f"error {obs.code}: {obs.message}", file=sys.stderr)
                 return 2
@@ -525,9 +537,11 @@ def schema() -> None:
               "(--embedded: a private local deployment in this process)")
 @click.option("--secure", is_flag=True, help="Compare the echo round trip through a private open deployment, a "
               "--secure one (as a tenant's client) and, with openssl, one with TLS too")
+@click.option("--security", "security_", is_flag=True, help="Measure what the security gate adds to cmd_run instead "
+              "(two private deployments, with and without it)")
 @click.option("--json", "as_json", is_flag=True)
 def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend: str | None, embedded: bool,
-          worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, secure: bool,
+          worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, secure: bool, security_: bool,
           as_json: bool) -> None:
     """Measure round trips and session starts against a running corral (see README)."""
     from .bench import BenchConfig, run_bench, run_browser_bench, run_ipython_bench, run_scaling
@@ -550,6 +564,11 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
         from ._bench_mcp import mcp_bench
 
         print(json.dumps(run_cli(mcp_bench(None if embedded else nats_url, calls=min(n_actions, 500), backend=backend)), indent=2))
+    elif security_:
+        from ._bench_security import print_report, security_bench
+
+        result = run_cli(security_bench(n_actions, backend))
+        print(json.dumps(result, indent=2)) if as_json else print_report(result)
     elif worker_counts:
         counts = [int(n) for n in worker_counts.split(",") if n.strip()]
         run_cli(run_scaling(config, counts))
@@ -569,6 +588,8 @@ from ._vscode_cmd import vscode  # noqa: E402
 
 cli.add_command(batch)
 cli.add_command(image)
+cli.add_command(security)
+add_session_confirm(session)
 cli.add_command(skills)
 cli.add_command(tenant)
 cli.add_command(secure)

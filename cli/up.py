@@ -24,6 +24,7 @@ from actors.mcp import MCPConfig
 from actors.secure import Role, SecureError, SecureStore, TlsFiles
 from protocol import Subjects, codes, connect_nats
 from workers.backends import deployment_id
+from workers.security import SecurityConfig
 from workers.worker import Worker, WorkerConfig
 
 log = structlog.get_logger()
@@ -60,6 +61,8 @@ class UpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     tls_key: str | None = None
     tls_ca: str | None = None
     """The CA clients verify the certificate with (default: the certificate itself, self-signed)."""
+    security: SecurityConfig = SecurityConfig()
+    """Every worker's security analyzers, rules and policy (``--security-config``)."""
 
 
 async def resolve_backend(name: str) -> str:
@@ -122,7 +125,7 @@ class Deployment:
                 nats_url=self.url, prefix=self.config.prefix, backend=backend, capacity=self.config.capacity,
                 base_dir=str(data / "workers"), worker_id=f"{os.uname().nodename}-{backend}-{n}-{deployment_id(str(data))}".replace(".", "-"),
                 warm_pool=self.config.warm_pool, stream=stream, allowed_mounts=list(self.config.allowed_mounts),
-                mcp=self.config.mcp,
+                mcp=self.config.mcp, security=self.config.security,
                 public_host=self.config.public_host, creds=self._creds("worker"),
             ))
             await worker.start(progress=_progress)

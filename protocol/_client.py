@@ -289,8 +289,8 @@ class Session:
                                        code=codes.UNKNOWN_SESSION, message=reason))
 
     async def stream(self, action: AnyAction, *, wait_s: float | None = None) -> AsyncIterator[AnyObservation]:
-        """Publish one action; yield its chunks (and an ``action_held`` if a gate holds it for a
-        ``confirm``), then its final observation. An action without an ``id`` gets a fresh one."""
+        """Publish one action; yield its chunks (and a ``confirmation_required`` if a gate holds it
+        for a ``confirm``), then its final observation (``rejected`` if it did not run). An action without an ``id`` gets a fresh one."""
         if not action.id:
             action = msgspec.structs.replace(action, id=new_id())
         queue: asyncio.Queue[AnyObservation] = asyncio.Queue()
@@ -319,9 +319,10 @@ class Session:
         assert final is not None
         return final
 
-    async def confirm(self, action_id: str, *, approve: bool = True) -> ConfirmResult | Error:
-        """Release (or, with ``approve=False``, reject) an action a gate holds for confirmation."""
-        obs = await self.run(Confirm(id=new_id(), action_id=action_id, approve=approve))
+    async def confirm(self, action_id: str, *, approve: bool = True, by: str = "") -> ConfirmResult | Error:
+        """Release (or, with ``approve=False``, reject) an action held for confirmation
+        (``confirmation_required``); ``by`` names the approver in the held action's answer."""
+        obs = await self.run(Confirm(id=new_id(), action_id=action_id, approve=approve, by=by))
         assert isinstance(obs, (ConfirmResult, Error))
         return obs
 

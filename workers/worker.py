@@ -68,6 +68,7 @@ from .backends import (
     deployment_id,
     make_backend,
 )
+from .security import Security, SecurityConfig
 from .session import ExecutorHandler, RunnerConfig, SessionRunner
 
 log = structlog.get_logger()
@@ -111,6 +112,9 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     stream: StreamConfigOptions = StreamConfigOptions()
     mcp: MCPConfig = MCPConfig()
     """MCP servers every session of this worker has (``--mcp-config`` / ``CORRAL_MCP_CONFIG``)."""
+    security: SecurityConfig = SecurityConfig()
+    """The deployment's security analyzers, rules and policy (``--security-config``); sessions may
+    only tighten them. On by default: the default rules, high risk held for a confirm."""
     public_host: str = "127.0.0.1"
     """Where forwarded ports (``expose``, VS Code) listen on the host; 0.0.0.0 opens them to the network."""
     advertise_host: str | None = None
@@ -143,10 +147,14 @@ class Worker:
         self._nc: Nats | None = None
         self._draining = False
         self._images: list[str] = []
+        self._security = Security(config.security)  # a config it cannot enforce stops the worker here
+        gates = config.runner.gates
+        if config.security.enabled and "security" not in gates:
+            gates = ["security", *gates]
         self._runner_config = msgspec.structs.replace(config.runner, ack_wait_s=config.ack_wait_s,
-                                                      chunk_ttl_s=config.stream.chunk_ttl_s)
+                                                      chunk_ttl_s=config.stream.chunk_ttl_s, gates=gates)
         self._last_beat = time.time()
-        self._services = _services(config.mcp)
+        self._services = {**_services(config.mcp), "security": self._security}
         advertise = config.advertise_host or (socket.gethostname() if config.public_host in ("0.0.0.0", "::") else None)
         self._forwards = PortForwards(PortAllocator(ranges={**RANGES, **config.port_ranges}, bind_host=config.public_host),
                                       bind_host=config.public_host, advertise_host=advertise)
@@ -337,7 +345,8 @@ class Worker:
             request = decode_as(msg.data, SandboxCreate)
         except msgspec.DecodeError as exc:
             return await self._reply(msg, ErrorReply(code=codes.BAD_PAYLOAD, message=f"bad create request: {exc}"))
-        problem = spec_problem(request.spec) or _plugins_problem(request.spec) or _mcp_problem(self._config.mcp, request.spec)
+        problem = (spec_problem(request.spec) or _plugins_problem(request.spec)
+                   or _mcp_problem(self._config.mcp, request.spec) or self._security.spec_problem(request.spec.security))
         if problem:
             return await self._reply(msg, ErrorReply(code=codes.INVALID_SPEC, message=problem))
         if self._draining:
@@ -523,6 +532,7 @@ class Worker:
         await cancel_and_wait(self._tasks | self._closing)
         if "mcp" in self._services:
             await self._services["mcp"].aclose()
+        await self._security.aclose()
         await self._backend.aclose()
         if self._nc is not None and not self._nc.is_closed:
             try:

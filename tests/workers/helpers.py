@@ -8,7 +8,7 @@ import sys
 
 import msgspec
 
-from protocol import CmdChunk, decode_observation, wants_json
+from protocol import INTERIM_KINDS, decode_observation, wants_json
 
 
 async def start_worker_process(url: str, base_dir: object, worker_id: str = "wk", *extra: str) -> asyncio.subprocess.Process:
@@ -47,7 +47,7 @@ class FinalLedger:
             obs = decode_observation(msg.data, json=wants_json(msg.headers))
         except msgspec.DecodeError:
             return
-        if isinstance(obs, CmdChunk) or obs.cause is None:
+        if obs.__struct_config__.tag in INTERIM_KINDS or obs.cause is None:
             return
         self.finals.setdefault(obs.cause, []).append(obs)
         self.counts[obs.cause] += 1

@@ -1,4 +1,6 @@
-"""The gate chain: allow, deny, hold until a confirm; a held action blocks neither other shells nor its confirm."""
+"""The gate chain: allow, deny, hold until a confirm; a held action blocks neither other shells nor its confirm.
+
+The gates here are plain ones (no risk, no summary): the runner fills in what they leave out."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import asyncio
 import pytest
 
 from actors.controller import Controller, ControllerConfig
-from protocol import ActionHeld, Client, CmdOutput, CmdRun, ConfirmResult, Error, McpList, codes, new_id
+from protocol import Client, CmdOutput, CmdRun, ConfirmationRequired, ConfirmResult, Error, McpList, Rejected, codes, new_id
 from workers.session import ALLOW, GATES, Deny, Gate, Hold, RunnerConfig
 from workers.worker import Worker, WorkerConfig
 
@@ -22,6 +24,8 @@ class WordGate(Gate):
             return Deny(reason="the command says DENY")
         if isinstance(action, CmdRun) and "HOLD" in action.command:
             return Hold(reason="the command says HOLD", timeout_s=float(ctx.spec.labels.get("hold_s", "30")))
+        if isinstance(action, CmdRun) and "CRASH" in action.command:
+            raise RuntimeError("the gate itself is broken")
         return ALLOW
 
 
@@ -44,10 +48,10 @@ async def gated(nats_server, tmp_path):
 
 
 async def _held(session, action):  # type: ignore[no-untyped-def]
-    """Start an action and return (its task, the action_held observation)."""
+    """Start an action and return (its task, the confirmation_required observation)."""
     stream = session.stream(action)
     first = await asyncio.wait_for(stream.__anext__(), 10)
-    assert isinstance(first, ActionHeld), first
+    assert isinstance(first, ConfirmationRequired), first
 
     async def rest():  # type: ignore[no-untyped-def]
         return [obs async for obs in stream][-1]
@@ -56,15 +60,26 @@ async def _held(session, action):  # type: ignore[no-untyped-def]
 
 async def test_a_denied_action_is_answered_and_never_runs(gated):
     async with await gated.create_session() as session:
-        out = await session.run(CmdRun(id=new_id(), command="touch denied # DENY"))
-        assert isinstance(out, Error) and out.code == codes.ACTION_DENIED and "words" in out.message
+        action = CmdRun(id=new_id(), command="touch denied # DENY")
+        out = await session.run(action)
+        assert isinstance(out, Rejected) and out.cause == action.id
+        assert (out.decided_by, out.code, out.analyzer, out.risk) == ("policy", codes.ACTION_DENIED, "words", "unknown")
+        assert out.reason == "the command says DENY"
         assert (await session.cmd("test -e denied; echo $?")).content == "1\n"
+
+
+async def test_a_gate_that_raises_denies_the_action(gated):
+    async with await gated.create_session() as session:
+        out = await session.run(CmdRun(id=new_id(), command="touch crashed # CRASH"))
+        assert isinstance(out, Rejected) and out.decided_by == "policy" and "broken" in out.reason
+        assert (await session.cmd("test -e crashed; echo $?")).content == "1\n"
 
 
 async def test_a_held_action_runs_once_a_confirm_releases_it(gated):
     async with await gated.create_session() as session:
         task, held = await _held(session, CmdRun(id=new_id(), command="echo released # HOLD"))
-        assert held.gate == "words" and "HOLD" in held.reason
+        assert (held.analyzer, held.action_id, held.action_kind) == ("words", held.cause, "cmd_run")
+        assert "HOLD" in held.reason and held.summary == "echo released # HOLD" and held.risk == "unknown"
         result = await session.confirm(held.cause)
         assert isinstance(result, ConfirmResult) and result.approved and result.action_id == held.cause
         out = await asyncio.wait_for(task, 10)
@@ -74,16 +89,17 @@ async def test_a_held_action_runs_once_a_confirm_releases_it(gated):
 async def test_a_rejected_action_never_runs(gated):
     async with await gated.create_session() as session:
         task, held = await _held(session, CmdRun(id=new_id(), command="touch rejected # HOLD"))
-        await session.confirm(held.cause, approve=False)
+        await session.confirm(held.cause, approve=False, by="alice")
         out = await asyncio.wait_for(task, 10)
-        assert isinstance(out, Error) and out.code == codes.ACTION_REJECTED
+        assert isinstance(out, Rejected) and out.code == codes.ACTION_REJECTED
+        assert (out.decided_by, out.approver) == ("approver", "alice")
         assert (await session.cmd("test -e rejected; echo $?")).content == "1\n"
 
 
 async def test_a_held_action_with_no_confirm_times_out(gated):
     async with await gated.create_session(labels={"hold_s": "0.5"}) as session:
         out = await asyncio.wait_for(session.run(CmdRun(id=new_id(), command="touch late # HOLD")), 10)
-        assert isinstance(out, Error) and out.code == codes.CONFIRMATION_TIMEOUT
+        assert isinstance(out, Rejected) and out.code == codes.CONFIRMATION_TIMEOUT and out.decided_by == "timeout"
 
 
 async def test_a_held_action_blocks_neither_other_shells_nor_its_confirm(gated):

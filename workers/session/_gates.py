@@ -2,9 +2,11 @@
 
 A held action waits in its lane (order holds) until a ``confirm`` naming it releases or rejects
 it, or its wait runs out; other lanes go on, and a ``confirm`` itself never waits in a lane or
-passes the gates. The chain takes the most severe verdict of its gates: deny, then hold, then
-allow. corral ships no gate enabled; the security analyzers are gates. Adding one is a module and
-a registry line::
+passes the gates. The runner publishes ``confirmation_required`` for a hold and answers a denied,
+rejected or timed-out action with ``rejected``. The chain takes the most severe verdict of its
+gates: deny, then hold, then allow; a gate that raises denies (fail closed). The security
+analyzers (``workers.security``) are one gate, ``security``, which every worker enables. Adding a
+gate is a module and a registry line::
 
     class NoSudo(Gate):
         name = "no-sudo"
@@ -19,11 +21,28 @@ a registry line::
 from __future__ import annotations
 
 import abc
+import asyncio
 from typing import Callable
 
 import msgspec
+import structlog
 
-from protocol import AnyAction, Registry, codes
+from protocol import (
+    AnyAction,
+    BrowseInteractive,
+    BrowseUrl,
+    CmdRun,
+    Confirm,
+    FileEdit,
+    FileRead,
+    FileWrite,
+    IPythonRun,
+    McpCall,
+    McpList,
+    Registry,
+    Risk,
+    codes,
+)
 
 from ._handlers import SessionContext
 
@@ -32,14 +51,25 @@ class Allow(msgspec.Struct, frozen=True, tag="allow"):
     pass
 
 
+log = structlog.get_logger()
+
+
 class Deny(msgspec.Struct, frozen=True, kw_only=True, tag="deny"):
     reason: str
     code: str = codes.ACTION_DENIED
+    risk: Risk = "unknown"
+    summary: str = ""
+    """The action in one line; empty: the runner makes one (``summary_of``)."""
+    analyzer: str = ""
+    """Who found it; empty: the gate's name."""
 
 
 class Hold(msgspec.Struct, frozen=True, kw_only=True, tag="hold"):
     reason: str
     timeout_s: float = 300.0
+    risk: Risk = "unknown"
+    summary: str = ""
+    analyzer: str = ""
 
 
 Verdict = Allow | Deny | Hold
@@ -76,7 +106,13 @@ class GateChain:
         """The most severe verdict of all gates, and the name of the gate that gave it."""
         worst: tuple[Verdict, str] = (ALLOW, "")
         for gate in self._gates:
-            verdict = await gate.check(action, ctx)
+            try:
+                verdict = await gate.check(action, ctx)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # fail closed: an action no gate could judge does not run
+                log.exception("gate_failed", gate=gate.name, action_id=action.id)
+                return Deny(reason=f"the {gate.name} gate failed: {exc!r}", summary=summary_of(action)), gate.name
             if isinstance(verdict, Deny):
                 return verdict, gate.name
             if isinstance(verdict, Hold) and not isinstance(worst[0], Hold):
@@ -86,3 +122,33 @@ class GateChain:
     async def aclose(self) -> None:
         for gate in self._gates:
             await gate.aclose()
+
+
+SUMMARY_CHARS = 200
+
+
+def summary_of(action: AnyAction, limit: int = SUMMARY_CHARS) -> str:
+    """The action in one line for the person asked to confirm it: the command, path or URL."""
+    match action:
+        case CmdRun():
+            text = action.command
+        case FileRead() | FileWrite():
+            text = action.path
+        case FileEdit():
+            text = f"{action.command} {action.path}"
+        case IPythonRun():
+            text = action.code
+        case BrowseUrl():
+            text = action.url
+        case BrowseInteractive():
+            text = action.browser_actions
+        case McpCall():
+            text = f"{action.server + '.' if action.server else ''}{action.tool}({msgspec.json.encode(action.arguments).decode()})"
+        case McpList():
+            text = f"list the tools of {action.server or 'every server'}"
+        case Confirm():
+            text = f"confirm {action.action_id}"
+        case _:
+            text = action.__struct_config__.tag
+    line = " ⏎ ".join(part.strip() for part in text.strip().splitlines()) or text
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -6,7 +6,8 @@ Actions arrive in publish order from a durable JetStream consumer. Intake decode
 recognises what was answered already (``_book``). The handler that declared the action's kind
 (``_handlers``) names its lane: one action at a time per lane, so order holds within a shell and
 a long cell never blocks bash. In its lane the action passes the gates (``_gates``), which may
-hold it for a ``confirm``; ``confirm`` and interrupt keys skip the lanes. Every action message
+hold it for a ``confirm`` (``confirmation_required``) or refuse it (``rejected``); ``confirm``
+and interrupt keys skip the lanes and the gates. Every action message
 gets exactly one final answer, published through the stream (``_outbox``) before the message is
 acked: a worker that dies mid-action leaves it in the stream, and one that takes over reads from
 the stream what was answered. Closing a session answers everything it holds.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Literal
 
 import msgspec
 from nats.aio.client import Client as Nats
@@ -39,16 +40,17 @@ from actors import (
 from executor.client import ExecutorClient, ExecutorUnavailable
 from protocol import (
     ActionDecodeError,
-    ActionHeld,
     AnyAction,
     AnyObservation,
     CmdChunk,
     CmdOutput,
     CmdRun,
     Confirm,
+    ConfirmationRequired,
     ConfirmResult,
     Error,
     PluginStatus,
+    Rejected,
     SessionInfo,
     SessionSpec,
     Subjects,
@@ -64,7 +66,7 @@ from protocol import (
 
 from ..backends import SandboxHandle
 from ._book import AnswerBook
-from ._gates import Deny, GateChain, Hold
+from ._gates import Deny, GateChain, Hold, summary_of
 from ._handlers import DEFAULT_HANDLERS, DeathReason, Handler, SandboxDied, SessionContext, route_table
 from ._outbox import Outbox, Outgoing
 
@@ -90,7 +92,8 @@ class RunnerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     handlers: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_HANDLERS))
     """Handler factories (registry ``corral.handlers``) that serve this worker's sessions."""
     gates: list[str] = []
-    """Gates (registry ``corral.gates``) every action passes, in order; none by default."""
+    """Gates (registry ``corral.gates``) every action passes, in order. None here by default; a
+    worker puts its ``security`` gate first unless its ``SecurityConfig`` disables it."""
 
 
 class _Job(msgspec.Struct, kw_only=True):
@@ -146,8 +149,8 @@ class SessionRunner:
         self._on_dead = on_dead
         self._routes: dict[str, Handler] = {}
         self._gates = GateChain([])
-        self._held: dict[str, asyncio.Future[bool]] = {}
-        """Actions a gate holds, by id: the future a ``confirm`` resolves (True: approved)."""
+        self._held: dict[str, asyncio.Future[Confirm]] = {}
+        """Actions a gate holds, by id: the future the ``confirm`` naming it resolves."""
         self._book = AnswerBook(self._js, stream, cache_bytes=config.answer_cache_bytes)
         self._outbox = Outbox(nc, self._confirmed)
         self._jobs: dict[str, _Job] = {}
@@ -295,7 +298,7 @@ class SessionRunner:
         if held is None or held.done():
             return Error(id=new_id(), cause=confirm.id, session_id=self.session_id, code=codes.NOT_HELD,
                          message=f"action {confirm.action_id} is not waiting for confirmation in this session")
-        held.set_result(confirm.approve)
+        held.set_result(confirm)
         return ConfirmResult(id=new_id(), cause=confirm.id, session_id=self.session_id, action_id=confirm.action_id,
                              approved=confirm.approve)
 
@@ -354,32 +357,44 @@ class SessionRunner:
         metrics.action_seconds.labels(job.action.__struct_config__.tag).observe(time.time() - started)
         self._finish(job, final)
 
-    async def _gated(self, job: _Job) -> Error | None:
+    async def _gated(self, job: _Job) -> Rejected | None:
         """None when the gates let the action run (at once, or once a confirm released it)."""
         if not self._gates:
             return None
         verdict, gate = await self._gates.check(job.action, self._ctx)
         if isinstance(verdict, Deny):
-            return self._error(job, verdict.code, f"{gate} denied the action: {verdict.reason}")
+            return self._rejected(job, verdict, gate, "policy", verdict.code, verdict.reason)
         if not isinstance(verdict, Hold):
             return None
-        release: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._held[job.action.id] = release
+        action = job.action
+        release: asyncio.Future[Confirm] = asyncio.get_running_loop().create_future()
+        self._held[action.id] = release
         try:
-            held = ActionHeld(id=new_id(), cause=job.action.id, session_id=self.session_id, reason=verdict.reason,
-                              gate=gate, timeout_s=verdict.timeout_s)
-            await self._nc.publish(self._subjects.obs(self.session_id, "action_held"), encode(held, json=job.json),
-                                   headers=headers_for(job.json))
-            log.info("action_held", session_id=self.session_id, action_id=job.action.id, gate=gate, reason=verdict.reason)
-            approved = await asyncio.wait_for(release, verdict.timeout_s)
+            required = ConfirmationRequired(
+                id=new_id(), cause=action.id, session_id=self.session_id, action_id=action.id,
+                action_kind=action.__struct_config__.tag, risk=verdict.risk, reason=verdict.reason,
+                summary=verdict.summary or summary_of(action), analyzer=verdict.analyzer or gate, timeout_s=verdict.timeout_s)
+            await self._nc.publish(self._subjects.obs(self.session_id, "confirmation_required"),
+                                   encode(required, json=job.json), headers=headers_for(job.json))
+            log.info("confirmation_required", session_id=self.session_id, action_id=action.id, gate=gate,
+                     analyzer=required.analyzer, risk=verdict.risk, reason=verdict.reason)
+            confirm = await asyncio.wait_for(release, verdict.timeout_s)
         except TimeoutError:
-            return self._error(job, codes.CONFIRMATION_TIMEOUT,
-                               f"held by {gate} ({verdict.reason}); no confirm came within {verdict.timeout_s:g} s")
+            return self._rejected(job, verdict, gate, "timeout", codes.CONFIRMATION_TIMEOUT,
+                                  f"{verdict.reason} (no confirm came within {verdict.timeout_s:g} s)")
         finally:
-            self._held.pop(job.action.id, None)
-        if not approved:
-            return self._error(job, codes.ACTION_REJECTED, f"held by {gate} ({verdict.reason}) and rejected by a confirm")
+            self._held.pop(action.id, None)
+        if not confirm.approve:
+            return self._rejected(job, verdict, gate, "approver", codes.ACTION_REJECTED, verdict.reason, approver=confirm.by)
+        log.info("action_approved", session_id=self.session_id, action_id=action.id, by=confirm.by or None)
         return None
+
+    def _rejected(self, job: _Job, verdict: Deny | Hold, gate: str, decided_by: Literal["policy", "approver", "timeout"], code: str, reason: str,
+                  approver: str = "") -> Rejected:
+        log.info("action_rejected", session_id=self.session_id, action_id=job.action.id, decided_by=decided_by,
+                 code=code, risk=verdict.risk, analyzer=verdict.analyzer or gate, approver=approver or None)
+        return Rejected(id=new_id(), cause=job.action.id, session_id=self.session_id, risk=verdict.risk, reason=reason,
+                        decided_by=decided_by, code=code, analyzer=verdict.analyzer or gate, approver=approver)
 
     async def _outcome(self, job: _Job, handler: Handler) -> AnyObservation:
         action = job.action
@@ -447,7 +462,7 @@ class SessionRunner:
             return
         job.answered = True
         self._jobs.pop(job.action.id, None)
-        if isinstance(final, Error):
+        if isinstance(final, (Error, Rejected)):
             metrics.failures.labels("worker", final.code).inc()
         final, data = self._encoded(final, job.json)
         headers = final_headers(final.id, job.json)
@@ -546,6 +561,8 @@ def _outcome_of(obs: AnyObservation) -> str:
         return obs.status if obs.exit_code is None else f"{obs.status}:{obs.exit_code}"
     if isinstance(obs, Error):
         return f"error:{obs.code}"
+    if isinstance(obs, Rejected):
+        return f"rejected:{obs.decided_by}"
     return obs.__struct_config__.tag
 
 

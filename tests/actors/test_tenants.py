@@ -13,7 +13,7 @@ import pytest
 
 from actors.controller import Controller, ControllerConfig
 from protocol import (
-    ActionHeld,
+    ConfirmationRequired,
     Client,
     CmdOutput,
     CmdRun,
@@ -149,7 +149,7 @@ async def test_a_client_s_confirm_is_refused_and_the_tenant_s_approver_releases_
             await Client.connect(creds=tenants.creds("approver", "a")) as approver:
         stream = sa.stream(CmdRun(id=new_id(), command="echo released # HOLD"))
         held = await asyncio.wait_for(stream.__anext__(), 10)
-        assert isinstance(held, ActionHeld)
+        assert isinstance(held, ConfirmationRequired)
         refused = await sa.confirm(held.cause)
         assert isinstance(refused, Error) and refused.code == codes.NOT_PERMITTED
         # Past the SDK, straight onto the wire: the broker drops it, the action stays held.

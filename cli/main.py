@@ -55,11 +55,16 @@ def cli(log_level: str, log_json: bool) -> None:
               help="A host directory sessions may mount (e.g. repository mirrors); repeatable")
 @click.option("--public-host", default="127.0.0.1", show_default=True,
               help="Where forwarded sandbox ports listen (0.0.0.0 opens them to the network)")
+@click.option("--audit-dir", default=None, type=click.Path(file_okay=False),
+              help="The audit log's directory (one audit-YYYY-MM-DD.jsonl per UTC day)  [default: DATA_DIR/audit]")
+@click.option("--audit-key", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Sign every audit record with this Ed25519 private key (PEM; `corral audit keygen`)")
 @prefix_option
 @mcp_config_option
 def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, workers: int, capacity: int,
        warm_pool: int, metrics_port: int | None, retention_days: float, stream_max_gb: float,
-       allowed_mounts: tuple[str, ...], public_host: str, prefix: str, mcp_config: str | None) -> None:
+       allowed_mounts: tuple[str, ...], public_host: str, audit_dir: str | None, audit_key: str | None, prefix: str,
+       mcp_config: str | None) -> None:
     """Run NATS, the controller, workers and the audit writer in the foreground."""
     from .up import UpConfig, run_until_signalled
 
@@ -68,7 +73,8 @@ def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, worker
                                       metrics_port=metrics_port, retention_s=retention_days * 86400,
                                       stream_max_bytes=int(stream_max_gb * 2**30),
                                       allowed_mounts=[os.path.abspath(p) for p in allowed_mounts],
-                                      public_host=public_host, mcp=load_mcp_config(mcp_config))))
+                                      public_host=public_host, mcp=load_mcp_config(mcp_config),
+                                      audit_dir=audit_dir, audit_key=audit_key)))
 
 
 @cli.command()
@@ -450,47 +456,6 @@ def _status_table(found: list[Any], sessions: list[Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@cli.group()
-def audit() -> None:
-    """Read the durable record of every action and observation."""
-
-
-@audit.command("tail")
-@nats_option
-@prefix_option
-@click.option("--session", "session_id", default=None)
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new events")
-@click.option("--since", "since_seq", type=int, default=None, help="Start at this stream sequence")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line")
-def audit_tail(nats_url: str, prefix: str, session_id: str | None, follow: bool, since_seq: int | None,
-               as_json: bool) -> None:
-    from actors.audit import records
-
-    async def main() -> None:
-        async with await Client.connect(nats_url) as client:
-            async for rec in records(client.nats, Subjects(prefix), session_id=session_id, follow=follow,
-                                     since_seq=since_seq):
-                if as_json:
-                    click.echo(msgspec.json.encode(rec).decode())
-                else:
-                    click.echo(f"{rec.seq:>8} {rec.time[:23]} {rec.session_id} {rec.channel:6} {rec.kind:12} {_summary(rec.event)}")
-
-    try:
-        run_cli(main())
-    except KeyboardInterrupt:
-        pass
-
-
-def _summary(event: dict | None) -> str:
-    if not event:
-        return ""
-    for key in ("command", "path", "message", "content", "data", "status", "code", "url"):
-        if key in event and event[key] is not None:
-            text = str(event[key]).replace("\n", "\\n")
-            return f"{key}={text[:80]}"
-    return ""
-
-
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of every action, observation and control message."""
@@ -536,6 +501,7 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
 
 # --- corral image: sandbox images built locally and offline (package `images`) ---------------
 
+from ._audit_cmd import audit  # noqa: E402
 from ._batch_cmd import batch  # noqa: E402
 from ._image_cmd import image  # noqa: E402
 from ._mcp_cmd import mcp, mcp_bridge  # noqa: E402
@@ -543,6 +509,7 @@ from ._mcp_serve import mcp_serve  # noqa: E402
 from ._skills_cmd import skills  # noqa: E402
 from ._vscode_cmd import vscode  # noqa: E402
 
+cli.add_command(audit)
 cli.add_command(batch)
 cli.add_command(image)
 cli.add_command(skills)

@@ -17,7 +17,7 @@ import msgspec
 import structlog
 
 from actors import StreamConfigOptions, Supervisor, metrics
-from actors.audit import AuditWriter
+from actors.audit import AuditWriter, AuditWriterConfig
 from actors.controller import Controller, ControllerConfig
 from actors.embedded import EmbeddedNats
 from actors.mcp import MCPConfig
@@ -38,6 +38,10 @@ class UpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     capacity: int = 64
     prefix: str = "corral"
     audit: bool = True
+    audit_dir: str | None = None
+    """Where the audit writer keeps its day files (default ``<data_dir>/audit``)."""
+    audit_key: str | None = None
+    """An Ed25519 private key (PEM, ``corral audit keygen``): every audit record is signed with it."""
     metrics_port: int | None = None
     """Serve Prometheus /metrics of every part of this deployment on this port."""
     warm_pool: int = 2
@@ -87,6 +91,7 @@ class Deployment:
         self.url = config.nats_url or ""
         self.workers: list[Worker] = []
         self.controller: Controller | None = None
+        self.audit: AuditWriter | None = None
         self._stack = AsyncExitStack()
         self._supervisor = Supervisor("up")
 
@@ -118,9 +123,10 @@ class Deployment:
             nc = await connect_nats(self.url, name="corral-audit")
             # close, not drain: draining waits on the writer's cancelled pull request until it times out.
             self._stack.push_async_callback(nc.close)
-            (data / "audit").mkdir(exist_ok=True)
-            writer = AuditWriter(nc, subjects, str(data / "audit" / "events.jsonl"))
-            self._supervisor.start("audit", writer.run)
+            audit_dir = os.path.abspath(self.config.audit_dir) if self.config.audit_dir else str(data / "audit")
+            self.audit = AuditWriter(nc, subjects, AuditWriterConfig(directory=audit_dir, key_file=self.config.audit_key))
+            await self.audit.open()  # a locked or corrupt log, a bad key: fail now, not in a restart loop
+            self._supervisor.start("audit", self.audit.run)
             self._stack.push_async_callback(self._supervisor.aclose)
         if self.config.metrics_port:
             metrics.serve(self.config.metrics_port)

@@ -476,9 +476,12 @@ def schema() -> None:
 @click.option("--browser", is_flag=True, help="Measure the browser plugin and forwarded ports instead")
 @click.option("--mcp", "mcp_", is_flag=True, help="Measure MCP calls instead: stdio in the sandbox, streamable HTTP "
               "(--embedded: a private local deployment in this process)")
+@click.option("--audit", "audit_", is_flag=True, help="Measure the audit writer instead (records/s, without and with "
+              "signatures; --actions events, in a private broker)")
 @click.option("--json", "as_json", is_flag=True)
 def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend: str | None, embedded: bool,
-          worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, as_json: bool) -> None:
+          worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, audit_: bool,
+          as_json: bool) -> None:
     """Measure round trips and session starts against a running corral (see README)."""
     from .bench import BenchConfig, run_bench, run_browser_bench, run_ipython_bench, run_scaling
 
@@ -492,6 +495,10 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
         from ._bench_mcp import mcp_bench
 
         print(json.dumps(run_cli(mcp_bench(None if embedded else nats_url, calls=min(n_actions, 500), backend=backend)), indent=2))
+    elif audit_:
+        from ._bench_audit import audit_bench
+
+        print(json.dumps(run_cli(audit_bench(n_actions)), indent=2))
     elif worker_counts:
         counts = [int(n) for n in worker_counts.split(",") if n.strip()]
         run_cli(run_scaling(config, counts))

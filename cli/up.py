@@ -17,7 +17,7 @@ import msgspec
 import structlog
 
 from actors import StreamConfigOptions, Supervisor, metrics
-from actors.audit import AuditWriter, AuditWriterConfig
+from actors.audit import AuditWriter, AuditWriterConfig, load_private_key
 from actors.controller import Controller, ControllerConfig
 from actors.embedded import EmbeddedNats
 from actors.mcp import MCPConfig
@@ -96,6 +96,8 @@ class Deployment:
         self._supervisor = Supervisor("up")
 
     async def start(self) -> None:
+        if self.config.audit and self.config.audit_key:
+            load_private_key(self.config.audit_key)  # a bad key fails before anything starts
         data = Path(self.config.data_dir).absolute()
         data.mkdir(parents=True, exist_ok=True)
         if not self.config.nats_url:

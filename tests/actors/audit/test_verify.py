@@ -214,3 +214,20 @@ def test_export_of_a_broken_log_refuses_unless_told(plain):
         export_session(str(plain), "s1", io.BytesIO())
     assert caught.value.code == AUDIT_CHAIN_BROKEN
     assert export_session(str(plain), "s1", io.BytesIO(), verify=False) == 12
+
+
+def _readme_recipe() -> str:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme[readme.index("**Canonical bytes, for anyone verifying without corral.**"):]
+    return section[section.index("```python\n") + 10:section.index("\n```", section.index("```python"))]
+
+
+def test_the_readmes_recipe_verifies_a_signed_log_without_corral(signed, made):
+    exec(_readme_recipe(), {"DIR": str(signed), "KEY_PUB": str(made / "key.pub")})
+
+
+def test_the_readmes_recipe_catches_an_edited_record(signed, made):
+    edit_lines(signed, lambda lines: [lines[0].replace(b'"tenant":""', b'"tenant":"x"'), *lines[1:]])
+    with pytest.raises(Exception) as caught:
+        exec(_readme_recipe(), {"DIR": str(signed), "KEY_PUB": str(made / "key.pub")})
+    assert type(caught.value).__name__ == "InvalidSignature"

@@ -103,6 +103,8 @@ def audit_export(directory: str, session_id: str, tenant: str | None, output: st
         key = load_public_key(key_file) if key_file else None
         with click.open_file(output, "wb") as out:
             n = export_session(directory, session_id, out, tenant=tenant, public_key=key, verify=not no_verify)
+    if n == 0:
+        raise click.ClickException(f"unknown_session: no record of session {session_id} in {directory}")
     click.echo(f"{n} records of session {session_id}", err=True)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 from nats.aio.client import Client as Nats
@@ -127,7 +127,7 @@ class AuditWriter:
             when = stamp.isoformat() if isinstance(stamp, datetime.datetime) else str(stamp)
             batch.append(Incoming(meta.sequence.stream, when, msg.subject, msg.data, wants_json(msg.headers)))
         if batch:
-            await asyncio.to_thread(self._log.append, batch)
+            await _finish_in_thread(self._log.append, batch)
             await self._written(batch[-1].seq)
             await self._ack(msgs[len(batch) - 1])
         if gap:
@@ -195,3 +195,14 @@ class AuditWriter:
                 await sub.unsubscribe()
             except nats.errors.Error:
                 pass
+
+
+async def _finish_in_thread(fn: Callable[..., object], *args: object) -> None:
+    """Run ``fn`` in a thread; if cancelled meanwhile, let it finish first (a thread cannot be
+    stopped, and the log must not be closed under a write), then pass the cancellation on."""
+    done = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        await asyncio.shield(done)
+    except asyncio.CancelledError:
+        await asyncio.wait([done])
+        raise

@@ -91,6 +91,12 @@ async def test_verify_with_another_key_fails(audited, tmp_path):
     assert result.exit_code == 1 and ":1: seq 1 bad_signature:" in result.output
 
 
+async def test_export_of_a_session_the_log_does_not_hold_fails(audited):
+    directory, _sid = audited
+    result = CliRunner().invoke(cli, ["audit", "export", "--session", "snope", str(directory), "-o", "-"])
+    assert result.exit_code == 1 and "unknown_session" in result.output
+
+
 def test_verify_of_a_directory_without_a_log_says_so(tmp_path):
     result = CliRunner().invoke(cli, ["audit", "verify", str(tmp_path)])
     assert result.exit_code == 1 and "audit_no_log" in result.output

@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import json
 import os
+import signal
 
 import pytest
 
@@ -236,3 +237,39 @@ async def test_a_log_ahead_of_the_stream_is_refused_when_the_stream_was_made_ane
             assert caught.value.code == AUDIT_STREAM_RESET
         finally:
             await other.close()
+
+
+@pytest.mark.slow
+async def test_a_killed_and_restarted_worker_leaves_every_stream_message_in_the_log_exactly_once(nats_server, tmp_path):
+    from actors.audit import records
+    from actors.controller import Controller, ControllerConfig
+    from protocol import Client
+
+    from tests.workers.helpers import start_worker_process, stop
+
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url, heartbeat_ttl_s=2, reap_interval_s=0.2,
+                                      lost_grace_s=60))
+    await ctl.start()
+    worker = await start_worker_process(nats_server.url, tmp_path / "w")
+    try:
+        async with await Client.connect(nats_server.url) as client:
+            writer = writer_for(client.nats, tmp_path / "audit")
+            async with running(writer):
+                session = await client.create_session()
+                for n in range(3):
+                    assert (await session.cmd(f"echo {n}")).exit_code == 0
+                worker.send_signal(signal.SIGKILL)
+                await worker.wait()
+                worker = await start_worker_process(nats_server.url, tmp_path / "w")
+                assert (await session.cmd("echo after")).content == "after\n"
+                await session.close()
+                stored = [r.seq async for r in records(client.nats, SUBJECTS)]
+                await writer.wait_for_seq(stored[-1])
+            logged = lines_of(tmp_path / "audit")
+            assert [r["seq"] for r in logged] == stored
+            commands = [r["event"]["command"] for r in logged if r["kind"] == "cmd_run"]
+            assert commands == ["echo 0", "echo 1", "echo 2", "echo after"]
+            assert verify_log(str(tmp_path / "audit")).ok
+    finally:
+        await stop(worker)
+        await ctl.aclose()

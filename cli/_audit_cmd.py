@@ -42,7 +42,8 @@ def audit_tail(nats_url: str, prefix: str, session_id: str | None, follow: bool,
                     click.echo(msgspec.json.encode(rec).decode())
                 else:
                     who = f"{rec.tenant}/{rec.session_id}" if rec.tenant else rec.session_id
-                    click.echo(f"{rec.seq:>8} {rec.time[:23]} {who} {rec.channel:6} {rec.kind:12} {_summary(rec.event)}")
+                    summary = _summary(rec.event)
+                    click.echo(f"{rec.seq:>8} {rec.time[:23]} {who} {rec.channel:6} {rec.kind:12} {summary}")
 
     try:
         run_cli(main())

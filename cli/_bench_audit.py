@@ -14,6 +14,8 @@ from pathlib import Path
 import tempfile
 import time
 
+from nats.aio.client import Client as Nats
+
 from actors import ensure_stream
 from actors.audit import AuditWriter, AuditWriterConfig, generate_key_pair, load_public_key, verify_log
 from actors.embedded import EmbeddedNats
@@ -59,7 +61,7 @@ async def _publish(js, subjects: Subjects, n: int) -> int:  # type: ignore[no-un
     return max(ack.seq for ack in acks)
 
 
-async def _drain(nc, subjects: Subjects, directory: str, key: str | None, last: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+async def _drain(nc: Nats, subjects: Subjects, directory: str, key: str | None, last: int) -> dict[str, object]:
     writer = AuditWriter(nc, subjects, AuditWriterConfig(directory=directory, key_file=key,
                                                          durable=f"bench_{os.path.basename(directory)}"))
     await writer.open()

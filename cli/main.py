@@ -10,7 +10,6 @@ import sys
 from typing import Any
 
 import click
-import msgspec
 
 from protocol import (
     Client,
@@ -20,7 +19,6 @@ from protocol import (
     Error,
     IPythonOutput,
     IPythonRun,
-    Subjects,
     json_schema,
     new_id,
 )

@@ -168,74 +168,77 @@ def verify_log(directory: str, *, public_key: Ed25519PublicKey | None = None, an
     return report
 
 
+def _problem(at: _Rec, what: str, detail: str) -> Problem:
+    return Problem(file=at.file, line=at.line, seq=at.entry.seq if at.entry else None, what=what, detail=detail)
+
+
 def _check(rec: _Rec, prev: _Rec | None, recent: collections.deque[_Rec], records: _Lookahead,
            key: Ed25519PublicKey | None, anchor: str) -> Problem | None:
-    def problem(at: _Rec, what: str, detail: str) -> Problem:
-        return Problem(file=at.file, line=at.line, seq=at.entry.seq if at.entry else None, what=what, detail=detail)
-
+    """None if ``rec`` is sound where it stands, else what is wrong with it (or around it)."""
     if rec.torn:
-        return problem(rec, "truncated", "the file ends inside a record (no newline): the file was cut off")
+        return _problem(rec, "truncated", "the file ends inside a record (no newline): the file was cut off")
     if rec.entry is None:
-        return problem(rec, "edited", f"not an audit record ({rec.error})")
+        return _problem(rec, "edited", f"not an audit record ({rec.error})")
     if key is not None:
         if rec.sig is None:
-            return problem(rec, "unsigned", "the record carries no signature")
+            return _problem(rec, "unsigned", "the record carries no signature")
         if not signature_valid(key, rec.sig, rec.canonical):
             after = records.peek(1)
             if after and after[0].entry is not None and after[0].entry.prev == rec.digest:
-                return problem(rec, "bad_signature", "the signature does not verify, but the record is intact "
-                               "(the next record's prev matches it): the signature was altered or made with another key")
+                return _problem(rec, "bad_signature", "the signature does not verify, but the record is intact (the "
+                                "next record's prev matches it): the signature was altered or made with another key")
             if after:
-                return problem(rec, "edited", "the signature does not verify and the next record's prev does not "
-                               "match: the record was changed after it was written")
-            return problem(rec, "bad_signature", "the last record's signature does not verify (edited, or signed "
-                           "with another key)")
+                return _problem(rec, "edited", "the signature does not verify and the next record's prev does not "
+                                "match: the record was changed after it was written")
+            return _problem(rec, "bad_signature", "the last record's signature does not verify (edited, or signed "
+                            "with another key)")
     expected = prev.digest if prev is not None else anchor
     if rec.entry.prev != expected:
-        return _classify(rec, prev, recent, records, key, anchor, problem)
+        return _classify(rec, prev, recent, records, key, anchor)
     if prev is not None and prev.entry is not None and rec.entry.seq <= prev.entry.seq:
         # Chained, yet out of order: the chain was rebuilt from here on (by someone without the key).
         what = "inserted" if rec.entry.seq == prev.entry.seq else "reordered"
-        return problem(rec, what, f"seq {rec.entry.seq} comes after seq {prev.entry.seq}")
+        return _problem(rec, what, f"seq {rec.entry.seq} comes after seq {prev.entry.seq}")
     return None
 
 
-def _classify(rec, prev, recent, records, key, anchor, problem):  # type: ignore[no-untyped-def]
+def _classify(rec: _Rec, prev: _Rec | None, recent: collections.deque[_Rec], records: _Lookahead,
+              key: Ed25519PublicKey | None, anchor: str) -> Problem:
     """What a chain break at ``rec`` (its prev is not the previous record's hash) most likely is."""
     assert rec.entry is not None
     # Its prev names an earlier record (or the anchor): what lies between is not part of the chain.
     earlier = list(recent)[:-1]
     if prev is not None and rec.entry.prev == anchor and len(recent) < WINDOW:
-        return problem(recent[0], "inserted", f"not part of the chain: the record at {rec.file}:{rec.line} "
-                       "follows the start of the log")
+        return _problem(recent[0], "inserted", f"not part of the chain: the record at {rec.file}:{rec.line} "
+                        "follows the start of the log")
     for i, r in enumerate(earlier):
         if r.digest == rec.entry.prev:
             first = recent[i + 1]
-            return problem(first, "inserted", f"not part of the chain: the record at {rec.file}:{rec.line} "
-                           f"follows {r.file}:{r.line}")
+            return _problem(first, "inserted", f"not part of the chain: the record at {rec.file}:{rec.line} "
+                            f"follows {r.file}:{r.line}")
     after = records.peek(WINDOW)
     before_hash = prev.digest if prev is not None else anchor
     for r in after:
         if r.digest == rec.entry.prev:
-            return problem(rec, "reordered", f"it belongs after seq {r.entry.seq if r.entry else '?'} "
-                           f"({r.file}:{r.line}): its prev is that record's hash")
+            return _problem(rec, "reordered", f"it belongs after seq {r.entry.seq if r.entry else '?'} "
+                            f"({r.file}:{r.line}): its prev is that record's hash")
     if after and after[0].entry is not None and after[0].entry.prev == before_hash:
-        return problem(rec, "inserted", "not part of the chain: the next record follows the one before it")
+        return _problem(rec, "inserted", "not part of the chain: the next record follows the one before it")
     if prev is not None and prev.entry is not None and rec.entry.seq <= prev.entry.seq:
         what = "inserted" if rec.entry.seq == prev.entry.seq else "reordered"
-        return problem(rec, what, f"seq {rec.entry.seq} comes after seq {prev.entry.seq} and its prev is not "
-                       "the previous record's hash")
+        return _problem(rec, what, f"seq {rec.entry.seq} comes after seq {prev.entry.seq} and its prev is not "
+                        "the previous record's hash")
     if prev is None or prev.entry is None:
-        return problem(rec, "removed", "the first record does not start the chain (its prev is not "
-                       f"{'the genesis value' if anchor == GENESIS else 'the anchor'}): records before it are missing"
-                       + (" (give --anchor HASH if old files were deleted on purpose)" if anchor == GENESIS else ""))
+        start = "the genesis value; give --anchor HASH if old files were deleted on purpose" if anchor == GENESIS \
+            else "the anchor"
+        return _problem(rec, "removed", f"records before the first one are missing (its prev is not {start})")
     if rec.entry.seq > prev.entry.seq + 1:
-        return problem(rec, "removed", f"records between seq {prev.entry.seq} and {rec.entry.seq} are missing "
-                       f"(its prev is not the hash of {prev.file}:{prev.line})")
+        return _problem(rec, "removed", f"records between seq {prev.entry.seq} and {rec.entry.seq} are missing "
+                        f"(its prev is not the hash of {prev.file}:{prev.line})")
     if key is not None:  # the previous record's signature held, so this record's prev was changed
-        return problem(rec, "edited", "its prev was changed (it is not the previous record's hash)")
-    return problem(prev, "edited", f"its hash does not match the prev of the next record ({rec.file}:{rec.line}): "
-                   "the record was changed after it was written")
+        return _problem(rec, "edited", "its prev was changed (it is not the previous record's hash)")
+    return _problem(prev, "edited", f"its hash does not match the prev of the next record ({rec.file}:{rec.line}): "
+                    "the record was changed after it was written")
 
 
 def export_session(directory: str, session_id: str, out: IO[bytes], *, tenant: str | None = None,

@@ -83,6 +83,8 @@ def permissions(role: Role, prefix: str, tenant: str = "") -> Permissions:
             consumers = [s for c in OBSERVER_CONSUMERS for s in (
                 f"{api}.CONSUMER.DURABLE.CREATE.{stream}.{c}", f"{api}.CONSUMER.CREATE.{stream}.{c}",
                 f"{api}.CONSUMER.CREATE.{stream}.{c}.>", f"{api}.CONSUMER.INFO.{stream}.{c}",
+                # the writer re-creates its consumer where its log ends (actors.audit)
+                f"{api}.CONSUMER.DELETE.{stream}.{c}",
                 f"{api}.CONSUMER.MSG.NEXT.{stream}.{c}", f"$JS.ACK.{stream}.{c}.>")]
             return Permissions(
                 pub_allow=[*consumers, f"{api}.STREAM.INFO.{stream}"],

@@ -10,7 +10,6 @@ import sys
 from typing import Any
 
 import click
-import msgspec
 
 from protocol import (
     Client,
@@ -65,13 +64,18 @@ def cli(log_level: str, log_json: bool) -> None:
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), default=None,
               help="The CA clients verify the certificate with (default: the certificate itself)")
+@click.option("--audit-dir", default=None, type=click.Path(file_okay=False),
+              help="The audit log's directory (one audit-YYYY-MM-DD.jsonl per UTC day)  [default: DATA_DIR/audit]")
+@click.option("--audit-key", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Sign every audit record with this Ed25519 private key (PEM; `corral audit keygen`)")
 @prefix_option
 @mcp_config_option
 @security_options
 def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, workers: int, capacity: int,
        warm_pool: int, metrics_port: int | None, retention_days: float, stream_max_gb: float,
        allowed_mounts: tuple[str, ...], public_host: str, secure: bool, tls_cert: str | None, tls_key: str | None,
-       tls_ca: str | None, prefix: str, mcp_config: str | None, security: Any) -> None:
+       tls_ca: str | None, audit_dir: str | None, audit_key: str | None, prefix: str, mcp_config: str | None,
+       security: Any) -> None:
     """Run NATS, the controller, workers and the audit writer in the foreground."""
     from .up import UpConfig, run_until_signalled
 
@@ -84,7 +88,8 @@ def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, worker
                                       stream_max_bytes=int(stream_max_gb * 2**30),
                                       allowed_mounts=[os.path.abspath(p) for p in allowed_mounts],
                                       public_host=public_host, mcp=load_mcp_config(mcp_config), secure=secure,
-                                      tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, security=security)))
+                                      tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, security=security,
+                                      audit_dir=audit_dir, audit_key=audit_key)))
 
 
 @cli.command()
@@ -474,47 +479,6 @@ def _status_table(found: list[Any], sessions: list[Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@cli.group()
-def audit() -> None:
-    """Read the durable record of every action and observation."""
-
-
-@audit.command("tail")
-@nats_option
-@prefix_option
-@click.option("--session", "session_id", default=None)
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new events")
-@click.option("--since", "since_seq", type=int, default=None, help="Start at this stream sequence")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line")
-def audit_tail(nats_url: str, prefix: str, session_id: str | None, follow: bool, since_seq: int | None,
-               as_json: bool) -> None:
-    from actors.audit import records
-
-    async def main() -> None:
-        async with await Client.connect(nats_url) as client:
-            async for rec in records(client.nats, Subjects(prefix), session_id=session_id, follow=follow,
-                                     since_seq=since_seq):
-                if as_json:
-                    click.echo(msgspec.json.encode(rec).decode())
-                else:
-                    click.echo(f"{rec.seq:>8} {rec.time[:23]} {rec.session_id} {rec.channel:6} {rec.kind:12} {_summary(rec.event)}")
-
-    try:
-        run_cli(main())
-    except KeyboardInterrupt:
-        pass
-
-
-def _summary(event: dict | None) -> str:
-    if not event:
-        return ""
-    for key in ("command", "path", "message", "content", "data", "status", "code", "url"):
-        if key in event and event[key] is not None:
-            text = str(event[key]).replace("\n", "\\n")
-            return f"{key}={text[:80]}"
-    return ""
-
-
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of every action, observation and control message."""
@@ -539,9 +503,12 @@ def schema() -> None:
               "--secure one (as a tenant's client) and, with openssl, one with TLS too")
 @click.option("--security", "security_", is_flag=True, help="Measure what the security gate adds to cmd_run instead "
               "(two private deployments, with and without it)")
+@click.option("--audit", "audit_", is_flag=True, help="Measure the audit writer instead (records/s, without and with "
+              "signatures; --actions events, in a private broker)")
 @click.option("--json", "as_json", is_flag=True)
 def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend: str | None, embedded: bool,
           worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, secure: bool, security_: bool,
+          audit_: bool,
           as_json: bool) -> None:
     """Measure round trips and session starts against a running corral (see README)."""
     from .bench import BenchConfig, run_bench, run_browser_bench, run_ipython_bench, run_scaling
@@ -569,6 +536,10 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
 
         result = run_cli(security_bench(n_actions, backend))
         print(json.dumps(result, indent=2)) if as_json else print_report(result)
+    elif audit_:
+        from ._bench_audit import audit_bench
+
+        print(json.dumps(run_cli(audit_bench(n_actions)), indent=2))
     elif worker_counts:
         counts = [int(n) for n in worker_counts.split(",") if n.strip()]
         run_cli(run_scaling(config, counts))
@@ -578,6 +549,7 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
 
 # --- corral image: sandbox images built locally and offline (package `images`) ---------------
 
+from ._audit_cmd import audit  # noqa: E402
 from ._batch_cmd import batch  # noqa: E402
 from ._image_cmd import image  # noqa: E402
 from ._mcp_cmd import mcp, mcp_bridge  # noqa: E402
@@ -586,6 +558,7 @@ from ._skills_cmd import skills  # noqa: E402
 from ._tenant_cmd import secure, tenant  # noqa: E402
 from ._vscode_cmd import vscode  # noqa: E402
 
+cli.add_command(audit)
 cli.add_command(batch)
 cli.add_command(image)
 cli.add_command(security)

@@ -17,7 +17,7 @@ import msgspec
 import structlog
 
 from actors import StreamConfigOptions, Supervisor, metrics
-from actors.audit import AuditWriter
+from actors.audit import AuditWriter, AuditWriterConfig, load_private_key
 from actors.controller import Controller, ControllerConfig
 from actors.embedded import EmbeddedNats
 from actors.mcp import MCPConfig
@@ -40,6 +40,10 @@ class UpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     capacity: int = 64
     prefix: str = "corral"
     audit: bool = True
+    audit_dir: str | None = None
+    """Where the audit writer keeps its day files (default ``<data_dir>/audit``)."""
+    audit_key: str | None = None
+    """An Ed25519 private key (PEM, ``corral audit keygen``): every audit record is signed with it."""
     metrics_port: int | None = None
     """Serve Prometheus /metrics of every part of this deployment on this port."""
     warm_pool: int = 2
@@ -99,12 +103,15 @@ class Deployment:
         self.url = config.nats_url or ""
         self.workers: list[Worker] = []
         self.controller: Controller | None = None
+        self.audit: AuditWriter | None = None
         self._stack = AsyncExitStack()
         self._supervisor = Supervisor("up")
         self.secure: SecureStore | None = None
         """With ``secure``: the users and credentials files (``tenant add`` goes through it)."""
 
     async def start(self) -> None:
+        if self.config.audit and self.config.audit_key:
+            load_private_key(self.config.audit_key)  # a bad key fails before anything starts
         data = Path(self.config.data_dir).absolute()
         data.mkdir(parents=True, exist_ok=True)
         if self.config.secure:
@@ -135,9 +142,10 @@ class Deployment:
             nc = await connect_nats(self.url, name="corral-audit", creds=self._creds("observer"))
             # close, not drain: draining waits on the writer's cancelled pull request until it times out.
             self._stack.push_async_callback(nc.close)
-            (data / "audit").mkdir(exist_ok=True)
-            writer = AuditWriter(nc, subjects, str(data / "audit" / "events.jsonl"))
-            self._supervisor.start("audit", writer.run)
+            audit_dir = os.path.abspath(self.config.audit_dir) if self.config.audit_dir else str(data / "audit")
+            self.audit = AuditWriter(nc, subjects, AuditWriterConfig(directory=audit_dir, key_file=self.config.audit_key))
+            await self.audit.open()  # a locked or corrupt log, a bad key: fail now, not in a restart loop
+            self._supervisor.start("audit", self.audit.run)
             self._stack.push_async_callback(self._supervisor.aclose)
         if self.config.metrics_port:
             metrics.serve(self.config.metrics_port)

@@ -1,10 +1,12 @@
 """Entrypoint of the compose `audit` service: actors.audit.AuditWriter as a standalone observer.
 
-    python audit_writer.py [--nats URL] [--prefix P] [--path FILE]
+    python audit_writer.py [--nats URL] [--prefix P] [--dir DIR] [--key PEM]
 
-Appends every stored action, observation and status of every session to FILE (JSONL) through a
-durable consumer, so a restarted writer continues where it stopped. The CORRAL stream is made
-here too (idempotently), so the writer does not depend on the controller having started first.
+Appends every stored action, observation, decision and status of every session (the
+deployment's own and every tenant's) to a hash-chained JSON Lines log in DIR, one
+``audit-YYYY-MM-DD.jsonl`` per UTC day, each record signed with the Ed25519 key PEM when one is
+given. A restarted writer continues after the log's last record. The CORRAL stream is made here
+too (idempotently), so the writer does not depend on the controller having started first.
 """
 
 from __future__ import annotations
@@ -20,18 +22,17 @@ import structlog
 
 from actors import ensure_stream
 from actors import Supervisor
-from actors.audit import AuditWriter
+from actors.audit import AuditWriter, AuditWriterConfig
 from protocol import Subjects, connect_nats
 
 log = structlog.get_logger()
 
 
-async def serve(nats_url: str, prefix: str, path: str) -> None:
+async def serve(nats_url: str, prefix: str, directory: str, key_file: str | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     subjects = Subjects(prefix)
     creds = os.environ.get("CORRAL_NATS_CREDS") or None  # compose/secure.yml: the observer's
     nc = await connect_nats(nats_url, name="corral-audit", first_attempts=30, creds=creds)
@@ -39,8 +40,10 @@ async def serve(nats_url: str, prefix: str, path: str) -> None:
     try:
         if creds is None:  # an observer may not make streams: the controller makes it
             await ensure_stream(nc.jetstream(), subjects)
-        supervisor.start("writer", AuditWriter(nc, subjects, path).run)
-        log.info("audit_writer_started", nats=nats_url, path=path)
+        writer = AuditWriter(nc, subjects, AuditWriterConfig(directory=directory, key_file=key_file))
+        await writer.open()
+        supervisor.start("writer", writer.run)
+        log.info("audit_writer_started", nats=nats_url, directory=directory, signed=key_file is not None)
         await stop.wait()
     finally:
         await supervisor.aclose()
@@ -54,7 +57,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="corral audit writer (an observer)")
     parser.add_argument("--nats", default=os.environ.get("CORRAL_NATS_URL", "nats://127.0.0.1:4222"))
     parser.add_argument("--prefix", default="corral")
-    parser.add_argument("--path", default="/var/lib/corral-audit/events.jsonl")
+    parser.add_argument("--dir", default="/var/lib/corral-audit", help="The log's directory (day files)")
+    parser.add_argument("--key", default=os.environ.get("CORRAL_AUDIT_KEY") or None,
+                        help="Sign every record with this Ed25519 private key (PEM)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args()
     structlog.configure(
@@ -63,7 +68,7 @@ def main() -> None:
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, args.log_level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
-    asyncio.run(serve(args.nats, args.prefix, args.path))
+    asyncio.run(serve(args.nats, args.prefix, args.dir, args.key))
 
 
 if __name__ == "__main__":

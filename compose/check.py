@@ -129,10 +129,12 @@ async def run_session(url: str) -> tuple[str, str, str, float]:
 def wait_for_audit(stack: Stack, session_id: str, deadline_s: float) -> None:
     started = time.monotonic()
     while True:
-        found = stack.compose("exec", "-T", "audit", "grep", "-c", session_id, "/var/lib/corral-audit/events.jsonl",
-                              check=False, capture=True)
-        if found.returncode == 0 and int(found.stdout.strip() or 0) > 0:
-            say(f"audit writer recorded {found.stdout.strip()} events of the session")
+        # export verifies the whole hash chain first, then prints the session's records
+        found = stack.compose("exec", "-T", "audit", "corral", "audit", "export", "--session", session_id,
+                              "/var/lib/corral-audit", check=False, capture=True)
+        count = len(found.stdout.splitlines()) if found.returncode == 0 else 0
+        if count > 0:
+            say(f"audit writer recorded {count} events of the session (the chain verifies)")
             return
         if time.monotonic() - started > deadline_s:
             raise CheckFailed(f"the audit log has no event of session {session_id} after {deadline_s} s")

@@ -104,7 +104,9 @@ async def test_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path):
         assert (code, out) == (0, "through up\n")
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
-        assert (tmp_path / "d" / "audit" / "events.jsonl").exists()
+        assert list((tmp_path / "d" / "audit").glob("audit-*.jsonl"))
+        code, out, _ = await corral(url, "audit", "verify", str(tmp_path / "d" / "audit"))
+        assert code == 0 and out.startswith("ok: ")
     finally:
         if proc.returncode is None:
             proc.kill()

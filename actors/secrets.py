@@ -181,9 +181,12 @@ def _text_fields(cls: type) -> tuple[str, ...]:
     """The fields of a struct type that may hold free text: strings, containers, nested structs, Any."""
     found = _fields_cache.get(cls)
     if found is None:
-        info = msgspec.inspect.type_info(cls)
-        fields = getattr(info, "fields", ())
-        found = _fields_cache[cls] = tuple(f.name for f in fields if f.name not in IDENTITY_FIELDS and _may_hold_text(f.type))
+        try:
+            fields = getattr(msgspec.inspect.type_info(cls), "fields", ())
+            found = tuple(f.name for f in fields if f.name not in IDENTITY_FIELDS and _may_hold_text(f.type))
+        except (TypeError, ValueError):  # an annotation msgspec cannot describe: look at every field
+            found = tuple(name for name in cls.__struct_fields__ if name not in IDENTITY_FIELDS)  # type: ignore[attr-defined]
+        _fields_cache[cls] = found
     return found
 
 

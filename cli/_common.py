@@ -12,6 +12,7 @@ import click
 import msgspec
 import structlog
 
+from actors.secrets import mask_log_secrets
 from protocol import CREDS_ENV, Client, CorralError, load_credentials
 from workers.backends import BackendError
 
@@ -23,7 +24,8 @@ def configure_logging(level: str, as_json: bool) -> None:
                              structlog.processors.TimeStamper(fmt="iso")]
     renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     structlog.configure(
-        processors=[*processors, structlog.processors.format_exc_info, renderer],
+        # mask_log_secrets: the live sessions' secret values never reach a log line (after tracebacks are text)
+        processors=[*processors, structlog.processors.format_exc_info, mask_log_secrets, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )

@@ -133,6 +133,27 @@ async def _round_trips(session, n: int) -> list[float]:  # type: ignore[no-untyp
     return samples
 
 
+def _masking_floor(n: int = 20_000) -> dict[str, float]:
+    """What masking one secret adds to publishing a 4 KB ``cmd_output`` (in the worker, per answer),
+    in microseconds; a session without secrets skips it (0)."""
+    from actors.secrets import Masker
+
+    value = "Xq7hT2pLm9Zr4Wk8Bn3Vc6Ys"
+    masker = Masker.of({"API_TOKEN": value})
+    assert masker is not None
+    body = ("lorem ipsum dolor sit amet " * 160)[:4096]
+    plain = CmdOutput(id=new_id(), cause=new_id(), session_id="s" + new_id(), content=body, working_dir="/workspace", pid=1)
+    echoed = msgspec.structs.replace(plain, content=body[:2048] + value + body[2048:])
+
+    def per(fn: Any) -> float:
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return round((time.perf_counter() - t) / n * 1e6, 2)
+    return {"cmd_output_4k_us": per(lambda: masker.mask(plain)), "cmd_output_4k_echoed_us": per(lambda: masker.mask(echoed)),
+            "chunk_4k_us": per(lambda: masker.stream().feed(body))}
+
+
 async def run_bench(config: BenchConfig) -> dict[str, object]:
     async with _maybe_embedded(config) as url:
         async with await Client.connect(url) as client:
@@ -170,6 +191,7 @@ async def run_bench(config: BenchConfig) -> dict[str, object]:
             if config.density:
                 _say(config, f"density: {config.density} idle sandboxes at once ...")
                 results["density"] = await _density(client, config.density, spec)
+    results["secret_masking"] = _masking_floor()
     if config.backend == "docker":
         _say(config, "floor: the Docker engine itself (run `true`, exec `echo hi`) ...")
         results["docker_floor"] = await _docker_floors()
@@ -367,6 +389,10 @@ def _report(config: BenchConfig, results: dict[str, object]) -> None:
     if isinstance(floor, dict):
         rows += [("floor_docker_run_true", floor["docker_run_true"]), ("floor_docker_exec_echo", floor["docker_exec_echo"])]
     _print_table(results, rows)
+    masking = results.get("secret_masking")
+    if isinstance(masking, dict):
+        print(f"secret masking (one secret; none: skipped): {masking['cmd_output_4k_us']} us per 4 KB cmd_output "
+              f"({masking['cmd_output_4k_echoed_us']} us when it echoes the value), {masking['chunk_4k_us']} us per 4 KB chunk")
     density = results.get("density")
     if isinstance(density, dict):
         print(f"density: {density['n']} idle sandboxes started in {density['start_all_s']} s; executor RSS "

@@ -272,13 +272,18 @@ def session() -> None:
 @click.option("--image", default=None)
 @click.option("--workdir", default=None)
 @click.option("--env", "env", multiple=True, help="KEY=VALUE, repeatable")
+@click.option("--secret", "secret_names", multiple=True,
+              help="NAME: a secret env variable of the sandbox, its value taken from this command's own environment "
+                   "(never from the command line); masked as [secret:NAME] in everything published. Repeatable")
 @click.option("--label", "labels", multiple=True, help="KEY=VALUE, repeatable")
 @click.option("--idle-timeout", type=float, default=None)
 @click.option("--plugin", "plugins", multiple=True, help="In-sandbox plugin (jupyter, agent_skills, vscode), repeatable")
 @click.option("--json", "as_json", is_flag=True)
 def session_create(nats_url: str, backend: str | None, image: str | None, workdir: str | None, env: tuple[str, ...],
-                   labels: tuple[str, ...], idle_timeout: float | None, plugins: tuple[str, ...], as_json: bool) -> None:
-    spec: dict[str, Any] = {"env": _pairs(env), "labels": _pairs(labels), "plugins": list(plugins)}
+                   secret_names: tuple[str, ...], labels: tuple[str, ...], idle_timeout: float | None,
+                   plugins: tuple[str, ...], as_json: bool) -> None:
+    spec: dict[str, Any] = {"env": _pairs(env), "labels": _pairs(labels), "plugins": list(plugins),
+                            "secrets": _from_environment(secret_names)}
     for name, value in (("backend", backend), ("image", image), ("workdir", workdir), ("idle_timeout_s", idle_timeout)):
         if value is not None:
             spec[name] = value
@@ -290,6 +295,13 @@ def session_create(nats_url: str, backend: str | None, image: str | None, workdi
 
     info = with_client(nats_url, create)
     print_json(info) if as_json else click.echo(info.session_id)
+
+
+def _from_environment(names: tuple[str, ...]) -> dict[str, str]:
+    missing = [name for name in names if name not in os.environ]
+    if missing:
+        raise click.BadParameter(f"--secret names a variable of this command's environment; not set: {', '.join(missing)}")
+    return {name: os.environ[name] for name in names}
 
 
 def _pairs(items: tuple[str, ...]) -> dict[str, str]:

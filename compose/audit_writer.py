@@ -23,6 +23,7 @@ import structlog
 from actors import ensure_stream
 from actors import Supervisor
 from actors.audit import AuditWriter, AuditWriterConfig
+from actors.secrets import mask_log_secrets
 from protocol import Subjects, connect_nats
 
 log = structlog.get_logger()
@@ -64,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso"),
-                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+                    structlog.processors.format_exc_info, mask_log_secrets, structlog.processors.JSONRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, args.log_level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )

@@ -34,6 +34,7 @@ from actors import (
     workers_bucket,
 )
 from actors.mcp import MCPConfig
+from actors.secrets import live_secrets
 from executor.plugins import resolve
 from protocol import (
     ErrorReply,
@@ -363,6 +364,10 @@ class Worker:
         await self._heartbeat()
 
     async def create_session(self, request: SandboxCreate) -> SessionInfo | ErrorReply:
+        with live_secrets.holding(request.spec.secrets):  # logs mask them from the start; the runner keeps them on
+            return await self._create_session(request)
+
+    async def _create_session(self, request: SandboxCreate) -> SessionInfo | ErrorReply:
         sid = request.session_id
         assert self._nc is not None
         started = time.perf_counter()

@@ -59,6 +59,7 @@ from .._answers import answer_unanswered, final_headers
 from .._broker import StreamConfigOptions, ensure_stream, sessions_bucket, stream_name, workers_bucket
 from .._kernel import Actor, InboxFull, Supervisor, cancel_and_wait
 from .._registry import SessionRecord, SessionTable, kv_delete, kv_items
+from ..secrets import live_secrets, without_secrets
 from ._lease import Lease
 from ._placement import Placement
 
@@ -309,6 +310,10 @@ class Controller(Actor[Msg]):
         return record.info
 
     async def _create(self, spec: SessionSpec, tenant: str = "") -> SessionInfo | ErrorReply:
+        with live_secrets.holding(spec.secrets):  # this process's logs mask them while it holds them
+            return await self._place_and_start(spec, tenant)
+
+    async def _place_and_start(self, spec: SessionSpec, tenant: str = "") -> SessionInfo | ErrorReply:
         problem = spec_problem(spec)
         if problem:
             return ErrorReply(code=codes.INVALID_SPEC, message=problem)
@@ -330,7 +335,8 @@ class Controller(Actor[Msg]):
                 shunned.add(worker.worker_id)
                 log.warning("session_create_replaced", worker_id=worker.worker_id, reason=reply.message)
             # our view of that worker was stale, or it went silent: place again
-        await self._table.put(SessionRecord(info=reply, spec=spec, last_activity=time.time()))
+        # The registry never holds secrets (every controller and worker reads it); the worker keeps them.
+        await self._table.put(SessionRecord(info=reply, spec=without_secrets(spec), last_activity=time.time()))
         return reply
 
     async def _start_on(self, wid: str, session_id: str, spec: SessionSpec, tenant: str = "") -> SessionInfo | ErrorReply:

@@ -10,9 +10,9 @@ import pytest
 from actors.embedded import free_port
 
 
-async def corral(url, *args, timeout=60):
+async def corral(url, *args, timeout=60, env=None):
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", *args, env={"CORRAL_NATS_URL": url, "PATH": "/usr/bin:/bin"},
+        sys.executable, "-m", "cli", *args, env={"CORRAL_NATS_URL": url, "PATH": "/usr/bin:/bin", **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -40,6 +40,17 @@ async def test_session_state_persists_across_exec(deployment):
     assert sid in listing
     code, out, _ = await corral(deployment.url, "session", "close", sid)
     assert code == 0 and out.strip() == f"{sid} closed"
+
+
+async def test_session_create_takes_a_secret_from_its_own_environment_and_output_masks_it(deployment):
+    value = "Xq7hT2pLm9Zr4Wk8Bn3Vc6Ys"
+    code, sid, _ = await corral(deployment.url, "session", "create", "--secret", "API_TOKEN", env={"API_TOKEN": value})
+    assert code == 0
+    code, out, _ = await corral(deployment.url, "exec", "--session", sid.strip(), "--", "echo $API_TOKEN ${#API_TOKEN}")
+    assert (code, out) == (0, "[secret:API_TOKEN] 24\n")
+    await corral(deployment.url, "session", "close", sid.strip())
+    code, _, err = await corral(deployment.url, "session", "create", "--secret", "NOT_SET")
+    assert code == 2 and "not set: NOT_SET" in err
 
 
 async def test_session_expose_prints_the_url_and_unexpose_closes_it(deployment):

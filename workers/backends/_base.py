@@ -42,6 +42,9 @@ class SandboxHandle(msgspec.Struct, frozen=True, kw_only=True):
     labels: dict[str, str] = {}
     keep: bool = False
     """Stop but do not remove the sandbox when its session closes (SessionSpec.keep); survives re-adoption."""
+    secrets: dict[str, str] = {}
+    """The session's secrets (SessionSpec.secrets), kept here (a 0600 file beside the sandbox, like the key)
+    and not in the registry, so that a restarted worker still masks them."""
 
 
 def deployment_id(base_dir: str) -> str:
@@ -57,7 +60,11 @@ HANDLE_FILE = "sandbox.json"
 
 
 def save_handle(sandbox_dir: Path, handle: SandboxHandle) -> None:
-    (sandbox_dir / HANDLE_FILE).write_bytes(msgspec.json.encode(handle))
+    """Write the handle, readable by the worker's user alone: it holds the key and the secrets."""
+    fd = os.open(sandbox_dir / HANDLE_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(fd, 0o600)
+        out.write(msgspec.json.encode(handle))
 
 
 def load_handle(sandbox_dir: Path) -> SandboxHandle | None:
@@ -197,7 +204,7 @@ async def claim_executor(client: ExecutorClient, handle: SandboxHandle, session_
     Shared by every backend: only where the executor listens and which workdir it gets differ.
     Closes ``client``."""
     try:
-        await client.claim(Claim(session_id=session_id, env=spec.env, workdir=workdir, default_timeout_s=spec.timeout_s,
+        await client.claim(Claim(session_id=session_id, env={**spec.env, **spec.secrets}, workdir=workdir, default_timeout_s=spec.timeout_s,
                                  default_soft_timeout_s=spec.soft_timeout_s, plugins=list(spec.plugins)))
     except ExecutorUnavailable as exc:
         code = "invalid_spec" if "workdir" in str(exc) or "unknown plugin" in str(exc) else "sandbox_failed"
@@ -205,4 +212,4 @@ async def claim_executor(client: ExecutorClient, handle: SandboxHandle, session_
     finally:
         await client.aclose()
     return msgspec.structs.replace(handle, session_id=session_id, workdir=workdir, labels=dict(spec.labels),
-                                   created_at=time.time(), keep=spec.keep)
+                                   created_at=time.time(), keep=spec.keep, secrets=dict(spec.secrets))

@@ -24,6 +24,7 @@ from typing import Any, Awaitable, Callable, ClassVar
 
 import msgspec
 
+from actors.secrets import Masker
 from executor.client import ExecutorClient, ExecutorUnavailable
 from executor.plugins import PLUGINS, plugin_for_kind, resolve
 from protocol import (
@@ -68,6 +69,9 @@ class SessionContext(msgspec.Struct, frozen=True, kw_only=True):
     """Publish the session's plugin states (``session_info.plugins``) when one changes."""
     services: dict[str, Any] = {}
     """What the worker shares with its sessions' handlers, by name (``mcp``: the MCP bridge)."""
+    masker: Masker | None = None
+    """Replaces the session's secrets by ``[secret:NAME]`` (None: the session has none). The runner
+    masks whatever it publishes; a handler or gate that publishes or logs on its own uses this."""
 
 
 class Handler(abc.ABC):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable, Literal
+from typing import Any, Awaitable, Callable, Literal, TypeVar
 
 import msgspec
 from nats.aio.client import Client as Nats
@@ -37,6 +37,7 @@ from actors import (
     metrics,
     while_api_away,
 )
+from actors.secrets import Masker, StreamMasker, live_secrets
 from executor.client import ExecutorClient, ExecutorUnavailable
 from protocol import (
     ActionDecodeError,
@@ -77,6 +78,7 @@ PAYLOAD_HEADROOM = 4096
 OUT_OF_BAND_KEYS = frozenset({"C-c", "C-d", "C-z", "C-\\"})
 """``is_input`` keys that bypass their shell's queue (an interrupt must not wait behind what it interrupts)."""
 CLOSE_DRAIN_S = 10.0
+ObsT = TypeVar("ObsT", bound=msgspec.Struct)
 
 
 class RunnerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -108,6 +110,8 @@ class _Job(msgspec.Struct, kw_only=True):
     streamed: int = 0
     dropped: int = 0
     arrived: float = 0.0
+    stream: StreamMasker | None = None
+    """The masking of its streamed output, in a session with secrets (created by its first chunk)."""
 
 
 class _Lane(Actor["tuple[_Job, Handler]"]):
@@ -139,7 +143,12 @@ class SessionRunner:
         self._stream = stream
         self.handle = handle
         self.session_id = handle.session_id
+        self._secrets = {**handle.secrets, **spec.secrets}
+        """The session's secrets: from the spec at create, from the handle file after a worker restart."""
+        self._masker = Masker.of(self._secrets)
+        """None without secrets: then nothing is masked and publishing costs what it always did."""
         self._ctx = SessionContext(session_id=handle.session_id, spec=spec, handle=handle, death_reason=death_reason,
+                                   masker=self._masker,
                                    client=client or ExecutorClient(key=handle.key, socket_path=handle.socket_path,
                                                                    host=handle.host, port=handle.port),
                                    report_plugins=self._report_plugins, services=services or {})
@@ -190,6 +199,7 @@ class SessionRunner:
         """Subscribe the session's actions. With ``recover`` (a restarted worker adopting the
         sandbox), every action not yet acked is delivered again at once instead of after the
         ack wait; what the stream shows answered is recognised and not answered again."""
+        live_secrets.add(self.session_id, self._secrets)  # this process's log lines mask them from now on
         self._routes = route_table(self._config.handlers, self._ctx)
         self._gates = GateChain.build(self._config.gates, self._ctx)
         for handler in {id(h): h for h in self._routes.values()}.values():
@@ -304,7 +314,7 @@ class SessionRunner:
 
     def _reject(self, msg: Msg, as_json: bool, cause: str | None, code: str, message: str) -> None:
         """Answer a message that will not run (undecodable, closed session...), then ack it."""
-        error = Error(id=new_id(), cause=cause, session_id=self.session_id, code=code, message=message)
+        error = self._masked(Error(id=new_id(), cause=cause, session_id=self.session_id, code=code, message=message))
         metrics.failures.labels("worker", code).inc()
         self._outbox.send(Outgoing(action_id=cause, subject=self._subjects.obs(self.session_id, "error"),
                                    data=encode(error, json=as_json), headers=final_headers(error.id, as_json), acks=[msg]))
@@ -328,7 +338,7 @@ class SessionRunner:
             reply = await self._lookup(msg.data.decode(errors="replace"))
         except Exception as exc:
             log.exception("lookup_failed", session_id=self.session_id)
-            reply = encode(Error(id=new_id(), session_id=self.session_id, code=codes.INTERNAL, message=repr(exc)))
+            reply = encode(self._masked(Error(id=new_id(), session_id=self.session_id, code=codes.INTERNAL, message=repr(exc))))
         await self._nc.publish(msg.reply, reply)
 
     async def _lookup(self, action_id: str) -> bytes:
@@ -343,7 +353,7 @@ class SessionRunner:
             done = await self._ctx.client.result(action_id)
         except ExecutorUnavailable:
             done = None
-        return encode(done) if done is not None else b""
+        return encode(self._masked(done)) if done is not None else b""  # the executor's copy is not masked
 
     # --------------------------------------------------------------- execution
     async def execute(self, job: _Job, handler: Handler) -> None:
@@ -354,6 +364,8 @@ class SessionRunner:
             pass  # not a JetStream message (cannot happen through the consumer; keep the hot path safe)
         with structlog.contextvars.bound_contextvars(action_id=job.action.id):
             final = await self._gated(job) or await self._outcome(job, handler)
+            if job.stream is not None and job.stream.held:
+                await self._publish_chunk(job, job.stream.flush())  # the last of its output, before its answer
         metrics.action_seconds.labels(job.action.__struct_config__.tag).observe(time.time() - started)
         self._finish(job, final)
 
@@ -370,10 +382,10 @@ class SessionRunner:
         release: asyncio.Future[Confirm] = asyncio.get_running_loop().create_future()
         self._held[action.id] = release
         try:
-            required = ConfirmationRequired(
+            required = self._masked(ConfirmationRequired(
                 id=new_id(), cause=action.id, session_id=self.session_id, action_id=action.id,
                 action_kind=action.__struct_config__.tag, risk=verdict.risk, reason=verdict.reason,
-                summary=verdict.summary or summary_of(action), analyzer=verdict.analyzer or gate, timeout_s=verdict.timeout_s)
+                summary=verdict.summary or summary_of(action), analyzer=verdict.analyzer or gate, timeout_s=verdict.timeout_s))
             await self._nc.publish(self._subjects.obs(self.session_id, "confirmation_required"),
                                    encode(required, json=job.json), headers=headers_for(job.json))
             log.info("confirmation_required", session_id=self.session_id, action_id=action.id, gate=gate,
@@ -432,8 +444,24 @@ class SessionRunner:
         if job.streamed > self._config.action_output_quota_bytes or self._streamed > self._config.session_output_quota_bytes:
             job.dropped += size
             return
+        if self._masker is not None:
+            # A tail that may begin a secret waits for the next chunk, so the chunks are ours to number.
+            job.stream = job.stream or self._masker.stream()
+            return await self._publish_chunk(job, job.stream.feed(chunk.data))
         if chunk.cause != job.action.id or chunk.session_id != self.session_id:
             chunk = msgspec.structs.replace(chunk, cause=job.action.id, session_id=self.session_id)
+        await self._publish(job, chunk, size)
+
+    async def _publish_chunk(self, job: _Job, data: str) -> None:
+        """Publish masked output of ``job`` as its next chunk (nothing when all of it is held back)."""
+        if not data:
+            return
+        assert job.stream is not None
+        chunk = CmdChunk(id=new_id(), cause=job.action.id, session_id=self.session_id, seq=job.stream.seq, data=data)
+        job.stream.seq += 1
+        await self._publish(job, chunk, len(data))
+
+    async def _publish(self, job: _Job, chunk: CmdChunk, size: int) -> None:
         headers = {**(headers_for(job.json) or {}), "Nats-TTL": f"{max(int(self._config.chunk_ttl_s), 1)}s"}
         data = encode(chunk, json=job.json)
         if len(data) > self._nc.max_payload - PAYLOAD_HEADROOM:
@@ -464,7 +492,7 @@ class SessionRunner:
         self._jobs.pop(job.action.id, None)
         if isinstance(final, (Error, Rejected)):
             metrics.failures.labels("worker", final.code).inc()
-        final, data = self._encoded(final, job.json)
+        final, data = self._encoded(self._masked(final), job.json)
         headers = final_headers(final.id, job.json)
         copies = [(data if as_json == job.json else self._encoded(final, as_json)[1], final_headers(final.id, as_json))
                   for as_json in job.repeat_json]
@@ -480,6 +508,10 @@ class SessionRunner:
             self._book.confirmed(item.action_id, seq)
         for msg in item.acks:
             await _ack(msg)
+
+    def _masked(self, obs: ObsT) -> ObsT:
+        """``obs`` with the session's secrets replaced in every string it holds (the same object without secrets)."""
+        return obs if self._masker is None else self._masker.mask(obs)
 
     def _encoded(self, obs: AnyObservation, as_json: bool) -> tuple[AnyObservation, bytes]:
         """An observation over the broker's max payload (e.g. a big file read as JSON, where escaping
@@ -499,6 +531,7 @@ class SessionRunner:
             await self.publish_status(msgspec.structs.replace(self._info, plugins=plugins))
 
     async def publish_status(self, info: SessionInfo) -> None:
+        info = self._masked(info)  # a failed plugin's reason may quote the sandbox's output
         self._info = info
         try:
             await self._nc.publish(self._subjects.status(self.session_id), encode(info))
@@ -538,6 +571,7 @@ class SessionRunner:
                 log.exception("handler_close_failed", session_id=self.session_id, handler=type(handler).__name__)
         await self._gates.aclose()
         await self._ctx.client.aclose()
+        live_secrets.discard(self.session_id)
 
 
     async def _answer_undelivered(self, code: str, reason: str) -> None:

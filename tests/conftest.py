@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import structlog
 
 from actors.embedded import EmbeddedNats
 from cli.up import Deployment, UpConfig
@@ -35,6 +36,14 @@ async def client(deployment):
 async def session(client):
     async with await client.create_session() as s:
         yield s
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults():
+    """A CLI command run in-process (click's CliRunner) configures logging for the process, e.g. at
+    warning level; the next test's ``capture_logs()`` would see nothing. Every test starts from defaults."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.hookimpl(hookwrapper=True)

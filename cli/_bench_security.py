@@ -13,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import statistics
-import sys
-import tempfile
 import time
-from typing import Any, AsyncIterator
+from typing import Any
 
 from protocol import Client, CmdOutput, CmdRun, SessionSpec, new_id
 
@@ -33,23 +31,10 @@ def _pct(samples: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
 
 
-@contextlib.asynccontextmanager
-async def _up(extra: list[str], backend: str | None) -> AsyncIterator[str]:
-    from actors.embedded import free_port
+def _up(extra: list[str], backend: str | None) -> contextlib.AbstractAsyncContextManager[str]:
+    from .bench import corral_up_process
 
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="corral-bench-security-") as data:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cli", "up", "--port", str(port), "--data-dir", data, "--warm-pool", "1",
-            "--backend", backend or "local", *extra, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-        try:
-            line = await asyncio.wait_for(proc.stdout.readline(), 60)  # type: ignore[union-attr]
-            if b"corral is up" not in line:
-                raise RuntimeError(f"corral up did not start: {line!r}")
-            yield f"nats://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            await proc.wait()
+    return corral_up_process("--warm-pool", "1", "--backend", backend or "local", *extra)
 
 
 async def _batch(session: Any, n: int) -> list[float]:
@@ -115,7 +100,7 @@ async def security_bench(actions: int = 1000, backend: str | None = None, batch:
 
 
 def print_report(result: dict[str, Any]) -> None:
-    print(f"\ncorral bench --security  (default rules and policy; alternating batches, two private deployments)")
+    print("\ncorral bench --security  (default rules and policy; alternating batches, two private deployments)")
     print(f"{'measure':28} {'n':>6} {'p50 ms':>9} {'p95 ms':>9}")
     for name in ("echo_hi_with_gate", "echo_hi_without_gate"):
         r = result[name]

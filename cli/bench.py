@@ -418,14 +418,20 @@ async def _maybe_embedded(config: BenchConfig) -> AsyncIterator[str]:
     if not config.embedded:
         yield config.nats_url
         return
+    async with corral_up_process("--workers", str(config.workers),
+                                 *(["--backend", config.backend] if config.backend else [])) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def corral_up_process(*args: str) -> AsyncIterator[str]:
+    """A private ``corral up`` (own broker on a free port, own data dir) in a process of its own; its NATS URL."""
     from actors.embedded import free_port
 
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as data:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cli", "up", "--port", str(port), "--data-dir", data,
-            "--workers", str(config.workers),
-            *(["--backend", config.backend] if config.backend else []),
+            sys.executable, "-m", "cli", "up", "--port", str(port), "--data-dir", data, *args,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
         )
         try:

@@ -26,7 +26,7 @@ import os
 import socket
 import stat
 import struct
-from typing import AsyncIterator, Callable, NamedTuple, NoReturn
+from typing import AsyncIterator, Awaitable, Callable, NamedTuple, NoReturn
 from urllib.parse import quote
 
 import msgspec
@@ -160,6 +160,9 @@ class VscodeUnavailable(ExecutorUnavailable):
 
 
 _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+Connector = Callable[[], Awaitable[_Conn]]
+"""Opens one new byte stream to the executor some other way (a Kubernetes port-forward); raises
+``ExecutorUnavailable`` when it cannot."""
 
 
 class ExecutorClient:
@@ -170,9 +173,10 @@ class ExecutorClient:
     """
 
     def __init__(self, *, key: str, socket_path: str | None = None, host: str = "127.0.0.1", port: int | None = None,
-                 peer_check: PeerCheck | None = None, limits: ChannelLimits = ChannelLimits()) -> None:
-        if socket_path is None and port is None:
-            raise ValueError("ExecutorClient needs a socket_path or a port")
+                 peer_check: PeerCheck | None = None, limits: ChannelLimits = ChannelLimits(),
+                 connect: Connector | None = None) -> None:
+        if socket_path is None and port is None and connect is None:
+            raise ValueError("ExecutorClient needs a socket_path, a port or a connector")
         if peer_check is not None and not socket_path:
             raise ValueError("peer_check needs a socket_path: TCP peers have no credentials to check")
         self._socket_path = socket_path
@@ -180,6 +184,7 @@ class ExecutorClient:
         self._port = port
         self._peer_check = peer_check
         self._limits = limits
+        self._connector = connect
         self._auth = f"Authorization: Bearer {key}\r\n".encode()
         self._idle: list[_Conn] = []
         self._closed = False
@@ -195,6 +200,8 @@ class ExecutorClient:
 
     async def _open(self) -> _Conn:
         """A new connection (never one from the pool), peer checked."""
+        if self._connector is not None:
+            return await self._connector()
         try:
             if self._socket_path:
                 sock = await self._open_unix(self._socket_path)

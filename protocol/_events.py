@@ -411,6 +411,27 @@ class Mount(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     read_only: bool = True
 
 
+class Toleration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A Kubernetes toleration, in the pod spec's own terms (``operator`` Equal or Exists)."""
+
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class Placement(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Where on a cluster a session's pod may run (the kubernetes backend; others refuse a non-empty one).
+
+    Added to what the worker's config already asks; ``runtime_class`` names a RuntimeClass the
+    cluster has (gVisor, Kata), overriding the one ``isolation`` maps to."""
+
+    node_selector: dict[str, str] = {}
+    tolerations: list[Toleration] = []
+    runtime_class: str | None = None
+
+
 class SecurityPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """What happens to an action of each risk. Unset keys keep the deployment's decision; a
     session may only make a decision stricter (allow < confirm < block) and a timeout shorter."""
@@ -481,6 +502,10 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     # MCP server definitions are the MCP bridge's own format (a later issue gives them meaning).
     mcp: dict[str, Any] = {}
     security: SecuritySpec | None = None
+    persistent: bool = False
+    """A workspace that outlives the sandbox's processes (kubernetes: a PVC, surviving a pod's
+    deletion and re-creation); deleted with the session unless ``keep``."""
+    placement: Placement | None = None
     secrets: dict[str, str] = {}
     """Environment variables of the sandbox whose values are masked as ``[secret:NAME]`` in every
     observation, chunk, log line and audit record (an encoding of the value, e.g. base64, is not)."""

@@ -32,6 +32,7 @@ MAX_ID_LENGTH = 256
 ID_CHARS = "printable ASCII except space and '/'"
 _ID = re.compile(r"[!-.0-~]{1,%d}" % MAX_ID_LENGTH)
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_TIMEOUT_S = 30 * 24 * 3600.0
 MAX_LINE = 2**31 - 1
@@ -155,7 +156,24 @@ def spec_problem(spec: SessionSpec) -> str | None:
     for mount in spec.mounts:
         if "\x00" in mount.source or "\x00" in mount.target:
             return "mount paths must not contain NUL bytes"
-    return _secrets_problem(spec) or _security_problem(spec)
+    return _secrets_problem(spec) or _security_problem(spec) or _placement_problem(spec)
+
+
+def _placement_problem(spec: SessionSpec) -> str | None:
+    placement = spec.placement
+    if placement is None:
+        return None
+    for key in placement.node_selector:
+        if not key or len(key) > 316:
+            return f"placement.node_selector key {key[:70]!r} must be a label key (1-316 characters)"
+    for toleration in placement.tolerations:
+        if toleration.operator == "Exists" and toleration.value:
+            return "placement.tolerations: operator 'Exists' takes no value"
+        if toleration.toleration_seconds is not None and toleration.effect != "NoExecute":
+            return "placement.tolerations: toleration_seconds applies to effect 'NoExecute' only"
+    if placement.runtime_class is not None and not _K8S_NAME.fullmatch(placement.runtime_class):
+        return f"placement.runtime_class {placement.runtime_class[:70]!r} is not a Kubernetes object name"
+    return None
 
 
 MIN_SECRET_LENGTH = 4

@@ -243,7 +243,12 @@ import_images() {
     local ref refs=${CORRAL_K8S_IMAGES:-}
     local corral; corral="$(dirname "$0")/../../.venv/bin/corral"
     [ -z "$refs" ] && [ -x "$corral" ] && refs=$("$corral" image build --quiet 2>/dev/null | tail -1 || true)
-    for ref in $refs; do
+    import_refs $refs
+}
+
+import_refs() {  # Docker images into the cluster's containerd (as docker.io/library/<ref>), once each
+    local ctr=(ctr --address "$SOCK" -n k8s.io) ref
+    for ref in "$@"; do
         docker image inspect "$ref" >/dev/null 2>&1 || { log "no image $ref in the Docker engine: not imported"; continue; }
         "${ctr[@]}" images ls -q | grep -qx "docker.io/library/$ref" && continue
         log "importing $ref into the cluster's containerd"
@@ -290,7 +295,7 @@ up() {
     import_images
     start kubelet "$BIN/kubelet" --config "$DIR/kubelet.yaml" --kubeconfig "$DIR/kubelet.kubeconfig" \
         --container-runtime remote --container-runtime-endpoint "unix://$SOCK" --hostname-override localhost \
-        --node-ip 127.0.0.1 --oom-score-adj 0 --root-dir "$DIR/kubelet" --cert-dir "$DIR/kubelet/pki" \
+        --oom-score-adj 0 --root-dir "$DIR/kubelet" --cert-dir "$DIR/kubelet/pki" \
         --pod-infra-container-image "$PAUSE_IMAGE" --image-pull-progress-deadline 10s
     wait_for "the node" 90 node_ready
     ensure_storage_class
@@ -367,5 +372,6 @@ case "${1:-}" in
     up) up ;;
     down) down ;;
     status) status ;;
-    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+    import) shift; [ -S "$SOCK" ] || { echo "the test cluster is not up (./dev k8s up)" >&2; exit 1; }; import_refs "$@" ;;
+    *) echo "usage: $0 up|down|status|import IMAGE..." >&2; exit 2 ;;
 esac

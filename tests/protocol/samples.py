@@ -36,11 +36,13 @@ from protocol import (
     McpToolAnnotations,
     McpTools,
     McpAudio,
+    Placement,
     PortInfo,
     Resources,
     SessionInfo,
     SessionList,
     SessionSpec,
+    Toleration,
     VscodeInfo,
     WorkerInfo,
     WorkerList,
@@ -120,4 +122,8 @@ SPECS = [
                SecurityRule(program="git", args=r"push\s.*--force", risk="medium"),
                SecurityRule(path="/srv/**", risk="high"), SecurityRule(host="*.internal", risk="medium")],
         analyzers=["rules", "llm"])),
+    SessionSpec(backend="kubernetes", persistent=True, placement=Placement(
+        node_selector={"pool": "sandboxes"}, runtime_class="gvisor",
+        tolerations=[Toleration(key="dedicated", value="corral", effect="NoSchedule"),
+                     Toleration(operator="Exists", effect="NoExecute", toleration_seconds=30)])),
 ]

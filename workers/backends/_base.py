@@ -12,7 +12,7 @@ from typing import Callable
 import msgspec
 
 from executor.client import Claim, ExecutorClient, ExecutorUnavailable
-from protocol import SessionSpec
+from protocol import Placement, SessionSpec
 
 
 class BackendError(Exception):
@@ -125,6 +125,10 @@ class Backend(abc.ABC):
         return []
 
     can_keep = False
+    can_persist = False
+    """Whether ``persistent`` (a workspace outliving the sandbox's processes) is supported."""
+    can_place = False
+    """Whether ``placement`` (node selector, tolerations, runtime class) means anything here."""
     """Whether ``keep`` (stop but do not remove a closed session's sandbox) is supported."""
 
     async def keep(self, handle: SandboxHandle) -> None:
@@ -153,6 +157,12 @@ class Backend(abc.ABC):
         self.check_mounts(spec)
         if spec.keep and not self.can_keep:
             raise BackendError(f"the {self.name} backend cannot keep a closed session's sandbox", "invalid_spec")
+        if spec.persistent and not self.can_persist:
+            raise BackendError(f"the {self.name} backend has no persistent workspace (persistent=true needs "
+                               "the kubernetes backend's PVC workspace)", "invalid_spec")
+        if spec.placement is not None and spec.placement != Placement() and not self.can_place:
+            raise BackendError(f"the {self.name} backend places no pods: placement (node_selector, tolerations, "
+                               "runtime_class) needs the kubernetes backend", "invalid_spec")
         if spec.isolation not in (None, "default"):
             raise BackendError(f"the {self.name} backend offers no isolation={spec.isolation!r} "
                                "(gvisor needs the docker backend on an engine with runsc)", "invalid_spec")

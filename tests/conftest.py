@@ -53,5 +53,5 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.skipped and os.environ.get("CORRAL_STRICT_SKIPS"):
         reason = str(report.longrepr).lower()
-        if any(word in reason for word in ("docker", "engine", "bwrap", "bubblewrap", "chromium", "compose", "code-server", "playwright", "mcp", "invariant")):
+        if any(word in reason for word in ("docker", "engine", "bwrap", "bubblewrap", "chromium", "compose", "code-server", "playwright", "mcp", "invariant", "kubernetes", "cluster")):
             report.outcome = "failed"

@@ -257,6 +257,7 @@ import_refs() {  # Docker images into the cluster's containerd (as docker.io/lib
 }
 
 up() {
+    if status >/dev/null 2>&1; then log "already up"; echo "$KUBECONFIG_ADMIN"; return 0; fi
     ensure_packages
     ensure_binaries
     ensure_pause_image

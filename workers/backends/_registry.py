@@ -5,7 +5,8 @@ A third party adds a backend with a package that declares, in its metadata::
     [project.entry-points."corral.backends"]
     firecracker = "corral_firecracker:PLUGIN"     # a BackendPlugin(config=..., create=...)
 
-and selects it with ``corral worker --backend firecracker`` (its config's defaults) or a worker
+(corral's own backends are declared the same way, in its pyproject.toml) and selects it with
+``corral worker --backend firecracker`` (its config's defaults) or a worker
 config ``{"backend": {"name": "external", "backend": "firecracker", "options": {...}}}``.
 """
 
@@ -70,9 +71,10 @@ def _docker(env: BackendEnv, config: DockerConfig) -> Backend:
     return DockerBackend(base_dir=env.base_dir, worker_id=env.worker_id, config=config)
 
 
-BACKENDS.register("local", BackendPlugin(LocalConfig, _local))
-BACKENDS.register("bubblewrap", BackendPlugin(BubblewrapConfig, _bubblewrap))
-BACKENDS.register("docker", BackendPlugin(DockerConfig, _docker))
+# Ours are found the way a third party's are: by the entry points in pyproject.toml.
+LOCAL = BackendPlugin(LocalConfig, _local)
+BUBBLEWRAP = BackendPlugin(BubblewrapConfig, _bubblewrap)
+DOCKER = BackendPlugin(DockerConfig, _docker)
 
 
 def plugin(name: str) -> BackendPlugin:

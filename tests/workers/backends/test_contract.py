@@ -1,7 +1,7 @@
-"""The backend contract: what every backend must do, run against every backend we ship.
+"""The backend contract (workers.backends.contract) run against every backend we ship.
 
-A new backend is done when it passes this file (add it to ``BACKENDS`` below). Real sandboxes:
-local processes, bubblewrap namespaces, Docker containers.
+Real sandboxes: local processes, bubblewrap namespaces, Docker containers. A third party runs the
+same suite against theirs; ``test_third_party.py`` does so for a backend installed by entry point.
 """
 
 from __future__ import annotations
@@ -13,136 +13,63 @@ import signal
 
 import pytest
 
-from protocol import CmdOutput, CmdRun, SessionSpec, new_id
-from workers.backends import Backend, BackendError
+from protocol import new_id
+from workers.backends import Backend, make_backend
+from workers.backends.contract import BackendContract
+from workers.backends.docker import DockerConfig
 
 from .test_docker import ENGINE, runtime_image  # noqa: F401  (fixture)
 
-BACKENDS = [
-    "local",
-    pytest.param("bubblewrap", marks=pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")),
-    pytest.param("docker", marks=pytest.mark.skipif(not ENGINE, reason="no Docker engine answers (dockerd / DOCKER_HOST)")),
-]
+
+class _Ours(BackendContract):
+    config: object = None
+
+    @pytest.fixture
+    def backend_config(self):
+        return self.config
+
+    @pytest.fixture
+    async def make(self, tmp_path, backend_config):
+        """Backends of one kind sharing a base dir and worker id, as a worker and its restart would."""
+        made: list[Backend] = []
+        worker_id = "wc-" + new_id()[:8]
+        config = backend_config
+
+        def build() -> Backend:
+            backend = make_backend(config, base_dir=str(tmp_path / "data"), worker_id=worker_id)
+            made.append(backend)
+            return backend
+
+        yield build
+        cleanup = build()
+        for handle in await cleanup.inventory():
+            await cleanup.destroy(handle)
+        for backend in made:
+            await backend.aclose()
 
 
-@pytest.fixture(params=BACKENDS)
-def kind(request):
-    return request.param
+class TestLocal(_Ours):
+    config = "local"
+
+    async def kill(self, backend, handle):
+        os.killpg(handle.pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def image(kind, request):
-    return request.getfixturevalue("runtime_image") if kind == "docker" else None
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
+class TestBubblewrap(_Ours):
+    config = "bubblewrap"
+
+    async def kill(self, backend, handle):
+        os.kill(handle.pid, signal.SIGKILL)
 
 
-@pytest.fixture
-async def make(kind, tmp_path, image):
-    """Backends of one kind sharing a base dir and worker id, as a worker and its restart would."""
-    from workers.backends import make_backend
-    from workers.backends.docker import DockerConfig
+@pytest.mark.skipif(not ENGINE, reason="no Docker engine answers (dockerd / DOCKER_HOST)")
+class TestDocker(_Ours):
+    @pytest.fixture
+    def backend_config(self, runtime_image):  # noqa: F811
+        return DockerConfig(image=runtime_image)
 
-    made: list[Backend] = []
-    worker_id = "wc-" + new_id()[:8]
-
-    def build() -> Backend:
-        backend = make_backend(DockerConfig(image=image) if image else kind, base_dir=str(tmp_path / "data"),
-                               worker_id=worker_id)
-        made.append(backend)
-        return backend
-
-    yield build
-    cleanup = build()
-    for handle in await cleanup.inventory():
-        await cleanup.destroy(handle)
-    for backend in made:
-        await backend.aclose()
-
-
-@pytest.fixture
-def backend(make):
-    return make()
-
-
-async def run(backend: Backend, handle, command: str, **fields) -> CmdOutput:
-    client = backend.client(handle)
-    try:
-        observations = [o async for o in client.execute(CmdRun(id=new_id(), command=command, **fields))]
-    finally:
-        await client.aclose()
-    assert isinstance(observations[-1], CmdOutput), observations[-1]
-    return observations[-1]
-
-
-def _kill(kind: str, handle) -> None:
-    if kind == "docker":
-        import subprocess
-
-        subprocess.run(["docker", "kill", handle.container_id], check=True, capture_output=True)  # test only
-    else:
-        os.killpg(handle.pid, signal.SIGKILL) if kind == "local" else os.kill(handle.pid, signal.SIGKILL)
-
-
-async def test_a_prestarted_sandbox_answers_unclaimed(backend):
-    handle = await backend.prestart(SessionSpec())
-    health = await backend.client(handle).health()
-    assert health.ok and health.session_id == ""
-    assert await backend.alive(handle) is None
-
-
-async def test_a_claim_binds_the_session_its_env_and_workdir(backend):
-    handle = await backend.create("s-contract", SessionSpec(env={"WHO": "contract"}))
-    assert handle.session_id == "s-contract"
-    out = await run(backend, handle, "echo $WHO; pwd")
-    assert out.content.split()[0] == "contract" and out.exit_code == 0
-    assert (await backend.client(handle).health()).session_id == "s-contract"
-
-
-async def test_a_restarted_worker_finds_and_drives_its_sandboxes(backend, make):
-    handle = await backend.create("s-adopt", SessionSpec())
-    fresh = make()
-    found = {h.sandbox_id: h for h in await fresh.list()}
-    assert handle.sandbox_id in found and found[handle.sandbox_id].session_id == "s-adopt"
-    assert (await run(fresh, found[handle.sandbox_id], "echo adopted")).content == "adopted\n"
-
-
-async def test_destroy_removes_the_sandbox_and_every_trace(backend):
-    handle = await backend.create("s-gone", SessionSpec())
-    await backend.destroy(handle)
-    assert await backend.alive(handle) is not None
-    assert handle.sandbox_id not in {h.sandbox_id for h in await backend.inventory()}
-    await backend.destroy(handle)  # idempotent
-
-
-async def test_a_dead_sandbox_says_why_and_stays_in_the_inventory_for_the_sweeper(backend, kind):
-    handle = await backend.create("s-dead", SessionSpec())
-    _kill(kind, handle)
-    for _ in range(100):
-        if await backend.alive(handle) is not None:
-            break
-        await asyncio.sleep(0.05)
-    assert await backend.alive(handle)
-    assert handle.sandbox_id not in {h.sandbox_id for h in await backend.list()}
-    assert handle.sandbox_id in {h.sandbox_id for h in await backend.inventory()}
-
-
-async def test_pause_freezes_every_process_until_resume_where_supported(backend):
-    handle = await backend.create("s-pause", SessionSpec())
-    try:
-        await backend.pause(handle)
-    except BackendError as exc:
-        assert exc.code == "unsupported", exc  # the contract: say so, with the stable code
-        return
-    frozen = asyncio.create_task(run(backend, handle, "echo thawed"))
-    done, _ = await asyncio.wait({frozen}, timeout=1.0)
-    assert not done, "an action finished inside a paused sandbox"
-    await backend.resume(handle)
-    assert (await asyncio.wait_for(frozen, 20)).content == "thawed\n"
-
-
-async def test_a_spec_the_backend_cannot_serve_is_invalid_spec(backend):
-    for spec in (SessionSpec(isolation="kata-please"), SessionSpec(keep=True) if not backend.can_keep else None):
-        if spec is None:
-            continue
-        with pytest.raises(BackendError) as info:
-            backend.validate(spec)
-        assert info.value.code == "invalid_spec"
+    async def kill(self, backend, handle):
+        proc = await asyncio.create_subprocess_exec("docker", "kill", handle.container_id,
+                                                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        assert await proc.wait() == 0

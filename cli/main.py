@@ -130,6 +130,8 @@ def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: i
 @click.option("--base-dir", default=".corral/workers", show_default=True)
 @click.option("--warm-pool", default=2, show_default=True, help="Prestarted sandboxes per pool key")
 @click.option("--image", default=None, help="docker backend: sandbox image (default: the runtime image, built if missing)")
+@click.option("--executors", "executors_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="remote backend: a JSON or TOML list of executors (see docs/remote.md)")
 @click.option("--allow-mount", "allowed_mounts", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="A host directory sessions may mount (e.g. repository mirrors); repeatable")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port")
@@ -138,17 +140,18 @@ def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: i
 @mcp_config_option
 @security_options
 def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_id: str | None, capacity: int,
-           base_dir: str, warm_pool: int, image: str | None, allowed_mounts: tuple[str, ...],
+           base_dir: str, warm_pool: int, image: str | None, executors_file: str | None, allowed_mounts: tuple[str, ...],
            metrics_port: int | None, public_host: str, mcp_config: str | None, security: Any) -> None:
     """Run one runtime worker (or manage workers: `corral worker drain ID`)."""
     if ctx.invoked_subcommand is not None:
         return
     from actors import metrics
-    from workers.backends import DockerConfig
+    from workers.backends import DockerConfig, RemoteConfig
     from workers.worker import Worker, WorkerConfig
 
     async def main() -> None:
-        config = DockerConfig(image=image) if backend == "docker" else backend
+        config = DockerConfig(image=image) if backend == "docker" else \
+            RemoteConfig(executors_file=os.path.abspath(executors_file)) if backend == "remote" and executors_file else backend
         w = Worker(WorkerConfig(nats_url=nats_url, prefix=prefix, backend=config, worker_id=worker_id,
                                 capacity=capacity, base_dir=os.path.abspath(base_dir), warm_pool=warm_pool,
                                 allowed_mounts=[os.path.abspath(p) for p in allowed_mounts], public_host=public_host,

@@ -19,6 +19,12 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     """In-sandbox plugins beyond the core (shell, files, editor), each started on first use."""
 
 
+class Release(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """POST /v1/release: end this session and wait unclaimed for the next (a remote executor)."""
+
+    session_id: str
+
+
 class Health(msgspec.Struct, frozen=True, kw_only=True):
     """GET /v1/health, and the answer to a claim."""
 
@@ -28,6 +34,8 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     pid: int = 0
     """The executor's pid in the sandbox's own pid namespace."""
     started_at: float = 0.0
+    workdir: str = ""
+    """Where the session's shells started (empty while unclaimed)."""
 
 
 class VscodeServer(msgspec.Struct, frozen=True, kw_only=True):

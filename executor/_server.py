@@ -10,6 +10,8 @@ Routes:
                     127.0.0.1:<port> inside the sandbox (400 bad port, 502 nothing listens); see _tunnel.
   POST /v1/vscode   body {} -> JSON {"port", "workdir"}: the session's code-server, started if needed
                     (409: the session has no vscode plugin; 422: not installed here; 500: it failed)
+  POST /v1/release  body {"session_id"} -> health: end that session and become claimable again
+                    (409: it serves another session); a remote executor serves sessions one after another
 Every request carries ``Authorization: Bearer <key>``; the key is per session.
 """
 
@@ -17,11 +19,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+import hashlib
 import hmac
 import logging
 import os
+import re
 import shlex
+import shutil
 import socket
+import ssl
 import time
 from typing import Callable
 from urllib.parse import unquote
@@ -44,7 +50,7 @@ from protocol import (
 )
 
 from . import _http, _tunnel
-from ._channel import Claim, Health
+from ._channel import Claim, Health, Release
 from ._offload import offload
 from ._shell import ShellManager, base_env
 from ._spawn import Spawner
@@ -76,10 +82,25 @@ class ExecutorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     default_timeout_s: float | None = None
     default_soft_timeout_s: float | None = None
     max_read_bytes: int = 900_000
+    tls_cert: str | None = None
+    """With ``tls_key``: serve TCP over TLS with this certificate chain (PEM)."""
+    tls_key: str | None = None
+    session_dirs: bool = False
+    """Give every claim fresh directories of its own, ``<workdir>/<session>`` (unless the claim names a
+    workdir) and ``<output_dir>/<session>``, removed when the session is released. ``corral-executor
+    --listen`` (an executor serving sessions one after another) turns it on."""
 
 
 class AlreadyClaimed(Exception):
     pass
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def _dir_name(session_id: str) -> str:
+    """A session's directory name: its id when that is a plain name, else a digest of it."""
+    return session_id if _PLAIN_NAME.fullmatch(session_id) else hashlib.sha256(session_id.encode()).hexdigest()[:24]
 
 
 class Executor:
@@ -94,6 +115,9 @@ class Executor:
         self._started_at = time.time()
         self._results = _Results(RESULTS_KEPT, RESULTS_MAX_BYTES)
         self._running: dict[str, asyncio.Future[AnyObservation]] = {}
+        self._session_dirs: tuple[str, ...] = ()
+        self._lock = asyncio.Lock()
+        """Claims and releases one at a time: a claim never sees a half-released executor."""
 
     async def start(self) -> None:
         config = self._config
@@ -103,19 +127,60 @@ class Executor:
                                    default_timeout_s=config.default_timeout_s,
                                    default_soft_timeout_s=config.default_soft_timeout_s))
         else:
-            # Unclaimed (a warm-pool sandbox): start the main shell now, so a claim only has to
-            # type `cd` and `export` into it instead of paying for a bash start.
-            os.makedirs(config.workdir, exist_ok=True)
-            self._warm = ShellManager(session_id="", workdir=config.workdir, env=config.env,
-                                      output_dir=config.output_dir)
-            await self._warm.start()
+            await self._start_warm()
+
+    async def _start_warm(self) -> None:
+        """Unclaimed (a warm-pool sandbox): start the main shell now, so a claim only has to
+        type `cd` and `export` into it instead of paying for a bash start."""
+        config = self._config
+        os.makedirs(config.workdir, exist_ok=True)
+        self._warm = ShellManager(session_id="", workdir=config.workdir, env=config.env,
+                                  output_dir=config.output_dir)
+        await self._warm.start()
 
     async def claim(self, claim: Claim) -> None:
         """Become the sandbox of one session: its env, its workdir, its main shell."""
+        async with self._lock:
+            await self._claim(claim)
+
+    async def release(self, session_id: str) -> bool:
+        """End the session this executor serves and wait unclaimed for the next one; False if
+        it served none. Its plugins and shells are closed (their process groups killed), its
+        stored answers forgotten, its session directories removed, and a fresh main shell
+        started. Processes that left their shell's process group (``setsid``, daemons) are not
+        found: an executor on a machine of its own is only as fresh as that machine."""
+        async with self._lock:
+            if not self._session_id:
+                return False
+            if session_id != self._session_id:
+                raise AlreadyClaimed(f"this executor serves session {self._session_id}, not {session_id}")
+            plugins, shells, dirs = self._plugins, self._shells, self._session_dirs
+            self._plugins, self._shells, self._session_id, self._session_dirs = None, None, "", ()
+            self._results = _Results(RESULTS_KEPT, RESULTS_MAX_BYTES)
+            if plugins is not None:
+                await plugins.aclose()
+            if shells is not None:
+                await shells.aclose()
+            for path in dirs:
+                await offload.run(shutil.rmtree, path, True)
+            await self._start_warm()
+            return True
+
+    async def _claim(self, claim: Claim) -> None:
         if self._shells is not None:
             raise AlreadyClaimed(f"this executor already serves session {self._session_id}")
         plugins = resolve(claim.plugins)  # UnknownName before anything is bound
         workdir = claim.workdir or self._config.workdir
+        output_dir = self._config.output_dir
+        dirs: tuple[str, ...] = ()
+        if self._config.session_dirs:
+            name = _dir_name(claim.session_id)
+            output_dir = os.path.join(output_dir, name)
+            dirs = (output_dir,)
+            if not claim.workdir:
+                workdir = os.path.join(self._config.workdir, name)
+                dirs += (workdir,)
+            os.makedirs(output_dir, exist_ok=True)
         os.makedirs(workdir, exist_ok=True)
         env = {**self._config.env, **claim.env}
         shells, self._warm = self._warm, None
@@ -123,16 +188,18 @@ class Executor:
             if shells is not None:
                 await shells.aclose()
             shells = ShellManager(session_id=claim.session_id, workdir=workdir, env=env,
-                                  output_dir=self._config.output_dir)
+                                  output_dir=output_dir)
             await shells.start()
         shells.session_id = claim.session_id
+        shells.output_dir = output_dir
         shells.default_timeout_s = claim.default_timeout_s
         shells.default_soft_timeout_s = claim.default_soft_timeout_s
         self._session_id = claim.session_id
         self._shells = shells
-        context = SandboxContext(session_id=claim.session_id, workdir=workdir, output_dir=self._config.output_dir,
+        self._session_dirs = dirs
+        context = SandboxContext(session_id=claim.session_id, workdir=workdir, output_dir=output_dir,
                                  max_read_bytes=self._config.max_read_bytes, shells=shells, plugins=plugins,
-                                 editor_history_dir=_history_dir(self._config.output_dir, plugins))
+                                 editor_history_dir=_history_dir(output_dir, plugins))
         self._plugins = PluginSet(context, list(plugins))
 
     async def aclose(self) -> None:
@@ -167,7 +234,8 @@ class Executor:
         return self._shells.cwd() if self._shells is not None else self._config.workdir
 
     def health(self) -> Health:
-        return Health(session_id=self._session_id, pid=os.getpid(), started_at=self._started_at)
+        return Health(session_id=self._session_id, pid=os.getpid(), started_at=self._started_at,
+                      workdir=self._shells.workdir if self._shells is not None else "")
 
     async def execute(self, action: AnyAction, emit: Callable[[CmdChunk], None]) -> AnyObservation:
         """Run an action at most once: a repeated id gets the stored (or still coming) answer.
@@ -296,8 +364,17 @@ class ExecutorServer:
             os.chmod(path, 0o600)
         else:
             self._server = await asyncio.start_server(
-                self._serve, self._config.host, self._config.port or 0, limit=_http.MAX_HEAD
+                self._serve, self._config.host, self._config.port or 0, limit=_http.MAX_HEAD, ssl=self._tls(),
             )
+
+    def _tls(self) -> ssl.SSLContext | None:
+        """The server's TLS context when it has a certificate (TCP only): TLS 1.2 at least."""
+        if not self._config.tls_cert:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self._config.tls_cert, self._config.tls_key)
+        return context
 
     @property
     def port(self) -> int | None:
@@ -347,6 +424,8 @@ class ExecutorServer:
             return await self._action(request, writer)
         if request.method == "POST" and request.path == "/v1/claim":
             return await self._claim(request, writer)
+        if request.method == "POST" and request.path == "/v1/release":
+            return await self._release(request, writer)
         if request.method == "POST" and request.path == "/v1/vscode":
             return await self._vscode(writer)
         if request.method == "GET" and request.path.startswith("/v1/result/"):
@@ -397,6 +476,20 @@ class ExecutorServer:
             return await self._reply(writer, 422, "Unprocessable Entity", {"error": f"unknown plugin: {exc}"})
         except OSError as exc:
             return await self._reply(writer, 422, "Unprocessable Entity", {"error": f"cannot prepare the workdir: {exc}"})
+        await self._reply(writer, 200, "OK", self._executor.health())
+
+    async def _release(self, request: _http.Request, writer: asyncio.StreamWriter) -> None:
+        try:
+            release = msgspec.json.decode(request.body, type=Release)
+        except msgspec.DecodeError as exc:
+            return await self._reply(writer, 400, "Bad Request", {"error": f"bad release: {exc}"})
+        try:
+            released = await self._executor.release(release.session_id)
+        except AlreadyClaimed as exc:
+            return await self._reply(writer, 409, "Conflict", {"error": str(exc)})
+        if released:
+            await self._spawner.aclose()  # the session's stdio processes (MCP servers) end with it
+            log.info("session_released")
         await self._reply(writer, 200, "OK", self._executor.health())
 
     async def _action(self, request: _http.Request, writer: asyncio.StreamWriter) -> None:

@@ -15,8 +15,10 @@ a socket file in a directory the sandbox can write. So the client:
 ``open_tunnel`` opens a byte pipe to a port of the sandbox's loopback (``_tunnel``) on a fresh
 connection with the same checks.
 
-Every failure is an ``ExecutorUnavailable``; ``ExecutorImpostor``, ``ProtocolViolation`` and
-``TunnelRefused`` say why.
+Over TCP, ``ssl=`` wraps each connection in TLS (the remote backend's executors on other machines).
+
+Every failure is an ``ExecutorUnavailable``; ``ExecutorImpostor``, ``ProtocolViolation``,
+``KeyRefused`` (401), ``ExecutorBusy`` (409) and ``TunnelRefused`` say why.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl as _ssl
 import stat
 import struct
 from typing import AsyncIterator, Awaitable, Callable, NamedTuple, NoReturn
@@ -34,7 +37,7 @@ import msgspec
 from protocol import AnyAction, AnyObservation, decode_observation, encode
 
 from . import _http
-from ._channel import Claim, Health, VscodeServer
+from ._channel import Claim, Health, Release, VscodeServer
 from ._spawn_client import SpawnFailed, StdioHandle, StdioStreams, spawn_request_head
 from ._tunnel import pipe  # noqa: F401  (re-exported: the worker's port forwarder pipes with it)
 
@@ -81,6 +84,14 @@ class ProtocolViolation(ExecutorUnavailable):
     def __init__(self, reason: str) -> None:
         super().__init__(f"the executor broke the channel's rules: {reason}")
         self.reason = reason
+
+
+class KeyRefused(ExecutorUnavailable):
+    """The executor answered 401: the key this client presents is not the executor's."""
+
+
+class ExecutorBusy(ExecutorUnavailable):
+    """The executor answered 409 to a claim or a release: it serves another session."""
 
 
 class TunnelRefused(ExecutorUnavailable):
@@ -169,16 +180,23 @@ class ExecutorClient:
     """Talks to one sandbox's executor. Concurrent calls use separate connections.
 
     ``peer_check`` (Unix sockets only) runs once for every new connection; a refusal raises
-    ``ExecutorImpostor`` before anything is written to the socket.
+    ``ExecutorImpostor`` before anything is written to the socket. ``ssl`` (TCP only) wraps every
+    connection in TLS, the server's certificate checked as the context says, for the name
+    ``server_hostname`` (default: ``host``).
     """
 
     def __init__(self, *, key: str, socket_path: str | None = None, host: str = "127.0.0.1", port: int | None = None,
                  peer_check: PeerCheck | None = None, limits: ChannelLimits = ChannelLimits(),
-                 connect: Connector | None = None) -> None:
+                 connect: Connector | None = None, ssl: _ssl.SSLContext | None = None,
+                 server_hostname: str | None = None) -> None:
         if socket_path is None and port is None and connect is None:
             raise ValueError("ExecutorClient needs a socket_path, a port or a connector")
         if peer_check is not None and not socket_path:
             raise ValueError("peer_check needs a socket_path: TCP peers have no credentials to check")
+        if ssl is not None and (socket_path or connect is not None):
+            raise ValueError("ssl is for TCP connections (a connector wraps its own streams)")
+        self._ssl = ssl
+        self._server_hostname = (server_hostname or host) if ssl is not None else None
         self._socket_path = socket_path
         self._host = host
         self._port = port
@@ -207,8 +225,9 @@ class ExecutorClient:
                 sock = await self._open_unix(self._socket_path)
                 reader, writer = await asyncio.open_unix_connection(sock=sock, limit=_http.MAX_HEAD)
             else:
-                reader, writer = await asyncio.open_connection(self._host, self._port, limit=_http.MAX_HEAD)
-        except OSError as exc:
+                reader, writer = await asyncio.open_connection(self._host, self._port, limit=_http.MAX_HEAD, ssl=self._ssl,
+                                                               server_hostname=self._server_hostname)
+        except OSError as exc:  # ssl.SSLError (a certificate the CA did not sign, a wrong name) is one
             raise ExecutorUnavailable(f"cannot connect to the executor: {exc}") from exc
         _http.tune_socket(writer)
         return reader, writer
@@ -286,6 +305,10 @@ class ExecutorClient:
         """Bind a warm executor to a session."""
         return await self._json_call("POST", "/v1/claim", claim)
 
+    async def release(self, session_id: str) -> Health:
+        """End the executor's session (if it is still ``session_id``'s) and make it claimable again."""
+        return await self._json_call("POST", "/v1/release", Release(session_id=session_id))
+
     async def vscode(self) -> VscodeServer:
         """The session's code-server (started by the executor on the first call): its port on the
         sandbox's loopback and the folder it opened. ``VscodeUnavailable`` (an ``ExecutorUnavailable``)
@@ -312,8 +335,12 @@ class ExecutorClient:
         except msgspec.DecodeError as exc:
             raise ProtocolViolation(f"undecodable stored result: {exc}") from None
 
-    async def _json_call(self, method: str, path: str, body: Claim | None = None) -> Health:
+    async def _json_call(self, method: str, path: str, body: Claim | Release | None = None) -> Health:
         status, answer = await self._exchange(method, path, msgspec.json.encode(body) if body is not None else b"")
+        if status == "401":
+            raise KeyRefused(f"executor answered 401 to {path}: it does not accept this key")
+        if status == "409":
+            raise ExecutorBusy(f"executor answered 409 to {path}: {_error_text(answer)}")
         if status != "200":
             raise ExecutorUnavailable(f"executor answered {status} to {path}: {answer[:300].decode(errors='replace')}")
         try:

@@ -14,11 +14,13 @@ from ._registry import (
     backend_name,
     make_backend,
 )
+from ._remote_config import RemoteConfig, RemoteExecutor
 from .bubblewrap import BubblewrapConfig
 from .local import LocalBackend, LocalConfig
 
 __all__ = [
     "BACKENDS", "AnyBackendConfig", "Backend", "BackendEnv", "BackendError", "BackendPlugin", "BubblewrapConfig",
-    "DockerConfig", "ExternalBackendConfig", "HostDirBackend", "LocalBackend", "LocalConfig", "SandboxHandle",
+    "DockerConfig", "ExternalBackendConfig", "HostDirBackend", "LocalBackend", "LocalConfig", "RemoteConfig",
+    "RemoteExecutor", "SandboxHandle",
     "backend_config", "backend_name", "deployment_id", "make_backend",
 ]

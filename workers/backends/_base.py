@@ -211,15 +211,15 @@ async def claim_executor(client: ExecutorClient, handle: SandboxHandle, session_
                          workdir: str) -> SandboxHandle:
     """Bind the sandbox's executor to a session (POST /v1/claim); the handle as it is now claimed.
 
-    Shared by every backend: only where the executor listens and which workdir it gets differ.
-    Closes ``client``."""
+    Shared by every backend: only where the executor listens and which workdir it gets differ
+    (an empty one: the executor's choice, as its answer says). Closes ``client``."""
     try:
-        await client.claim(Claim(session_id=session_id, env={**spec.env, **spec.secrets}, workdir=workdir, default_timeout_s=spec.timeout_s,
+        health = await client.claim(Claim(session_id=session_id, env={**spec.env, **spec.secrets}, workdir=workdir, default_timeout_s=spec.timeout_s,
                                  default_soft_timeout_s=spec.soft_timeout_s, plugins=list(spec.plugins)))
     except ExecutorUnavailable as exc:
         code = "invalid_spec" if "workdir" in str(exc) or "unknown plugin" in str(exc) else "sandbox_failed"
         raise BackendError(f"the sandbox refused the session: {exc}", code) from exc
     finally:
         await client.aclose()
-    return msgspec.structs.replace(handle, session_id=session_id, workdir=workdir, labels=dict(spec.labels),
+    return msgspec.structs.replace(handle, session_id=session_id, workdir=workdir or health.workdir, labels=dict(spec.labels),
                                    created_at=time.time(), keep=spec.keep, secrets=dict(spec.secrets))

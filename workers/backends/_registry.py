@@ -20,6 +20,7 @@ from protocol import Registry, UnknownName
 
 from ._base import Backend, BackendError
 from ._docker_spec import DockerConfig
+from ._remote_config import RemoteConfig
 from .bubblewrap import BubblewrapConfig
 from .local import LocalConfig
 
@@ -47,7 +48,7 @@ class ExternalBackendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_un
     options: dict[str, Any] = {}
 
 
-AnyBackendConfig = LocalConfig | BubblewrapConfig | DockerConfig | ExternalBackendConfig
+AnyBackendConfig = LocalConfig | BubblewrapConfig | DockerConfig | RemoteConfig | ExternalBackendConfig
 
 BACKENDS: Registry[BackendPlugin] = Registry("corral.backends")
 
@@ -71,10 +72,17 @@ def _docker(env: BackendEnv, config: DockerConfig) -> Backend:
     return DockerBackend(base_dir=env.base_dir, worker_id=env.worker_id, config=config)
 
 
+def _remote(env: BackendEnv, config: RemoteConfig) -> Backend:
+    from .remote import RemoteBackend
+
+    return RemoteBackend(base_dir=env.base_dir, worker_id=env.worker_id, config=config)
+
+
 # Ours are found the way a third party's are: by the entry points in pyproject.toml.
 LOCAL = BackendPlugin(LocalConfig, _local)
 BUBBLEWRAP = BackendPlugin(BubblewrapConfig, _bubblewrap)
 DOCKER = BackendPlugin(DockerConfig, _docker)
+REMOTE = BackendPlugin(RemoteConfig, _remote)
 
 
 def plugin(name: str) -> BackendPlugin:
@@ -97,7 +105,7 @@ def backend_config(value: str | AnyBackendConfig) -> AnyBackendConfig | Any:
 
 
 def backend_name(config: Any) -> str:
-    return config.__struct_config__.tag if isinstance(config, (LocalConfig, BubblewrapConfig, DockerConfig)) \
+    return config.__struct_config__.tag if isinstance(config, (LocalConfig, BubblewrapConfig, DockerConfig, RemoteConfig)) \
         else next(name for name in BACKENDS.names() if isinstance(config, BACKENDS.get(name).config))
 
 

@@ -1,6 +1,7 @@
 """The backend contract (workers.backends.contract) run against every backend we ship.
 
-Real sandboxes: local processes, bubblewrap namespaces, Docker containers. A third party runs the
+Real sandboxes: local processes, bubblewrap namespaces, Docker containers, remote executors
+(``corral-executor --listen`` on loopback, over TLS, started here). A third party runs the
 same suite against theirs; ``test_third_party.py`` does so for a backend installed by entry point.
 """
 
@@ -14,10 +15,11 @@ import signal
 import pytest
 
 from protocol import new_id
-from workers.backends import Backend, make_backend
+from workers.backends import Backend, RemoteConfig, make_backend
 from workers.backends.contract import BackendContract
 from workers.backends.docker import DockerConfig
 
+from .remote_executors import make_pki, start_executor, stop_executor, write_executors_file
 from .test_docker import ENGINE, runtime_image  # noqa: F401  (fixture)
 
 
@@ -73,3 +75,17 @@ class TestDocker(_Ours):
         proc = await asyncio.create_subprocess_exec("docker", "kill", handle.container_id,
                                                     stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         assert await proc.wait() == 0
+
+
+class TestRemote(_Ours):
+    """Three executors as three VMs would run them; the contract claims, releases and kills them."""
+
+    @pytest.fixture
+    async def backend_config(self, tmp_path):
+        pki = make_pki(tmp_path / "pki")
+        executors = await asyncio.gather(*(start_executor(tmp_path / f"vm{i}", pki=pki) for i in range(3)))
+        yield RemoteConfig(executors_file=write_executors_file(tmp_path / "executors.json", list(executors), pki.ca_file))
+        await asyncio.gather(*(stop_executor(e) for e in executors))
+
+    async def kill(self, backend, handle):
+        os.kill(handle.pid, signal.SIGKILL)  # the executor's process: on loopback, it is ours to kill

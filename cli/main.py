@@ -520,10 +520,12 @@ def schema() -> None:
               "(two private deployments, with and without it)")
 @click.option("--audit", "audit_", is_flag=True, help="Measure the audit writer instead (records/s, without and with "
               "signatures; --actions events, in a private broker)")
+@click.option("--remote", "remote_", is_flag=True, help="Compare echo hi over a remote executor's TCP+TLS (and plain "
+              "TCP) channel with the local backend's Unix socket (executors started here, on loopback)")
 @click.option("--json", "as_json", is_flag=True)
 def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend: str | None, embedded: bool,
           worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, secure: bool, security_: bool,
-          audit_: bool,
+          audit_: bool, remote_: bool,
           as_json: bool) -> None:
     """Measure round trips and session starts against a running corral (see README)."""
     from .bench import BenchConfig, run_bench, run_browser_bench, run_ipython_bench, run_scaling
@@ -551,6 +553,11 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
 
         result = run_cli(security_bench(n_actions, backend))
         print(json.dumps(result, indent=2)) if as_json else print_report(result)
+    elif remote_:
+        from ._bench_remote import print_remote, remote_bench
+
+        result = run_cli(remote_bench(min(n_actions, 5000)))
+        print(json.dumps(result, indent=2)) if as_json else print_remote(result)
     elif audit_:
         from ._bench_audit import audit_bench
 

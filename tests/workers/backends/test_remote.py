@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 
 from actors.controller import Controller, ControllerConfig
 from executor.client import ExecutorClient
-from protocol import Client, CmdOutput, CmdRun, SessionSpec, codes, new_id
+from protocol import Client, CmdOutput, CmdRun, SessionInfo, SessionSpec, codes, new_id
 from workers.backends import BackendError, RemoteConfig, RemoteExecutor, make_backend
 from workers.backends.remote import RemoteBackend
 from workers.worker import Worker, WorkerConfig
@@ -190,4 +191,30 @@ async def test_a_session_through_nats_on_a_remote_executor(nats_server, tmp_path
             assert (await probe._health(target))[0].session_id == ""
     finally:
         await worker.aclose()
+        await ctl.aclose()
+
+
+async def test_corral_worker_backend_remote_survives_its_own_sigkill(nats_server, tmp_path, executors, pki):
+    """``corral worker --backend remote --executors FILE``: killed and started again, it adopts the
+    session its executor still holds (``recovered``), and the session goes on."""
+    from ..helpers import start_worker_process, stop
+
+    path = write_executors_file(tmp_path / "ex.json", executors[:1], pki.ca_file)
+    args = ("--backend", "remote", "--executors", path)
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url))
+    await ctl.start()
+    worker = await start_worker_process(nats_server.url, tmp_path / "w", "wr-cli", *args)
+    try:
+        async with await Client.connect(nats_server.url) as client:
+            session = await client.create_session()
+            await session.cmd("export KEPT=yes")
+            worker.kill()
+            await worker.wait()
+            statuses = await client.nats.subscribe(client.subjects.status(session.session_id))
+            worker = await start_worker_process(nats_server.url, tmp_path / "w", "wr-cli", *args)
+            info = msgspec.msgpack.decode((await statuses.next_msg(timeout=30)).data, type=SessionInfo)
+            assert info.status == "recovered"
+            assert (await session.cmd("echo $KEPT")).content == "yes\n"
+    finally:
+        await stop(worker)
         await ctl.aclose()

@@ -27,6 +27,8 @@ import pytest
 
 from protocol import CmdOutput, CmdRun, SessionSpec, new_id
 
+from executor.client import ExecutorClient
+
 from ._base import Backend, BackendError, SandboxHandle
 
 MakeBackend = Callable[[], Backend]
@@ -34,7 +36,11 @@ MakeBackend = Callable[[], Backend]
 
 async def run(backend: Backend, handle: SandboxHandle, command: str, **fields: object) -> CmdOutput:
     """One command through the backend's channel to the sandbox's executor; its final output."""
-    client = backend.client(handle)
+    return await run_on(backend.client(handle), command, **fields)
+
+
+async def run_on(client: ExecutorClient, command: str, **fields: object) -> CmdOutput:
+    """One command through ``client`` (which it closes); its final output."""
     try:
         observations = [o async for o in client.execute(CmdRun(id=new_id(), command=command, **fields))]
     finally:

@@ -11,10 +11,12 @@ import time
 
 import pytest
 
+from workers.backends.contract import run_on
+
 from actors.controller import Controller, ControllerConfig
 from executor.client import ExecutorClient
 from executor.plugins import PLUGINS, SandboxPlugin
-from protocol import Client, CmdOutput, CmdRun, Mount, Resources, SessionSpec, codes, new_id
+from protocol import Client, CmdOutput, Mount, Resources, SessionSpec, codes, new_id
 from workers.backends import BackendError
 from workers.backends._bwrap_runtime import build_runtime
 from workers.backends.bubblewrap import BubblewrapBackend, BubblewrapConfig
@@ -45,13 +47,7 @@ async def sandbox(backend):
 
 
 async def run(handle, command, **fields) -> CmdOutput:
-    client = ExecutorClient(key=handle.key, socket_path=handle.socket_path)
-    try:
-        observations = [o async for o in client.execute(CmdRun(id=new_id(), command=command, **fields))]
-    finally:
-        await client.aclose()
-    assert isinstance(observations[-1], CmdOutput), observations[-1]
-    return observations[-1]
+    return await run_on(ExecutorClient(key=handle.key, socket_path=handle.socket_path), command, **fields)
 
 
 def require_cgroup(backend, controller, handle) -> Path:

@@ -20,6 +20,7 @@ from protocol import Registry, UnknownName
 from ._base import Backend, BackendError
 from ._docker_spec import DockerConfig
 from .bubblewrap import BubblewrapConfig
+from .kubernetes import KubernetesConfig
 from .local import LocalConfig
 
 
@@ -46,7 +47,7 @@ class ExternalBackendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_un
     options: dict[str, Any] = {}
 
 
-AnyBackendConfig = LocalConfig | BubblewrapConfig | DockerConfig | ExternalBackendConfig
+AnyBackendConfig = LocalConfig | BubblewrapConfig | DockerConfig | KubernetesConfig | ExternalBackendConfig
 
 BACKENDS: Registry[BackendPlugin] = Registry("corral.backends")
 
@@ -70,9 +71,16 @@ def _docker(env: BackendEnv, config: DockerConfig) -> Backend:
     return DockerBackend(base_dir=env.base_dir, worker_id=env.worker_id, config=config)
 
 
+def _kubernetes(env: BackendEnv, config: KubernetesConfig) -> Backend:
+    from .kubernetes._backend import KubernetesBackend  # kubernetes_asyncio is loaded only by workers that use it
+
+    return KubernetesBackend(base_dir=env.base_dir, worker_id=env.worker_id, config=config)
+
+
 BACKENDS.register("local", BackendPlugin(LocalConfig, _local))
 BACKENDS.register("bubblewrap", BackendPlugin(BubblewrapConfig, _bubblewrap))
 BACKENDS.register("docker", BackendPlugin(DockerConfig, _docker))
+BACKENDS.register("kubernetes", BackendPlugin(KubernetesConfig, _kubernetes))
 
 
 def plugin(name: str) -> BackendPlugin:
@@ -95,7 +103,7 @@ def backend_config(value: str | AnyBackendConfig) -> AnyBackendConfig | Any:
 
 
 def backend_name(config: Any) -> str:
-    return config.__struct_config__.tag if isinstance(config, (LocalConfig, BubblewrapConfig, DockerConfig)) \
+    return config.__struct_config__.tag if isinstance(config, (LocalConfig, BubblewrapConfig, DockerConfig, KubernetesConfig)) \
         else next(name for name in BACKENDS.names() if isinstance(config, BACKENDS.get(name).config))
 
 

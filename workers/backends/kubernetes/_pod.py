@@ -101,16 +101,19 @@ def pod_manifest(*, name: str, limits: PodLimits, config: KubernetesConfig, pod_
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     volume: dict[str, Any] = {"name": "workspace"}
+    init: list[dict[str, Any]] = []
     if claim is not None:
         volume["persistentVolumeClaim"] = {"claimName": claim}
+        init.append(_chown_workspace(limits.image, config, container["resources"]))
     else:
         volume["emptyDir"] = {}
     spec: dict[str, Any] = {
-        "containers": [container], "volumes": [volume], "restartPolicy": "Never",
+        "initContainers": init, "containers": [container], "volumes": [volume], "restartPolicy": "Never",
         "automountServiceAccountToken": False, "enableServiceLinks": False,
         "terminationGracePeriodSeconds": config.grace_period_s,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": config.uid, "runAsGroup": config.gid,
-                            "fsGroup": config.gid, "seccompProfile": {"type": "RuntimeDefault"}},
+        # runAsNonRoot is the sandbox container's: a claim's init step runs as root to hand it over.
+        "securityContext": {"runAsUser": config.uid, "runAsGroup": config.gid, "fsGroup": config.gid,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
     }
     if limits.node_selector:
         spec["nodeSelector"] = dict(limits.node_selector)
@@ -123,6 +126,17 @@ def pod_manifest(*, name: str, limits: PodLimits, config: KubernetesConfig, pod_
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "labels": pod_labels, "annotations": {ANNOTATION_WORKER: worker_id}},
             "spec": spec}
+
+
+def _chown_workspace(image: str, config: KubernetesConfig, resources: dict[str, Any]) -> dict[str, Any]:
+    """Hands a claim's root directory to the sandbox user: volumes that ignore fsGroup (hostPath,
+    some CSI drivers) come up root-owned. Root with CAP_CHOWN alone, before the sandbox starts."""
+    return {"name": "workspace-owner", "image": image, "imagePullPolicy": "IfNotPresent",
+            "command": ["chown", f"{config.uid}:{config.gid}", WORKSPACE], "resources": resources,
+            "securityContext": {"runAsUser": 0, "runAsNonRoot": False, "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]},
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "volumeMounts": [{"name": "workspace", "mountPath": WORKSPACE}]}
 
 
 def _toleration(t: Any) -> dict[str, Any]:

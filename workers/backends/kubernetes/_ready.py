@@ -51,16 +51,14 @@ async def _judge(core: Any, namespace: str, name: str, pod: dict[str, Any], limi
         if condition.get("type") == "PodScheduled" and condition.get("status") == "False" \
                 and condition.get("reason") == "Unschedulable" and UNBOUND_CLAIM not in (condition.get("message") or ""):
             raise BackendError(f"no node can run the sandbox pod: {condition.get('message')}", codes.NO_CAPACITY)
+    for init in status.get("initContainerStatuses") or []:
+        state = init.get("state") or {}
+        _check_waiting(state.get("waiting") or {}, limits)
+        if (state.get("terminated") or {}).get("exitCode") not in (None, 0):
+            raise BackendError(f"the workspace claim could not be handed to the sandbox user: {state['terminated']}")
     for container in status.get("containerStatuses") or []:
         state = container.get("state") or {}
-        waiting = state.get("waiting") or {}
-        if waiting.get("reason") in IMAGE_REASONS:
-            raise BackendError(f"image {limits.image!r} is not on the cluster's nodes and cannot be pulled "
-                               f"({waiting['reason']}: {(waiting.get('message') or '')[:300]}); "
-                               f"on a cluster without a registry: {IMPORT_HINT.replace('REF', limits.image)}",
-                               codes.IMAGE_NOT_FOUND)
-        if waiting.get("reason") in CONFIG_REASONS:
-            raise BackendError(f"the sandbox container cannot start ({waiting['reason']}: {waiting.get('message')})")
+        _check_waiting(state.get("waiting") or {}, limits)
         if "terminated" in state:
             raise BackendError(f"the sandbox exited before its executor was ready: {await _exit_report(core, namespace, name, state['terminated'])}")
         if "running" in state:
@@ -71,6 +69,16 @@ async def _judge(core: Any, namespace: str, name: str, pod: dict[str, Any], limi
     return False
 
 
+def _check_waiting(waiting: dict[str, Any], limits: PodLimits) -> None:
+    if waiting.get("reason") in IMAGE_REASONS:
+        raise BackendError(f"image {limits.image!r} is not on the cluster's nodes and cannot be pulled "
+                           f"({waiting['reason']}: {(waiting.get('message') or '')[:300]}); "
+                           f"on a cluster without a registry: {IMPORT_HINT.replace('REF', limits.image)}",
+                           codes.IMAGE_NOT_FOUND)
+    if waiting.get("reason") in CONFIG_REASONS:
+        raise BackendError(f"the sandbox container cannot start ({waiting['reason']}: {waiting.get('message')})")
+
+
 async def _read_ready_line(core: Any, namespace: str, name: str) -> None:
     """The executor's first stdout line, by following the pod's log; its end first means it exited."""
     try:
@@ -79,15 +87,16 @@ async def _read_ready_line(core: Any, namespace: str, name: str) -> None:
     except ApiException as exc:
         raise BackendError(f"cannot read the sandbox's output: {exc.status} {exc.reason}") from exc
     try:
-        line = await response.content.readline()
+        # The log is stdout and stderr together: a warning may come before the ready line.
+        while line := await response.content.readline():
+            try:
+                if json.loads(line)["ready"]:
+                    return
+            except (ValueError, KeyError, TypeError):
+                continue
     finally:
         response.release()
-    if not line.endswith(b"\n"):
-        raise BackendError(f"the sandbox exited before its executor was ready: {await _exit_report(core, namespace, name, None)}")
-    try:
-        json.loads(line)["ready"]
-    except (ValueError, KeyError, TypeError):
-        raise BackendError(f"the executor printed {line[:200]!r} instead of its ready line") from None
+    raise BackendError(f"the sandbox exited before its executor was ready: {await _exit_report(core, namespace, name, None)}")
 
 
 async def _exit_report(core: Any, namespace: str, name: str, terminated: dict[str, Any] | None) -> str:

@@ -17,11 +17,14 @@ from protocol import CmdOutput, CmdRun, SessionSpec, new_id
 from workers.backends import Backend, BackendError
 
 from .test_docker import ENGINE, runtime_image  # noqa: F401  (fixture)
+from .test_kubernetes import KUBECONFIG, NO_CLUSTER, k8s_image, namespace  # noqa: F401  (fixtures)
 
 BACKENDS = [
     "local",
     pytest.param("bubblewrap", marks=pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")),
     pytest.param("docker", marks=pytest.mark.skipif(not ENGINE, reason="no Docker engine answers (dockerd / DOCKER_HOST)")),
+    pytest.param("kubernetes", marks=[pytest.mark.kubernetes,
+                                      pytest.mark.skipif(NO_CLUSTER is not None, reason=NO_CLUSTER or "")]),
 ]
 
 
@@ -32,21 +35,34 @@ def kind(request):
 
 @pytest.fixture
 def image(kind, request):
+    if kind == "kubernetes":
+        return request.getfixturevalue("k8s_image")
     return request.getfixturevalue("runtime_image") if kind == "docker" else None
 
 
+def _config(kind, image, request):
+    """The backend's config for the contract: its name alone, or the image (and cluster) it needs."""
+    from workers.backends.docker import DockerConfig
+
+    if kind == "kubernetes":
+        from workers.backends.kubernetes import KubernetesConfig
+
+        return KubernetesConfig(kubeconfig=KUBECONFIG, namespace=request.getfixturevalue("namespace"), image=image,
+                                cpus=0.1, memory_mb=256, grace_period_s=1)
+    return DockerConfig(image=image) if image else kind
+
+
 @pytest.fixture
-async def make(kind, tmp_path, image):
+async def make(kind, tmp_path, image, request):
     """Backends of one kind sharing a base dir and worker id, as a worker and its restart would."""
     from workers.backends import make_backend
-    from workers.backends.docker import DockerConfig
 
     made: list[Backend] = []
     worker_id = "wc-" + new_id()[:8]
+    config = _config(kind, image, request)
 
     def build() -> Backend:
-        backend = make_backend(DockerConfig(image=image) if image else kind, base_dir=str(tmp_path / "data"),
-                               worker_id=worker_id)
+        backend = make_backend(config, base_dir=str(tmp_path / "data"), worker_id=worker_id)
         made.append(backend)
         return backend
 
@@ -73,8 +89,11 @@ async def run(backend: Backend, handle, command: str, **fields) -> CmdOutput:
     return observations[-1]
 
 
-def _kill(kind: str, handle) -> None:
-    if kind == "docker":
+async def _kill(backend: Backend, kind: str, handle) -> None:
+    if kind == "kubernetes":  # the pod deleted at once: its handle file stays, as a killed container's does
+        core = await backend.core()
+        await core.delete_namespaced_pod(handle.container_id, backend.namespace, grace_period_seconds=0)
+    elif kind == "docker":
         import subprocess
 
         subprocess.run(["docker", "kill", handle.container_id], check=True, capture_output=True)  # test only
@@ -115,7 +134,7 @@ async def test_destroy_removes_the_sandbox_and_every_trace(backend):
 
 async def test_a_dead_sandbox_says_why_and_stays_in_the_inventory_for_the_sweeper(backend, kind):
     handle = await backend.create("s-dead", SessionSpec())
-    _kill(kind, handle)
+    await _kill(backend, kind, handle)
     for _ in range(100):
         if await backend.alive(handle) is not None:
             break

@@ -8,6 +8,7 @@ this tree and imported into the cluster's containerd once per session (``./dev k
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 from pathlib import Path
 import subprocess
@@ -77,12 +78,18 @@ async def _namespace(name: str, create: bool) -> None:
             await core.delete_namespace(name, grace_period_seconds=0)
 
 
+def _run_aside(coro) -> None:
+    """Run a coroutine on its own loop in a thread (the fixture may be asked for from inside a loop)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coro).result()
+
+
 @pytest.fixture(scope="module")
 def namespace() -> str:
     name = "corral-test-" + new_id()[:8]
-    asyncio.run(_namespace(name, True))
+    _run_aside(_namespace(name, True))
     yield name
-    asyncio.run(_namespace(name, False))
+    _run_aside(_namespace(name, False))
 
 
 @pytest.fixture

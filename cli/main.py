@@ -532,11 +532,14 @@ def schema() -> None:
               "(two private deployments, with and without it)")
 @click.option("--audit", "audit_", is_flag=True, help="Measure the audit writer instead (records/s, without and with "
               "signatures; --actions events, in a private broker)")
+@click.option("--kubernetes", "kubernetes_", is_flag=True, help="Measure the kubernetes backend instead: cold pod "
+              "create, echo over the port-forward, the API server's exec (--kubeconfig, --namespace)")
 @click.option("--json", "as_json", is_flag=True)
+@kubernetes_options
 def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend: str | None, embedded: bool,
           worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, secure: bool, security_: bool,
-          audit_: bool,
-          as_json: bool) -> None:
+          audit_: bool, kubernetes_: bool,
+          as_json: bool, kubeconfig: str | None, namespace: str) -> None:
     """Measure round trips and session starts against a running corral (see README)."""
     from .bench import BenchConfig, run_bench, run_browser_bench, run_ipython_bench, run_scaling
 
@@ -563,6 +566,11 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
 
         result = run_cli(security_bench(n_actions, backend))
         print(json.dumps(result, indent=2)) if as_json else print_report(result)
+    elif kubernetes_:
+        from ._bench_kubernetes import bench_kubernetes
+
+        print(json.dumps(run_cli(bench_kubernetes(kubeconfig=kubeconfig, namespace=namespace,
+                                                  round_trips=min(n_actions, 1000))), indent=2))
     elif audit_:
         from ._bench_audit import audit_bench
 

@@ -238,3 +238,29 @@ async def test_an_unbound_claim_past_the_deadline_names_the_claim_and_its_storag
         await backend.create("s-unbound", SessionSpec(persistent=True))
     assert "workspace claim" in str(info.value) and "corral-no-such-class" in str(info.value)
     assert await _objects(backend) == {"pods": [], "secrets": [], "claims": []}
+
+
+
+async def test_a_session_through_nats_runs_on_a_warm_pod(nats_server, make):
+    from actors.controller import Controller, ControllerConfig
+    from protocol import Client
+    from workers.worker import Worker, WorkerConfig
+
+    backend = make()
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url))
+    await ctl.start()
+    worker = Worker(WorkerConfig(nats_url=nats_server.url, worker_id=backend._worker_id, backend=backend.config,
+                                 base_dir=str(backend._root.parent.parent), warm_pool=1), backend=backend)
+    await worker.start()
+    try:
+        async with asyncio.timeout(60):
+            while not worker.info().warm:
+                await asyncio.sleep(0.05)
+        async with await Client.connect(nats_server.url) as client:
+            async with await client.create_session(env={"WHO": "pod"}) as session:
+                assert session.info.warm and session.info.backend == "kubernetes"
+                out = await session.cmd("echo $WHO; id -u; pwd")
+                assert out.content == "pod\n1000\n/workspace\n"
+    finally:
+        await worker.aclose()
+        await ctl.aclose()

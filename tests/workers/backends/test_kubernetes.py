@@ -28,7 +28,7 @@ def _cluster_answers() -> str | None:
     if not os.path.exists(KUBECONFIG):
         return f"no test cluster kubeconfig at {KUBECONFIG} (./dev k8s up, or CORRAL_TEST_KUBECONFIG)"
     try:
-        import kubernetes_asyncio  # noqa: F401
+        import kubernetes_asyncio  # noqa: F401  (installed?)
     except ImportError:
         return "kubernetes_asyncio is not installed (the kubernetes extra)"
 
@@ -102,7 +102,8 @@ async def make(namespace, k8s_image, tmp_path):
     worker_id = "wk-" + new_id()[:8]
 
     def build(**overrides):
-        config = KubernetesConfig(kubeconfig=KUBECONFIG, namespace=namespace, image=k8s_image, grace_period_s=1, cpus=0.1, memory_mb=256,
+        config = KubernetesConfig(kubeconfig=KUBECONFIG, namespace=namespace, image=k8s_image, grace_period_s=1,
+                                  cpus=0.1, memory_mb=256,
                                   **overrides)
         backend = KubernetesBackend(base_dir=str(tmp_path / "data"), worker_id=worker_id, config=config)
         made.append(backend)

@@ -14,6 +14,7 @@ is still adopted: its key is read back from its Secret.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from pathlib import Path
 import shutil
@@ -30,7 +31,9 @@ from kubernetes_asyncio.stream import WsApiClient
 from executor.client import ExecutorClient
 from protocol import SessionSpec, codes, new_id
 
-from .._base import Backend, BackendError, SandboxHandle, claim_executor, deployment_id, load_handle, load_handles, save_handle
+from .._base import (
+    Backend, BackendError, SandboxHandle, claim_executor, deployment_id, load_handle, load_handles, save_handle,
+)
 from .._docker_spec import LABEL_SANDBOX, LABEL_SESSION
 from ._channel import PortForwarder
 from ._config import IMPORT_HINT, KubernetesConfig, PodLimits, resolve_pod_limits
@@ -174,7 +177,8 @@ class KubernetesBackend(Backend):
         except TimeoutError:
             reason = await self._stuck_reason(core, handle, limits)
             await asyncio.shield(self.destroy(handle))
-            raise BackendError(f"the sandbox pod did not start within {self.config.start_timeout_s:g} s: {reason}") from None
+            raise BackendError(f"the sandbox pod did not start within {self.config.start_timeout_s:g} s: "
+                               f"{reason}") from None
         except BaseException:
             await asyncio.shield(self.destroy(handle, keep_claim=sandbox_id is not None and limits.persistent))
             raise
@@ -187,8 +191,8 @@ class KubernetesBackend(Backend):
         pod_labels = labels(sandbox_id=sid, session_id=handle.session_id, worker_id=self._worker_id,
                             deployment=self._deployment)
         claim = claim_name(sid) if limits.persistent else None
-        await self._call(core.create_namespaced_secret(self.namespace, secret_manifest(secret_name(sid), handle.key,
-                                                                                        pod_labels)), "create its Secret")
+        secret = secret_manifest(secret_name(sid), handle.key, pod_labels)
+        await self._call(core.create_namespaced_secret(self.namespace, secret), "create its Secret")
         if claim is not None:
             try:
                 await core.create_namespaced_persistent_volume_claim(self.namespace, claim_manifest(claim, self.config,
@@ -221,7 +225,8 @@ class KubernetesBackend(Backend):
             pod = await core.read_namespaced_pod(handle.container_id, self.namespace)
         except ApiException as exc:
             return f"cannot inspect it ({exc.status} {exc.reason})"
-        return f"pod phase {pod.status.phase}, conditions {[(c.type, c.status, c.reason) for c in pod.status.conditions or []]}"
+        conditions = [(c.type, c.status, c.reason) for c in pod.status.conditions or []]
+        return f"pod phase {pod.status.phase}, conditions {conditions}"
 
     def client(self, handle: SandboxHandle) -> ExecutorClient:
         pod, namespace = handle.container_id or pod_name(handle.sandbox_id), handle.host or self.namespace
@@ -301,14 +306,13 @@ class KubernetesBackend(Backend):
         key = ""
         try:
             secret = await (await self.core()).read_namespaced_secret(secret_name(sid), self.namespace)
-            import base64
             key = json.loads(base64.b64decode((secret.data or {}).get(SECRET_KEY, "")) or "{}").get("key", "")
         except (ApiException, ValueError):
             pass
         return SandboxHandle(sandbox_id=sid, session_id=(pod.metadata.annotations or {}).get(ANNOTATION_SESSION, ""),
                              worker_id=self._worker_id, backend=self.name, key=key, container_id=pod.metadata.name,
                              host=self.namespace, workdir=WORKSPACE,
-                             created_at=pod.metadata.creation_timestamp.timestamp() if pod.metadata.creation_timestamp else 0.0)
+                             created_at=created.timestamp() if (created := pod.metadata.creation_timestamp) else 0.0)
 
     async def list(self) -> list[SandboxHandle]:
         return [await self._handle_of(p) for p in await self._pods() if _running(p) is None]
@@ -369,7 +373,9 @@ def _running(pod: Any) -> str | None:
     state = statuses[0].state if statuses else None
     if state is not None and state.terminated is not None:
         t = state.terminated
-        return "OOMKilled: the sandbox ran out of memory" if t.reason == "OOMKilled" else f"exited with code {t.exit_code}"
+        if t.reason == "OOMKilled":
+            return "OOMKilled: the sandbox ran out of memory"
+        return f"exited with code {t.exit_code}"
     if pod.status.phase != "Running" or state is None or state.running is None:
         waiting = state.waiting.reason if state is not None and state.waiting is not None else None
         return f"pod {pod.status.phase}" + (f" ({waiting})" if waiting else "")

@@ -96,7 +96,8 @@ def resolve_pod_limits(spec: SessionSpec, config: KubernetesConfig, default_imag
         invalid(f"isolation={spec.isolation!r} maps to no RuntimeClass (runtime_classes: {known})")
     for key, value in placement.node_selector.items():
         if key in config.node_selector and config.node_selector[key] != value:
-            invalid(f"placement.node_selector {key}={value!r} contradicts the worker's {key}={config.node_selector[key]!r}")
+            invalid(f"placement.node_selector {key}={value!r} contradicts the worker's "
+                    f"{key}={config.node_selector[key]!r}")
     image = spec.image or config.image or default_image
     if image is None:
         invalid(f"no sandbox image: set the kubernetes backend's image (an image the cluster has; {IMPORT_HINT})")

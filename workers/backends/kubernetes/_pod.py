@@ -11,7 +11,9 @@ import json
 import re
 from typing import Any
 
-from .._docker_spec import LABEL_DEPLOYMENT, LABEL_SANDBOX, LABEL_SESSION, LABEL_VERSION, LABEL_WORKER, OUTPUT_DIR, VERSION
+from .._docker_spec import (
+    LABEL_DEPLOYMENT, LABEL_SANDBOX, LABEL_SESSION, LABEL_VERSION, LABEL_WORKER, OUTPUT_DIR, VERSION,
+)
 from ._config import KubernetesConfig, PodLimits
 
 WORKSPACE = "/workspace"

@@ -48,8 +48,9 @@ async def _judge(core: Any, namespace: str, name: str, pod: dict[str, Any], limi
     """True when the container runs; raises for a start that cannot succeed; False: keep watching."""
     status = pod.get("status") or {}
     for condition in status.get("conditions") or []:
-        if condition.get("type") == "PodScheduled" and condition.get("status") == "False" \
-                and condition.get("reason") == "Unschedulable" and UNBOUND_CLAIM not in (condition.get("message") or ""):
+        unschedulable = condition.get("type") == "PodScheduled" and condition.get("status") == "False" \
+            and condition.get("reason") == "Unschedulable"
+        if unschedulable and UNBOUND_CLAIM not in (condition.get("message") or ""):
             raise BackendError(f"no node can run the sandbox pod: {condition.get('message')}", codes.NO_CAPACITY)
     for init in status.get("initContainerStatuses") or []:
         state = init.get("state") or {}
@@ -60,7 +61,8 @@ async def _judge(core: Any, namespace: str, name: str, pod: dict[str, Any], limi
         state = container.get("state") or {}
         _check_waiting(state.get("waiting") or {}, limits)
         if "terminated" in state:
-            raise BackendError(f"the sandbox exited before its executor was ready: {await _exit_report(core, namespace, name, state['terminated'])}")
+            report = await _exit_report(core, namespace, name, state["terminated"])
+            raise BackendError(f"the sandbox exited before its executor was ready: {report}")
         if "running" in state:
             return True
     if status.get("phase") in ("Failed", "Succeeded"):
@@ -96,7 +98,8 @@ async def _read_ready_line(core: Any, namespace: str, name: str) -> None:
                 continue
     finally:
         response.release()
-    raise BackendError(f"the sandbox exited before its executor was ready: {await _exit_report(core, namespace, name, None)}")
+    report = await _exit_report(core, namespace, name, None)
+    raise BackendError(f"the sandbox exited before its executor was ready: {report}")
 
 
 async def _exit_report(core: Any, namespace: str, name: str, terminated: dict[str, Any] | None) -> str:

@@ -43,7 +43,7 @@ async def bench_kubernetes(*, kubeconfig: str | None = None, namespace: str = "d
     from kubernetes_asyncio import client as k8s
 
     from workers.backends.kubernetes import KubernetesConfig
-    from workers.backends.kubernetes._backend import KubernetesBackend
+    from workers.backends.kubernetes import KubernetesBackend
 
     config = KubernetesConfig(kubeconfig=kubeconfig, namespace=namespace, image=image, cpus=0.1, memory_mb=256,
                               grace_period_s=1)

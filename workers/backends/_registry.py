@@ -72,7 +72,7 @@ def _docker(env: BackendEnv, config: DockerConfig) -> Backend:
 
 
 def _kubernetes(env: BackendEnv, config: KubernetesConfig) -> Backend:
-    from .kubernetes._backend import KubernetesBackend  # kubernetes_asyncio is loaded only by workers that use it
+    from .kubernetes import KubernetesBackend  # kubernetes_asyncio is loaded only by workers that use it
 
     return KubernetesBackend(base_dir=env.base_dir, worker_id=env.worker_id, config=config)
 

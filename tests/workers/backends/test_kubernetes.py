@@ -96,7 +96,7 @@ def namespace() -> str:
 async def make(namespace, k8s_image, tmp_path):
     """Backends sharing a base dir and worker id, as a worker and its restart would."""
     from workers.backends.kubernetes import KubernetesConfig
-    from workers.backends.kubernetes._backend import KubernetesBackend
+    from workers.backends.kubernetes import KubernetesBackend
 
     made = []
     worker_id = "wk-" + new_id()[:8]

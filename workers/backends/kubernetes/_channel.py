@@ -19,7 +19,6 @@ from typing import Any
 import aiohttp
 import structlog
 
-from executor import _http
 from executor.client import ExecutorUnavailable
 
 log = structlog.get_logger()
@@ -27,6 +26,8 @@ log = structlog.get_logger()
 DATA, ERROR = 0, 1
 PREFACE = 2
 READ_SIZE = 1 << 16
+STREAM_LIMIT = 64 * 1024
+"""The reader's line limit: as large as the longest response head the executor client accepts."""
 
 
 class PortForwarder:
@@ -50,7 +51,7 @@ class PortForwarder:
         ours, theirs = socket.socketpair()
         theirs.setblocking(False)
         try:
-            reader, writer = await asyncio.open_connection(sock=ours, limit=_http.MAX_HEAD)
+            reader, writer = await asyncio.open_connection(sock=ours, limit=STREAM_LIMIT)
         except BaseException:
             ours.close()
             theirs.close()

@@ -7,7 +7,7 @@ import json
 import os
 import shlex
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -39,12 +39,20 @@ def cli(log_level: str, log_json: bool) -> None:
     configure_logging(log_level, log_json)
 
 
+def kubernetes_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--kubeconfig and --namespace of the kubernetes backend (worker and up)."""
+    f = click.option("--namespace", default="default", show_default=True,
+                     help="kubernetes backend: where sandbox pods go (it must exist)")(f)
+    return click.option("--kubeconfig", default=None, type=click.Path(exists=True, dir_okay=False),
+                        help="kubernetes backend: the cluster (default: KUBECONFIG, ~/.kube/config, else in-cluster)")(f)
+
+
 @cli.command()
 @click.option("--nats", "nats_url", default=None, help="Use an existing broker instead of the embedded one")
 @click.option("--port", "nats_port", default=4222, show_default=True, help="Port of the embedded broker")
 @click.option("--data-dir", default=".corral", show_default=True, help="Broker data, sandboxes, audit log")
 @click.option("--backend", default="auto", show_default=True,
-              help="auto (docker when an engine answers, else local) | docker | bubblewrap | local")
+              help="auto (docker when an engine answers, else local) | docker | kubernetes | bubblewrap | local")
 @click.option("--workers", default=1, show_default=True)
 @click.option("--capacity", default=64, show_default=True, help="Sandboxes per worker")
 @click.option("--warm-pool", default=2, show_default=True, help="Prestarted sandboxes per worker and pool key")
@@ -71,11 +79,12 @@ def cli(log_level: str, log_json: bool) -> None:
 @prefix_option
 @mcp_config_option
 @security_options
+@kubernetes_options
 def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, workers: int, capacity: int,
        warm_pool: int, metrics_port: int | None, retention_days: float, stream_max_gb: float,
        allowed_mounts: tuple[str, ...], public_host: str, secure: bool, tls_cert: str | None, tls_key: str | None,
        tls_ca: str | None, audit_dir: str | None, audit_key: str | None, prefix: str, mcp_config: str | None,
-       security: Any) -> None:
+       security: Any, kubeconfig: str | None, namespace: str) -> None:
     """Run NATS, the controller, workers and the audit writer in the foreground."""
     from .up import UpConfig, run_until_signalled
 
@@ -83,6 +92,7 @@ def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, worker
         raise click.UsageError("--tls-cert/--tls-key/--tls-ca need --secure")
 
     run_cli(run_until_signalled(UpConfig(nats_url=nats_url, nats_port=nats_port, data_dir=data_dir, backend=backend,
+                                      kubeconfig=kubeconfig and os.path.abspath(kubeconfig), namespace=namespace,
                                       workers=workers, capacity=capacity, prefix=prefix, warm_pool=warm_pool,
                                       metrics_port=metrics_port, retention_s=retention_days * 86400,
                                       stream_max_bytes=int(stream_max_gb * 2**30),
@@ -129,7 +139,7 @@ def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: i
 @click.option("--capacity", default=64, show_default=True)
 @click.option("--base-dir", default=".corral/workers", show_default=True)
 @click.option("--warm-pool", default=2, show_default=True, help="Prestarted sandboxes per pool key")
-@click.option("--image", default=None, help="docker backend: sandbox image (default: the runtime image, built if missing)")
+@click.option("--image", default=None, help="docker/kubernetes backend: sandbox image (default: the runtime image, built if missing)")
 @click.option("--executors", "executors_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="remote backend: a JSON or TOML list of executors (see docs/remote.md)")
 @click.option("--allow-mount", "allowed_mounts", multiple=True, type=click.Path(exists=True, file_okay=False),
@@ -139,19 +149,24 @@ def controller(nats_url: str, prefix: str, heartbeat_ttl: float, metrics_port: i
               help="Where forwarded sandbox ports listen (0.0.0.0 opens them to the network)")
 @mcp_config_option
 @security_options
+@kubernetes_options
 def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_id: str | None, capacity: int,
            base_dir: str, warm_pool: int, image: str | None, executors_file: str | None, allowed_mounts: tuple[str, ...],
-           metrics_port: int | None, public_host: str, mcp_config: str | None, security: Any) -> None:
+           metrics_port: int | None, public_host: str, mcp_config: str | None, security: Any,
+           kubeconfig: str | None, namespace: str) -> None:
     """Run one runtime worker (or manage workers: `corral worker drain ID`)."""
     if ctx.invoked_subcommand is not None:
         return
     from actors import metrics
     from workers.backends import DockerConfig, RemoteConfig
+    from workers.backends.kubernetes import KubernetesConfig
     from workers.worker import Worker, WorkerConfig
 
     async def main() -> None:
-        config = DockerConfig(image=image) if backend == "docker" else \
+        config: Any = DockerConfig(image=image) if backend == "docker" else \
             RemoteConfig(executors_file=os.path.abspath(executors_file)) if backend == "remote" and executors_file else backend
+        if backend == "kubernetes":
+            config = KubernetesConfig(image=image, kubeconfig=kubeconfig and os.path.abspath(kubeconfig), namespace=namespace)
         w = Worker(WorkerConfig(nats_url=nats_url, prefix=prefix, backend=config, worker_id=worker_id,
                                 capacity=capacity, base_dir=os.path.abspath(base_dir), warm_pool=warm_pool,
                                 allowed_mounts=[os.path.abspath(p) for p in allowed_mounts], public_host=public_host,
@@ -522,11 +537,14 @@ def schema() -> None:
               "signatures; --actions events, in a private broker)")
 @click.option("--remote", "remote_", is_flag=True, help="Compare echo hi over a remote executor's TCP+TLS (and plain "
               "TCP) channel with the local backend's Unix socket (executors started here, on loopback)")
+@click.option("--kubernetes", "kubernetes_", is_flag=True, help="Measure the kubernetes backend instead: cold pod "
+              "create, echo over the port-forward, the API server's exec (--kubeconfig, --namespace)")
 @click.option("--json", "as_json", is_flag=True)
+@kubernetes_options
 def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend: str | None, embedded: bool,
           worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, secure: bool, security_: bool,
-          audit_: bool, remote_: bool,
-          as_json: bool) -> None:
+          audit_: bool, remote_: bool, kubernetes_: bool,
+          as_json: bool, kubeconfig: str | None, namespace: str) -> None:
     """Measure round trips and session starts against a running corral (see README)."""
     from .bench import BenchConfig, run_bench, run_browser_bench, run_ipython_bench, run_scaling
 
@@ -558,6 +576,11 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
 
         result = run_cli(remote_bench(min(n_actions, 5000)))
         print(json.dumps(result, indent=2)) if as_json else print_remote(result)
+    elif kubernetes_:
+        from ._bench_kubernetes import bench_kubernetes
+
+        print(json.dumps(run_cli(bench_kubernetes(kubeconfig=kubeconfig, namespace=namespace,
+                                                  round_trips=min(n_actions, 1000))), indent=2))
     elif audit_:
         from ._bench_audit import audit_bench
 

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 import signal
 import sys
+from typing import Any
 
 import msgspec
 import structlog
@@ -36,6 +37,10 @@ class UpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """An existing broker; None starts the embedded one."""
     nats_port: int = 4222
     backend: str = "auto"
+    kubeconfig: str | None = None
+    """The kubernetes backend's cluster (None: KUBECONFIG, ~/.kube/config, else in-cluster)."""
+    namespace: str = "default"
+    """The kubernetes backend's namespace for sandbox pods."""
     workers: int = 1
     capacity: int = 64
     prefix: str = "corral"
@@ -129,7 +134,7 @@ class Deployment:
         backend = await resolve_backend(self.config.backend)
         for n in range(self.config.workers):
             worker = Worker(WorkerConfig(
-                nats_url=self.url, prefix=self.config.prefix, backend=backend, capacity=self.config.capacity,
+                nats_url=self.url, prefix=self.config.prefix, backend=self._backend_config(backend), capacity=self.config.capacity,
                 base_dir=str(data / "workers"), worker_id=f"{os.uname().nodename}-{backend}-{n}-{deployment_id(str(data))}".replace(".", "-"),
                 warm_pool=self.config.warm_pool, stream=stream, allowed_mounts=list(self.config.allowed_mounts),
                 mcp=self.config.mcp, security=self.config.security,
@@ -169,6 +174,14 @@ class Deployment:
                               tls=tls is not None)
         await self._stack.enter_async_context(broker)
         return broker.url
+
+    def _backend_config(self, backend: str) -> Any:
+        """The backend's name, or for kubernetes its config with the cluster and namespace asked for."""
+        if backend != "kubernetes":
+            return backend
+        from workers.backends.kubernetes import KubernetesConfig
+
+        return KubernetesConfig(kubeconfig=self.config.kubeconfig, namespace=self.config.namespace)
 
     def _creds(self, role: Role) -> str | None:
         return str(self.secure.creds_path(role)) if self.secure is not None else None

@@ -22,6 +22,7 @@ from ._base import Backend, BackendError
 from ._docker_spec import DockerConfig
 from ._remote_config import RemoteConfig
 from .bubblewrap import BubblewrapConfig
+from .kubernetes import KubernetesConfig
 from .local import LocalConfig
 
 
@@ -48,7 +49,7 @@ class ExternalBackendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_un
     options: dict[str, Any] = {}
 
 
-AnyBackendConfig = LocalConfig | BubblewrapConfig | DockerConfig | RemoteConfig | ExternalBackendConfig
+AnyBackendConfig = LocalConfig | BubblewrapConfig | DockerConfig | KubernetesConfig | RemoteConfig | ExternalBackendConfig
 
 BACKENDS: Registry[BackendPlugin] = Registry("corral.backends")
 
@@ -72,6 +73,12 @@ def _docker(env: BackendEnv, config: DockerConfig) -> Backend:
     return DockerBackend(base_dir=env.base_dir, worker_id=env.worker_id, config=config)
 
 
+def _kubernetes(env: BackendEnv, config: KubernetesConfig) -> Backend:
+    from .kubernetes import KubernetesBackend  # kubernetes_asyncio is loaded only by workers that use it
+
+    return KubernetesBackend(base_dir=env.base_dir, worker_id=env.worker_id, config=config)
+
+
 def _remote(env: BackendEnv, config: RemoteConfig) -> Backend:
     from .remote import RemoteBackend
 
@@ -83,6 +90,7 @@ LOCAL = BackendPlugin(LocalConfig, _local)
 BUBBLEWRAP = BackendPlugin(BubblewrapConfig, _bubblewrap)
 DOCKER = BackendPlugin(DockerConfig, _docker)
 REMOTE = BackendPlugin(RemoteConfig, _remote)
+KUBERNETES = BackendPlugin(KubernetesConfig, _kubernetes)
 
 
 def plugin(name: str) -> BackendPlugin:
@@ -105,7 +113,8 @@ def backend_config(value: str | AnyBackendConfig) -> AnyBackendConfig | Any:
 
 
 def backend_name(config: Any) -> str:
-    return config.__struct_config__.tag if isinstance(config, (LocalConfig, BubblewrapConfig, DockerConfig, RemoteConfig)) \
+    return config.__struct_config__.tag if isinstance(config, (LocalConfig, BubblewrapConfig, DockerConfig,
+                                                               KubernetesConfig, RemoteConfig)) \
         else next(name for name in BACKENDS.names() if isinstance(config, BACKENDS.get(name).config))
 
 

@@ -21,6 +21,7 @@ from workers.backends.docker import DockerConfig
 
 from .remote_executors import make_pki, start_executor, stop_executor, write_executors_file
 from .test_docker import ENGINE, runtime_image  # noqa: F401  (fixture)
+from .test_kubernetes import KUBECONFIG, NO_CLUSTER, k8s_image, namespace  # noqa: F401  (fixtures)
 
 
 class _Ours(BackendContract):
@@ -89,3 +90,19 @@ class TestRemote(_Ours):
 
     async def kill(self, backend, handle):
         os.kill(handle.pid, signal.SIGKILL)  # the executor's process: on loopback, it is ours to kill
+
+
+@pytest.mark.kubernetes
+@pytest.mark.skipif(NO_CLUSTER is not None, reason=NO_CLUSTER or "")
+class TestKubernetes(_Ours):
+    @pytest.fixture
+    def backend_config(self, k8s_image, namespace):  # noqa: F811
+        from workers.backends.kubernetes import KubernetesConfig
+
+        return KubernetesConfig(kubeconfig=KUBECONFIG, namespace=namespace, image=k8s_image, cpus=0.1, memory_mb=256,
+                                grace_period_s=1)
+
+    async def kill(self, backend, handle):
+        """The pod deleted at once: its handle file stays, as a killed container's does."""
+        core = await backend.core()
+        await core.delete_namespaced_pod(handle.container_id, backend.namespace, grace_period_seconds=0)

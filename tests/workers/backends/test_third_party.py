@@ -90,7 +90,7 @@ def test_our_backends_are_declared_by_the_same_entry_point_group():
     from workers.backends import BACKENDS
 
     declared = {point.name: point.value for point in entry_points(group="corral.backends")}
-    assert {"local", "bubblewrap", "docker", "remote"} <= set(declared)
+    assert {"local", "bubblewrap", "docker", "kubernetes", "remote"} <= set(declared)
     assert all(value.startswith("workers.backends.") for name, value in declared.items() if name in BACKENDS.names()
                and name in ("local", "bubblewrap", "docker"))
     assert BACKENDS.get("docker").config.__name__ == "DockerConfig"

@@ -8,6 +8,7 @@ NATS, no controller: the backend's own latencies) and returns p50/p90 in ms:
 - ``echo_warm_ms``: ``echo hi`` through one ExecutorClient whose keep-alive connection (one
   port-forward WebSocket) is reused, as a worker's client is;
 - ``echo_new_channel_ms``: the same with a new client (a new port-forward) per action;
+- ``warm_claim_ms``: ``claim()`` of a prestarted pod (what a warm pool hands out);
 - ``api_exec_ms``: ``connect_get_namespaced_pod_exec(["echo", "hi"])`` on the same pod.
 
 ``corral bench --kubernetes [--kubeconfig F] [--namespace NS]`` prints it.
@@ -58,6 +59,12 @@ async def bench_kubernetes(*, kubeconfig: str | None = None, namespace: str = "d
                 cold.append((time.perf_counter() - started) * 1000)
                 if n < creates - 1:
                     await backend.destroy(handle)
+            claims = []  # the warm-pool path: pods prestarted (unclaimed), then bound to a session
+            for n, spare in enumerate([await backend.prestart(SessionSpec()) for _ in range(creates)]):
+                started = time.perf_counter()
+                claimed = await backend.claim(spare, f"s-bench-warm-{n}", SessionSpec())
+                claims.append((time.perf_counter() - started) * 1000)
+                await backend.destroy(claimed)
             client = backend.client(handle)
             try:
                 for _ in range(20):  # warm-up: the connection, the shell
@@ -85,5 +92,5 @@ async def bench_kubernetes(*, kubeconfig: str | None = None, namespace: str = "d
             await backend.destroy(handle)
         finally:
             await backend.aclose()
-    return {"cold_create_ms": _ms(cold), "echo_warm_ms": _ms(warm), "echo_new_channel_ms": _ms(fresh),
+    return {"cold_create_ms": _ms(cold), "warm_claim_ms": _ms(claims), "echo_warm_ms": _ms(warm), "echo_new_channel_ms": _ms(fresh),
             "api_exec_ms": _ms(floor[3:]), "namespace": namespace, "image": image or backend._default_image}

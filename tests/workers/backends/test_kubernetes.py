@@ -16,7 +16,9 @@ import sys
 
 import pytest
 
-from protocol import CmdOutput, CmdRun, Placement, Resources, SessionSpec, new_id
+from workers.backends.contract import run
+
+from protocol import Placement, Resources, SessionSpec, new_id
 from workers.backends import BackendError
 
 KUBECONFIG = os.environ.get("CORRAL_TEST_KUBECONFIG", "/var/lib/corral-k8s/admin.kubeconfig")
@@ -122,14 +124,6 @@ def backend(make):
     return make()
 
 
-async def run(backend, handle, command: str) -> CmdOutput:
-    client = backend.client(handle)
-    try:
-        observations = [o async for o in client.execute(CmdRun(id=new_id(), command=command))]
-    finally:
-        await client.aclose()
-    assert isinstance(observations[-1], CmdOutput), observations[-1]
-    return observations[-1]
 
 
 async def _objects(backend) -> dict[str, list[str]]:

@@ -8,9 +8,11 @@ import asyncio
 import msgspec
 import pytest
 
+from workers.backends.contract import run
+
 from actors.controller import Controller, ControllerConfig
 from executor.client import ExecutorClient
-from protocol import Client, CmdOutput, CmdRun, SessionInfo, SessionSpec, codes, new_id
+from protocol import Client, SessionInfo, SessionSpec, codes
 from workers.backends import BackendError, RemoteConfig, RemoteExecutor, make_backend
 from workers.backends.remote import RemoteBackend
 from workers.worker import Worker, WorkerConfig
@@ -37,14 +39,6 @@ def backend_for(tmp_path, config: RemoteConfig, worker_id: str = "wr") -> Remote
     return backend
 
 
-async def run(backend, handle, command: str) -> CmdOutput:
-    client = backend.client(handle)
-    try:
-        observations = [o async for o in client.execute(CmdRun(id=new_id(), command=command))]
-    finally:
-        await client.aclose()
-    assert isinstance(observations[-1], CmdOutput), observations[-1]
-    return observations[-1]
 
 
 async def test_a_tls_executor_is_claimed_and_runs_commands(tmp_path, executors, pki):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 
 import pytest
 
@@ -17,8 +18,22 @@ from workers._ports import PortAllocator
 from workers.worker import Worker, WorkerConfig
 
 from .backends.test_docker import ENGINE, remove_worker_sandboxes, runtime_image  # noqa: F401  (fixture)
-from .backends.test_contract import image, kind  # noqa: F401  (fixtures: every backend, its image)
 from .ports_helpers import free_port, http_get, refused, serve_inside
+
+
+@pytest.fixture(params=[
+    "local",
+    pytest.param("bubblewrap", marks=pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")),
+    pytest.param("docker", marks=pytest.mark.skipif(not ENGINE, reason="no Docker engine answers (dockerd / DOCKER_HOST)")),
+])
+def kind(request):
+    return request.param
+
+
+@pytest.fixture
+def image(kind, request):
+    return request.getfixturevalue("runtime_image") if kind == "docker" else None
+
 
 @pytest.fixture
 async def stack(kind, image, nats_server, tmp_path):

@@ -174,8 +174,8 @@ def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_
         config: Any = DockerConfig(image=image) if backend == "docker" else \
             RemoteConfig(executors_file=os.path.abspath(executors_file)) if backend == "remote" and executors_file else backend
         if backend == "kubernetes":
-            config = KubernetesConfig(image=image, kubeconfig=kubeconfig and os.path.abspath(kubeconfig), namespace=namespace,
-                                      in_cluster=_in_cluster(kubeconfig))
+            config = KubernetesConfig(image=image, kubeconfig=kubeconfig and os.path.abspath(kubeconfig),
+                                      namespace=namespace, in_cluster=_in_cluster(kubeconfig))
         w = Worker(WorkerConfig(nats_url=nats_url, prefix=prefix, backend=config, worker_id=worker_id,
                                 capacity=capacity, base_dir=os.path.abspath(base_dir), warm_pool=warm_pool,
                                 allowed_mounts=[os.path.abspath(p) for p in allowed_mounts], public_host=public_host,

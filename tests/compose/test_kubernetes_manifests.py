@@ -1,6 +1,9 @@
 """The cluster manifests (compose/kubernetes/deploy/): every object the API server of the test
 cluster accepts in a server-side dry run (schema, RBAC and field validation by Kubernetes itself),
-hardened pods, the least RBAC the kubernetes backend needs, and a KEDA ScaledObject aimed at it."""
+hardened pods, the least RBAC the kubernetes backend needs, a KEDA ScaledObject aimed at it — and
+the manifests applied for real (with the test cluster's host-network overlay) running a session
+from the host through NATS, the controller and a worker pod to a sandbox pod
+(docs/kubernetes-deploy.md)."""
 
 from __future__ import annotations
 
@@ -177,9 +180,10 @@ def test_the_overlay_changes_only_what_the_test_cluster_lacks():
     assert [o["kind"] for o in before] == [o["kind"] for o in after]
     for old, new in zip(before, after):
         if old["kind"] in ("Deployment", "StatefulSet"):
-            old_c, new_c = old["spec"]["template"]["spec"]["containers"][0], new["spec"]["template"]["spec"]["containers"][0]
+            old_pod, new_pod = old["spec"]["template"]["spec"], new["spec"]["template"]["spec"]
+            old_c, new_c = old_pod["containers"][0], new_pod["containers"][0]
             assert new_c["image"] == old_c["image"] and new_c["securityContext"] == old_c["securityContext"]
-            assert new["spec"]["template"]["spec"]["securityContext"] == old["spec"]["template"]["spec"]["securityContext"]
+            assert new_pod["securityContext"] == old_pod["securityContext"]
     role = next(o for o in after if o["kind"] == "Role")
     assert role == {**next(o for o in before if o["kind"] == "Role"), "metadata": {**role["metadata"]}}
     assert role["metadata"]["namespace"] == overlay.sandboxes
@@ -189,7 +193,8 @@ def test_the_overlay_changes_only_what_the_test_cluster_lacks():
 
 def _run(argv: list[str], **kwargs) -> str:
     result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, **kwargs)
-    assert result.returncode == 0, f"{argv[:3]} exited {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, (f"{argv[:3]} exited {result.returncode}:\n"
+                                    f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
     return result.stdout
 
 
@@ -242,7 +247,8 @@ async def _why(core, namespace: str) -> str:
         lines.append(f"{pod.metadata.name} {pod.status.phase} {states}")
         for container in [c.name for c in pod.spec.init_containers or []] + [c.name for c in pod.spec.containers]:
             try:
-                log = await core.read_namespaced_pod_log(pod.metadata.name, namespace, container=container, tail_lines=15)
+                log = await core.read_namespaced_pod_log(pod.metadata.name, namespace, container=container,
+                                                         tail_lines=15)
             except Exception as exc:  # a container that never started has no log: say so and go on
                 log = f"(no log: {exc.__class__.__name__})"
             lines.append(f"--- {pod.metadata.name}/{container}\n{log}")

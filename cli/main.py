@@ -47,6 +47,14 @@ def kubernetes_options(f: Callable[..., Any]) -> Callable[..., Any]:
                         help="kubernetes backend: the cluster (default: KUBECONFIG, ~/.kube/config, else in-cluster)")(f)
 
 
+def _in_cluster(kubeconfig: str | None) -> bool:
+    """--kubeconfig's documented fallback: no file given, none in KUBECONFIG or ~/.kube/config, and a
+    pod's service account (compose/kubernetes/deploy/30-workers.yaml) -> the in-cluster config."""
+    if kubeconfig or os.environ.get("KUBECONFIG") or os.path.exists(os.path.expanduser("~/.kube/config")):
+        return False
+    return "KUBERNETES_SERVICE_HOST" in os.environ
+
+
 @cli.command()
 @click.option("--nats", "nats_url", default=None, help="Use an existing broker instead of the embedded one")
 @click.option("--port", "nats_port", default=4222, show_default=True, help="Port of the embedded broker")
@@ -166,7 +174,8 @@ def worker(ctx: click.Context, nats_url: str, prefix: str, backend: str, worker_
         config: Any = DockerConfig(image=image) if backend == "docker" else \
             RemoteConfig(executors_file=os.path.abspath(executors_file)) if backend == "remote" and executors_file else backend
         if backend == "kubernetes":
-            config = KubernetesConfig(image=image, kubeconfig=kubeconfig and os.path.abspath(kubeconfig), namespace=namespace)
+            config = KubernetesConfig(image=image, kubeconfig=kubeconfig and os.path.abspath(kubeconfig),
+                                      namespace=namespace, in_cluster=_in_cluster(kubeconfig))
         w = Worker(WorkerConfig(nats_url=nats_url, prefix=prefix, backend=config, worker_id=worker_id,
                                 capacity=capacity, base_dir=os.path.abspath(base_dir), warm_pool=warm_pool,
                                 allowed_mounts=[os.path.abspath(p) for p in allowed_mounts], public_host=public_host,

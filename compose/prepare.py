@@ -33,6 +33,9 @@ from typing import Iterator
 COMPOSE_DIR = Path(__file__).resolve().parent
 ROOT = COMPOSE_DIR.parent
 VENV_BIN = Path(sys.executable).parent
+SERVICE_EXTRAS = "kubernetes"
+"""The optional dependencies the service image carries: kubernetes_asyncio, for workers run with
+``--backend kubernetes`` (compose/kubernetes/deploy/)."""
 BASE_IMAGE = "corral-base:bookworm"
 SERVICE_IMAGE = "corral-service:local"
 NATS_IMAGE = "corral-nats:local"
@@ -127,7 +130,7 @@ def deps_wheelhouse(cache: Path, sources: dict[str, Path]) -> Path:
     """Wheels of every dependency of corral (plus pip, setuptools, wheel), built once per input hash."""
     pins, pip = host_pins(), pip_version()
     key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + pins.encode() + pip.encode()
-                         + sys.version.encode()).hexdigest()[:16]
+                         + sys.version.encode() + SERVICE_EXTRAS.encode()).hexdigest()[:16]
     directory = cache / "service-wheels" / f"deps-{key}"
     if (directory / ".complete").exists():
         say(f"wheelhouse {directory} (cached)")
@@ -139,7 +142,7 @@ def deps_wheelhouse(cache: Path, sources: dict[str, Path]) -> Path:
         copy_tree(sources, src)  # a copy: an in-tree build would leave build/ in the checkout
         (Path(tmp) / "pins.txt").write_text(pins)
         run([str(VENV_BIN / "pip"), "wheel", "--disable-pip-version-check", "--wheel-dir", str(out),
-             "-c", str(Path(tmp) / "pins.txt"), str(src), f"pip=={pip}", "setuptools>=68", "wheel"])
+             "-c", str(Path(tmp) / "pins.txt"), f"{src}[{SERVICE_EXTRAS}]", f"pip=={pip}", "setuptools>=68", "wheel"])
         for built in out.glob("corral-*.whl"):
             built.unlink()  # corral's own wheel is built per source hash, below
         (out / ".complete").write_text(pins)

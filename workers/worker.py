@@ -512,8 +512,43 @@ class Worker:
 
     async def _on_sandbox_dead(self, session_id: str, reason: str) -> None:
         log.warning("sandbox_died", session_id=session_id, reason=reason)
-        await self.close_session(session_id, status="lost", reason=f"sandbox died: {reason}")
+        runner = self._runners.get(session_id)
+        if runner is not None and runner.spec.persistent and self._backend.can_persist:
+            await self._recreate(runner, reason)
+        else:
+            await self.close_session(session_id, status="lost", reason=f"sandbox died: {reason}")
         await self._heartbeat()
+
+    async def _recreate(self, runner: SessionRunner, reason: str) -> None:
+        """A persistent session outlives its sandbox: a new one on the same workspace serves it.
+
+        The action that was running when the sandbox died has its ``sandbox_died`` answer; the
+        ones queued behind it stay unacked in the stream and the new runner delivers them.
+        Shell state (cwd, variables, background jobs) is gone; files in the workspace are not."""
+        sid = runner.session_id
+        self._runners.pop(sid, None)
+        info = SessionInfo(session_id=sid, worker_id=self.worker_id, backend=self._backend.name, status="starting",
+                           created_at=runner.handle.created_at, labels=dict(runner.handle.labels),
+                           reason=f"sandbox died: {reason}; re-creating it on its workspace", tenant=runner.tenant)
+        await runner.publish_status(info)
+        await self._forwards.close_session(sid)
+        self._vscode.forget(sid)
+        await runner.aclose(answer=False, delete_consumer=False)
+        started = time.perf_counter()
+        try:
+            handle = await self._backend.recreate(runner.handle, runner.spec)
+            fresh = self._runner(handle, runner.spec, runner.tenant)
+            await fresh.start(recover=True)
+        except Exception as exc:  # noqa: BLE001 - the session is lost after all, with the reason
+            log.warning("sandbox_recreate_failed", session_id=sid, error=str(exc))
+            await asyncio.shield(self._backend.destroy(runner.handle))
+            await self._lose(info, f"sandbox died: {reason}; re-creating it failed: {exc}")
+            return
+        self._runners[sid] = fresh
+        await fresh.publish_status(msgspec.structs.replace(info, status="recovered",
+                                                           reason=f"sandbox re-created on its workspace after: {reason}"))
+        log.info("sandbox_recreated", session_id=sid, sandbox_id=handle.sandbox_id,
+                 ms=round((time.perf_counter() - started) * 1000, 1))
 
     async def _reply(self, msg: Msg, reply: msgspec.Struct) -> None:
         if msg.reply and self._nc is not None:

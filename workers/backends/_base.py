@@ -131,6 +131,11 @@ class Backend(abc.ABC):
     """Whether ``placement`` (node selector, tolerations, runtime class) means anything here."""
     """Whether ``keep`` (stop but do not remove a closed session's sandbox) is supported."""
 
+    async def recreate(self, handle: SandboxHandle, spec: SessionSpec) -> SandboxHandle:
+        """A new sandbox for a ``persistent`` session whose sandbox died, on the same workspace
+        (backends with ``can_persist``); the worker then serves the session on it again."""
+        raise BackendError(f"the {self.name} backend cannot re-create a sandbox on its workspace", "unsupported")
+
     async def keep(self, handle: SandboxHandle) -> None:
         """Stop every process of the sandbox and keep its files (and container) for inspection."""
         raise BackendError(f"the {self.name} backend cannot keep sandboxes", "unsupported")

@@ -179,6 +179,10 @@ class SessionRunner:
         return self._ctx.client
 
     @property
+    def spec(self) -> SessionSpec:
+        return self._ctx.spec
+
+    @property
     def tenant(self) -> str:
         """The session's tenant ("" for the deployment's own): its subjects are that tenant's."""
         return self._subjects.tenant
@@ -558,6 +562,8 @@ class SessionRunner:
             if not await self._outbox.drain(CLOSE_DRAIN_S):
                 log.warning("session_answers_unconfirmed", session_id=self.session_id, pending=self._outbox.pending)
             await self._answer_undelivered(code, reason)
+        elif not await self._outbox.drain(CLOSE_DRAIN_S):  # answers already made still go out
+            log.warning("session_answers_unconfirmed", session_id=self.session_id, pending=self._outbox.pending)
         await cancel_and_wait([t for t in self._tasks if t is not me])
         if delete_consumer:
             try:

@@ -259,3 +259,50 @@ async def test_a_session_through_nats_runs_on_a_warm_pod(nats_server, make):
     finally:
         await worker.aclose()
         await ctl.aclose()
+
+
+async def test_a_persistent_sessions_deleted_pod_is_recreated_by_its_worker_on_the_same_workspace(nats_server, make):
+    from actors.controller import Controller, ControllerConfig
+    from protocol import Client, CmdOutput, CmdRun, Error, decode_reply
+    from workers.worker import Worker, WorkerConfig
+
+    backend = make()
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url))
+    await ctl.start()
+    worker = Worker(WorkerConfig(nats_url=nats_server.url, worker_id=backend._worker_id, backend=backend.config,
+                                 base_dir=str(backend._root.parent.parent), warm_pool=0, watch_interval_s=0.5),
+                    backend=backend)
+    await worker.start()
+    try:
+        async with await Client.connect(nats_server.url) as client:
+            async with await client.create_session(persistent=True) as session:
+                statuses: list[tuple[str, str | None]] = []
+                recovered = asyncio.Event()
+
+                async def on_status(msg):
+                    info = decode_reply(msg.data)
+                    statuses.append((info.status, info.reason))
+                    if info.status == "recovered":
+                        recovered.set()
+                await client.nats.subscribe(client.subjects.status(session.session_id), cb=on_status)
+                assert (await session.cmd("echo kept > /workspace/note; echo $$ > /tmp/pid")).exit_code == 0
+                handle = worker._runners[session.session_id].handle
+                running = asyncio.create_task(session.run(CmdRun(id=new_id(), command="sleep 30")))
+                await asyncio.sleep(1)
+                core = await backend.core()
+                await core.delete_namespaced_pod(handle.container_id, backend.namespace, grace_period_seconds=0)
+                died = await asyncio.wait_for(running, 60)
+                # The executor may answer first as its pod stops (the shell closed), else the worker does.
+                assert (isinstance(died, Error) and died.code == "sandbox_died"
+                        or isinstance(died, CmdOutput) and died.status == "failed"), died
+                queued = asyncio.create_task(session.cmd("cat /workspace/note; test -e /tmp/pid || echo fresh-pod"))
+                await asyncio.wait_for(recovered.wait(), 120)
+                out = await asyncio.wait_for(queued, 60)
+                assert isinstance(out, CmdOutput) and out.content == "kept\nfresh-pod\n", out
+                assert [s for s, _ in statuses][:2] == ["starting", "recovered"], statuses
+                assert "re-creating it on its workspace" in (statuses[0][1] or "")
+                info = await client.get_session(session.session_id)
+                assert info.status == "ready"
+    finally:
+        await worker.aclose()
+        await ctl.aclose()

@@ -84,6 +84,8 @@ def _in_cluster(kubeconfig: str | None) -> bool:
               help="The audit log's directory (one audit-YYYY-MM-DD.jsonl per UTC day)  [default: DATA_DIR/audit]")
 @click.option("--audit-key", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Sign every audit record with this Ed25519 private key (PEM; `corral audit keygen`)")
+@click.option("--executors", "executors_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="remote backend: a JSON or TOML list of executors (see docs/remote.md)")
 @prefix_option
 @mcp_config_option
 @security_options
@@ -92,15 +94,18 @@ def up(nats_url: str | None, nats_port: int, data_dir: str, backend: str, worker
        warm_pool: int, metrics_port: int | None, retention_days: float, stream_max_gb: float,
        allowed_mounts: tuple[str, ...], public_host: str, secure: bool, tls_cert: str | None, tls_key: str | None,
        tls_ca: str | None, audit_dir: str | None, audit_key: str | None, prefix: str, mcp_config: str | None,
-       security: Any, kubeconfig: str | None, namespace: str) -> None:
+       security: Any, kubeconfig: str | None, namespace: str, executors_file: str | None) -> None:
     """Run NATS, the controller, workers and the audit writer in the foreground."""
     from .up import UpConfig, run_until_signalled
 
     if (tls_cert or tls_key or tls_ca) and not secure:
         raise click.UsageError("--tls-cert/--tls-key/--tls-ca need --secure")
+    if (backend == "remote") != bool(executors_file):
+        raise click.UsageError("--backend remote and --executors FILE go together")
 
     run_cli(run_until_signalled(UpConfig(nats_url=nats_url, nats_port=nats_port, data_dir=data_dir, backend=backend,
                                       kubeconfig=kubeconfig and os.path.abspath(kubeconfig), namespace=namespace,
+                                      executors_file=executors_file and os.path.abspath(executors_file),
                                       workers=workers, capacity=capacity, prefix=prefix, warm_pool=warm_pool,
                                       metrics_port=metrics_port, retention_s=retention_days * 86400,
                                       stream_max_bytes=int(stream_max_gb * 2**30),

@@ -41,6 +41,8 @@ class UpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """The kubernetes backend's cluster (None: KUBECONFIG, ~/.kube/config, else in-cluster)."""
     namespace: str = "default"
     """The kubernetes backend's namespace for sandbox pods."""
+    executors_file: str | None = None
+    """The remote backend's executors (a JSON or TOML list, docs/remote.md)."""
     workers: int = 1
     capacity: int = 64
     prefix: str = "corral"
@@ -176,7 +178,12 @@ class Deployment:
         return broker.url
 
     def _backend_config(self, backend: str) -> Any:
-        """The backend's name, or for kubernetes its config with the cluster and namespace asked for."""
+        """The backend's name, or its config: kubernetes with the cluster and namespace asked for,
+        remote with its executors file."""
+        if backend == "remote" and self.config.executors_file:
+            from workers.backends import RemoteConfig
+
+            return RemoteConfig(executors_file=self.config.executors_file)
         if backend != "kubernetes":
             return backend
         from workers.backends.kubernetes import KubernetesConfig

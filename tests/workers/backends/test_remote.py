@@ -212,3 +212,25 @@ async def test_corral_worker_backend_remote_survives_its_own_sigkill(nats_server
     finally:
         await stop(worker)
         await ctl.aclose()
+
+
+async def test_corral_up_runs_its_workers_on_the_executors_file(nats_server, tmp_path, executors, pki):
+    """``corral up --backend remote --executors FILE``: the deployment's workers claim those executors."""
+    from cli.up import Deployment, UpConfig
+
+    config = UpConfig(nats_url=nats_server.url, data_dir=str(tmp_path / "up"), backend="remote", audit=False,
+                      warm_pool=0, executors_file=write_executors_file(tmp_path / "ex.json", executors, pki.ca_file))
+    async with Deployment(config) as deployment:
+        async with await Client.connect(deployment.url) as client:
+            async with await client.create_session() as session:
+                assert session.info.backend == "remote"
+                assert (await session.cmd("echo up")).content == "up\n"
+
+
+def test_corral_up_backend_remote_needs_executors():
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    result = CliRunner().invoke(cli, ["up", "--backend", "remote"])
+    assert result.exit_code == 2 and "--executors" in result.output

@@ -60,6 +60,7 @@ from .._broker import StreamConfigOptions, ensure_stream, sessions_bucket, strea
 from .._kernel import Actor, InboxFull, Supervisor, cancel_and_wait
 from .._registry import SessionRecord, SessionTable, kv_delete, kv_items
 from ..secrets import live_secrets, without_secrets
+from ._backlog import CreateBacklog
 from ._lease import Lease
 from ._placement import Placement
 
@@ -153,6 +154,9 @@ class Controller(Actor[Msg]):
         self._nc = nc or await connect_nats(self._config.nats_url, name="corral-controller", creds=self._config.creds)
         js = self._nc.jetstream()
         await ensure_stream(js, self._subjects, self._config.stream)
+        backlog = CreateBacklog(js, self._subjects, max_age_s=self._config.create_queue_timeout_s + 60)
+        await backlog.start()
+        self._placement.backlog = backlog
         self._table = SessionTable(await sessions_bucket(js, self._subjects))
         self._kv_workers = await workers_bucket(js, self._subjects)
         watcher = await self._table.load()

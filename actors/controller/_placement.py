@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from typing import Any
 
 import msgspec
 
@@ -19,6 +20,8 @@ from protocol import ErrorReply, SessionSpec, WorkerInfo, codes
 
 class Placement:
     def __init__(self, *, choices: int, queue_timeout_s: float) -> None:
+        self.backlog: Any = None
+        """A ``CreateBacklog`` (set once the broker is up): every queued create is counted in it."""
         self.workers: dict[str, WorkerInfo] = {}
         self.seen: dict[str, float] = {}
         """Worker id -> when this controller last heard from it (its own clock)."""
@@ -94,6 +97,7 @@ class Placement:
                 return placed
         ticket = object()
         self._queue.append(ticket)
+        counted = await self.backlog.enter(spec.backend or "any") if self.backlog is not None else None
         try:
             async with self._room:
                 while True:
@@ -112,6 +116,8 @@ class Placement:
                         pass
         finally:
             self._queue.remove(ticket)
+            if self.backlog is not None:
+                await self.backlog.leave(counted)
             await self.room_changed()
 
     async def room_changed(self) -> None:

@@ -233,3 +233,36 @@ async def test_a_create_whose_worker_goes_silent_is_placed_elsewhere_quickly(nat
         await stop(frozen)
         await healthy.aclose()
         await ctl.aclose()
+
+
+async def test_creates_waiting_for_a_worker_are_the_backlog_consumers_pending_count(nats_server, bare_client, tmp_path):
+    """What KEDA's nats-jetstream scaler reads (compose/kubernetes/deploy/keda-scaledobject.yaml):
+    consumer ``pending_creates`` of stream ``CORRAL_BACKLOG`` has one pending message per waiting create."""
+    ctl = Controller(ControllerConfig(nats_url=nats_server.url, heartbeat_ttl_s=5, create_queue_timeout_s=30))
+    await ctl.start()
+    worker = _worker(nats_server, tmp_path, capacity=1)
+    await worker.start()
+    js = bare_client.nats.jetstream()
+
+    async def pending() -> int:
+        return (await js.consumer_info("CORRAL_BACKLOG", "pending_creates")).num_pending
+    try:
+        first = await bare_client.create_session()
+        assert await pending() == 0
+        waiting = [asyncio.create_task(bare_client.create_session()) for _ in range(2)]
+        async with asyncio.timeout(10):
+            while await pending() != 2:
+                await asyncio.sleep(0.05)
+        await first.close()
+        second = await asyncio.wait_for(next(asyncio.as_completed(waiting)), 20)
+        async with asyncio.timeout(10):
+            while await pending() != 1:  # one placed, one still waiting
+                await asyncio.sleep(0.05)
+        await second.close()
+        both = await asyncio.wait_for(asyncio.gather(*waiting), 20)
+        assert await pending() == 0
+        [third] = [s for s in both if s is not second]
+        await third.close()
+    finally:
+        await worker.aclose()
+        await ctl.aclose()

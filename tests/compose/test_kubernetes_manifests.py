@@ -62,7 +62,10 @@ def test_the_keda_scaled_object_scales_the_worker_deployment_on_jetstream_lag():
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["type"] == "nats-jetstream"
     assert {"natsServerMonitoringEndpoint", "account", "stream", "consumer", "lagThreshold"} <= set(trigger["metadata"])
-    assert trigger["metadata"]["stream"] == "CORRAL"
+    from actors.controller._backlog import BACKLOG_CONSUMER, BACKLOG_STREAM
+
+    # What the controller maintains: one pending message per create waiting for a worker.
+    assert (trigger["metadata"]["stream"], trigger["metadata"]["consumer"]) == (BACKLOG_STREAM, BACKLOG_CONSUMER)
 
 
 @pytest.mark.kubernetes

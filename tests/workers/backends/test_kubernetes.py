@@ -306,3 +306,18 @@ async def test_a_persistent_sessions_deleted_pod_is_recreated_by_its_worker_on_t
     finally:
         await worker.aclose()
         await ctl.aclose()
+
+
+async def test_a_port_forward_the_kubelet_cannot_connect_says_why(backend):
+    from executor.client import ExecutorUnavailable
+
+    handle = await backend.create("s-pf-error", SessionSpec())
+    await backend.core()
+    reader, writer = await backend._forwarder.open(handle.container_id, backend.namespace, 9)  # nothing listens
+    writer.write(b"GET /v1/health HTTP/1.1\r\n\r\n")
+    await writer.drain()
+    with pytest.raises(ExecutorUnavailable) as excinfo:
+        await asyncio.wait_for(reader.read(1), 30)
+    assert f"{backend.namespace}/{handle.container_id}:9" in str(excinfo.value)
+    assert "forwarding port 9" in str(excinfo.value), excinfo.value  # the kubelet's own text
+    writer.close()

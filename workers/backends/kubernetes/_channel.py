@@ -57,14 +57,17 @@ class PortForwarder:
             theirs.close()
             await ws.close()
             raise
-        task = asyncio.create_task(self._pump(ws, theirs, f"{namespace}/{pod}:{port}"))
+        task = asyncio.create_task(self._pump(ws, theirs, f"{namespace}/{pod}:{port}", reader))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return reader, writer
 
-    async def _pump(self, ws: aiohttp.ClientWebSocketResponse, sock: socket.socket, where: str) -> None:
-        """Copies both ways until either side ends; then closes both (the client sees EOF)."""
-        pumps = {asyncio.create_task(self._upstream(ws, sock)), asyncio.create_task(self._downstream(ws, sock, where))}
+    async def _pump(self, ws: aiohttp.ClientWebSocketResponse, sock: socket.socket, where: str,
+                    reader: asyncio.StreamReader) -> None:
+        """Copies both ways until either side ends; then closes both (the client sees EOF, or the
+        kubelet's error text as an ``ExecutorUnavailable`` from its next read)."""
+        pumps = {asyncio.create_task(self._upstream(ws, sock)),
+                 asyncio.create_task(self._downstream(ws, sock, where, reader))}
         try:
             done, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -82,7 +85,8 @@ class PortForwarder:
         while data := await loop.sock_recv(sock, READ_SIZE):
             await ws.send_bytes(b"\x00" + data)
 
-    async def _downstream(self, ws: aiohttp.ClientWebSocketResponse, sock: socket.socket, where: str) -> None:
+    async def _downstream(self, ws: aiohttp.ClientWebSocketResponse, sock: socket.socket, where: str,
+                          reader: asyncio.StreamReader) -> None:
         loop = asyncio.get_running_loop()
         skip = {DATA: PREFACE, ERROR: PREFACE}
         async for message in ws:
@@ -98,8 +102,10 @@ class PortForwarder:
             if channel == DATA:
                 await loop.sock_sendall(sock, data)
             elif channel == ERROR:
-                log.warning("k8s_port_forward_error", where=where, error=data.decode(errors="replace")[:300])
-                return  # the socket closes: the client reads EOF and raises ExecutorUnavailable
+                text = data.decode(errors="replace")[:300]
+                log.warning("k8s_port_forward_error", where=where, error=text)
+                reader.set_exception(ExecutorUnavailable(f"the port-forward to {where} failed: {text}"))
+                return
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

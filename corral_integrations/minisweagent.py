@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import weakref
 from typing import Any
 
 from minisweagent.exceptions import Submitted
@@ -105,6 +106,9 @@ class CorralEnvironment:
         self.config = config_class(**kwargs)
         spec = session_spec(**self.config.session_fields())  # a bad session field fails before connecting
         self._session = BlockingSession(self.config.nats_url, creds=self.config.creds, spec=spec)
+        # mini's own batch runner never closes its environments: like DockerEnvironment's __del__,
+        # end the sandbox when the environment is dropped, or at exit (while the loop still runs).
+        self._finalizer = weakref.finalize(self, _close_quietly, self._session)
         try:
             probe = self._run(CmdRun(id=new_id(), command=_UNAME, shell=SHELL, timeout_s=30), 30)
             lines = probe.content.splitlines() if isinstance(probe, CmdOutput) else []
@@ -175,9 +179,8 @@ class CorralEnvironment:
 
     def close(self) -> None:
         """End the session (its sandbox goes away); safe to call twice."""
-        session = getattr(self, "_session", None)
-        if session is not None:
-            session.close()
+        self._finalizer.detach()
+        self._session.close()
 
     cleanup = close  # DockerEnvironment's name for it
 
@@ -187,13 +190,12 @@ class CorralEnvironment:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        # mini's batch runner never closes its environments: like DockerEnvironment, end the
-        # sandbox when the environment is dropped (the controller reaps it otherwise).
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown, a broker already gone
-            pass
+
+def _close_quietly(session: BlockingSession) -> None:
+    try:
+        session.close()
+    except Exception:  # noqa: BLE001 - a broker already gone: the controller reaps the session
+        pass
 
 
 def _text(content: str) -> str:

@@ -116,7 +116,8 @@ def run_instance(instance: dict[str, Any], config: dict[str, Any], env_kwargs: d
         if startup := config.get("run", {}).get("env_startup_command"):
             out = env.execute({"command": Template(startup, undefined=StrictUndefined).render(**instance)})
             if out["returncode"] != 0:
-                raise RuntimeError(f"the startup command exited with {out['returncode']}: {out['output']}")
+                raise RuntimeError(f"the startup command exited with {out['returncode']}: "
+                                   f"{out['exception_info'] or out['output']}")
         agent = DefaultAgent(model, env, **config.get("agent", {}))
         info = agent.run(instance["problem_statement"])
         exit_status, submission = info.get("exit_status", ""), info.get("submission", "") or ""

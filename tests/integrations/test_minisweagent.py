@@ -5,6 +5,7 @@ model through a small task to completion; and ``corral batch minisweagent`` with
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -150,6 +151,14 @@ def test_template_vars_carry_the_sandboxs_uname(corral_env):
     assert got["system"] == "Linux" and got["task"] == "t" and got["corral_session_id"] == corral_env.session_id
     info = corral_env.serialize()["info"]
     assert info["config"]["environment_type"] == CLASS and info["corral"]["session_id"] == corral_env.session_id
+
+
+def test_an_environment_dropped_unclosed_ends_its_session(local_corral):
+    env = CorralEnvironment(nats_url=local_corral)
+    session = env._session.session  # the async protocol.Session, kept past the environment
+    del env
+    gc.collect()
+    assert session.status == "closed"
 
 
 def test_a_mistyped_config_key_fails_before_connecting():

@@ -129,11 +129,13 @@ def batch_minisweagent(instances_path: str, config_specs: tuple[str, ...], model
 
     Exit status as for `batch run`: 1 when any instance ended in `error`.
     """
-    from minisweagent.config import get_config_from_spec
-    from minisweagent.utils.serialize import recursive_merge
+    try:
+        from minisweagent.config import get_config_from_spec
+        from minisweagent.utils.serialize import recursive_merge
+    except ImportError as exc:
+        raise click.ClickException(f"needs mini-swe-agent: pip install 'corral[minisweagent]' ({exc})") from None
 
-    from .batch import ProgressBar
-    from .batch._minisweagent import MiniBatchError, run_minisweagent_batch
+    from .batch import MiniBatchError, ProgressBar, run_minisweagent_batch
 
     config = recursive_merge(*(get_config_from_spec(spec) for spec in config_specs))
     if model:

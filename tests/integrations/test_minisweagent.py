@@ -5,6 +5,7 @@ model through a small task to completion; and ``corral batch minisweagent`` with
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -24,7 +25,7 @@ from minisweagent.environments.local import LocalEnvironment
 from minisweagent.exceptions import Submitted
 from minisweagent.models.test_models import DeterministicModel, make_output
 
-from cli.batch._minisweagent import run_minisweagent_batch
+from cli.batch import run_minisweagent_batch
 from cli.main import cli
 from corral_integrations.minisweagent import CorralEnvironment
 
@@ -233,8 +234,6 @@ def test_batch_runs_each_instance_in_its_own_session_and_resumes(local_corral, t
     instances, out = tmp_path / "instances.jsonl", tmp_path / "mini.results.jsonl"
     _instances(instances, 3)
     config = _batch_config(local_corral)
-    import asyncio
-
     summary = asyncio.run(run_minisweagent_batch(instances, config, out_path=out, concurrency=2))
     assert (summary.ran, summary.passed, summary.errors) == (3, 3, 0)
     results = [json.loads(line) for line in out.read_text().splitlines()]

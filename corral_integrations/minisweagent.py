@@ -131,8 +131,11 @@ class CorralEnvironment:
         directory = os.path.join(self.base_dir, cwd or self.config.cwd)
         # pipefail: the exit code is the interpreter's, not cat's; cat makes stdout a pipe.
         line = f"set -o pipefail; {shlex.join([*self.config.interpreter, command])} </dev/null 2>&1 | cat"
-        obs = self._run(CmdRun(id=new_id(), command=line, shell=SHELL, cwd=directory, timeout_s=timeout),
-                        timeout + ANSWER_GRACE_S)
+        try:
+            obs = self._run(CmdRun(id=new_id(), command=line, shell=SHELL, cwd=directory, timeout_s=timeout),
+                            timeout + ANSWER_GRACE_S)
+        except Exception as exc:  # the broker or the sandbox is gone: an exception result, as Local's
+            obs = exc
         match obs:
             case CmdOutput(status="completed"):
                 output = {"output": _text(obs.content), "returncode": obs.exit_code, "exception_info": ""}
@@ -142,6 +145,8 @@ class CorralEnvironment:
                 output = _failure(RuntimeError(f"corral answered {obs.status}: {obs.content or obs.hint or ''}"), "")
             case Error():
                 output = _failure(RuntimeError(f"corral error {obs.code}: {obs.message}"), "")
+            case Exception():
+                output = _failure(obs, "")
             case _:
                 output = _failure(RuntimeError(f"unexpected corral observation {type(obs).__name__}"), "")
         self._check_finished(output)

@@ -80,12 +80,21 @@ SAME = [
     "no-such-command-here 2>/dev/null; echo $?",
     "for i in 1 2 3; do echo line $i; done; echo done >&2",
     "python3 -c 'import sys; print(\"x\" * 5000); sys.exit(7)'",
+    "cat <<'EOF' | wc -c\n" + "a long heredoc line with $dollars and 'quotes'\n" * 200 + "EOF",  # over a tty line
 ]
 
 
 @pytest.mark.parametrize("command", SAME)
 def test_execute_answers_what_local_environment_answers(corral_env, local_env, command):
     assert corral_env.execute({"command": command}, cwd="/tmp") == local_env.execute({"command": command}, cwd="/tmp")
+
+
+def test_a_long_output_keeps_the_head_and_tail_mini_templates_show(corral_env, local_env):
+    action = {"command": "seq 1 20000"}  # 108 894 characters: over corral's 30 000 cap
+    ours, theirs = corral_env.execute(action, cwd="/tmp"), local_env.execute(action, cwd="/tmp")
+    assert ours["returncode"] == theirs["returncode"] == 0 and len(ours["output"]) > 10_000
+    assert ours["output"][:5000] == theirs["output"][:5000] and ours["output"][-5000:] == theirs["output"][-5000:]
+    assert "characters omitted" in ours["output"]
 
 
 def test_cd_and_export_do_not_carry_over_to_the_next_call(corral_env, local_env):
@@ -160,6 +169,13 @@ def test_an_environment_dropped_unclosed_ends_its_session(local_corral):
     del env
     gc.collect()
     assert session.status == "closed"
+
+
+def test_execute_after_the_session_is_gone_is_an_exception_result(local_corral):
+    env = CorralEnvironment(nats_url=local_corral)
+    env.close()
+    out = env.execute({"command": "echo hi"})
+    assert out["returncode"] == -1 and out["exception_info"].startswith("An error occurred while executing the command")
 
 
 def test_a_mistyped_config_key_fails_before_connecting():

@@ -109,6 +109,7 @@ class CorralEnvironment:
         # mini's own batch runner never closes its environments: like DockerEnvironment's __del__,
         # end the sandbox when the environment is dropped, or at exit (while the loop still runs).
         self._finalizer = weakref.finalize(self, _close_quietly, self._session)
+        self._closed = False
         try:
             probe = self._run(CmdRun(id=new_id(), command=_UNAME, shell=SHELL, timeout_s=30), 30)
             lines = probe.content.splitlines() if isinstance(probe, CmdOutput) else []
@@ -153,6 +154,8 @@ class CorralEnvironment:
         return output
 
     def _run(self, action: CmdRun, wait_s: float) -> Any:
+        if self._closed:
+            raise RuntimeError(f"the corral session {self.session_id} is closed")
         return self._session.run(action, wait_s=wait_s)
 
     def _check_finished(self, output: dict) -> None:
@@ -184,6 +187,7 @@ class CorralEnvironment:
 
     def close(self) -> None:
         """End the session (its sandbox goes away); safe to call twice."""
+        self._closed = True
         self._finalizer.detach()
         self._session.close()
 

@@ -245,7 +245,6 @@ def _instances(path, n: int) -> None:
                                         "repo": "demo/calc"}) + "\n" for i in range(n)))
 
 
-@pytest.mark.slow
 def test_batch_runs_each_instance_in_its_own_session_and_resumes(local_corral, tmp_path):
     instances, out = tmp_path / "instances.jsonl", tmp_path / "mini.results.jsonl"
     _instances(instances, 3)
@@ -271,7 +270,6 @@ def test_batch_runs_each_instance_in_its_own_session_and_resumes(local_corral, t
     assert sorted(json.loads(line)["id"] for line in out.read_text().splitlines()) == [f"demo__calc-{i}" for i in range(3)]
 
 
-@pytest.mark.slow
 def test_batch_cli_runs_the_yaml_config_and_reports_a_failed_startup_as_error(local_corral, tmp_path):
     instances, out = tmp_path / "instances.jsonl", tmp_path / "cli.results.jsonl"
     _instances(instances, 2)

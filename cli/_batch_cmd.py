@@ -107,3 +107,56 @@ def _pairs_in_order(items: tuple[str, ...]) -> list[tuple[str, str]]:
             raise click.BadParameter(f"expected REPO=CMD, got {item!r}")
         out.append((key, value))
     return out
+
+
+@batch.command("minisweagent")
+@click.argument("instances_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--config", "-c", "config_specs", multiple=True, required=True,
+              help="mini-swe-agent config: a YAML file, a builtin name (swebench.yaml) or key=value; repeatable, merged")
+@click.option("--model", "-m", default=None, help="Model name (litellm's, e.g. anthropic/claude-sonnet-4-5-20250929)")
+@nats_option
+@click.option("--concurrency", "-j", default=4, show_default=True, type=click.IntRange(min=1), help="Instances at once")
+@click.option("--backend", default=None, help="Backend for every session (default: the config's, else the controller's)")
+@click.option("--image", default=None, help="Image for every session (default: the instance's image_name, else the config's)")
+@click.option("--out", "out_path", default=None,
+              help="Results JSONL (default: <instances>.mini.results.jsonl); ids already in it are skipped")
+@click.option("--quiet", "-q", is_flag=True, help="No progress line on stderr")
+def batch_minisweagent(instances_path: str, config_specs: tuple[str, ...], model: str | None, nats_url: str,
+                       concurrency: int, backend: str | None, image: str | None, out_path: str | None,
+                       quiet: bool) -> None:
+    """Run mini-swe-agent on every instance of INSTANCES_PATH (instance_id, problem_statement), one corral
+    session each; predictions go to <out stem>.preds.jsonl, trajectories to <out stem>.trajs/.
+
+    Exit status as for `batch run`: 1 when any instance ended in `error`.
+    """
+    try:
+        from minisweagent.config import get_config_from_spec
+        from minisweagent.utils.serialize import recursive_merge
+    except ImportError as exc:
+        raise click.ClickException(f"needs mini-swe-agent: pip install 'corral[minisweagent]' ({exc})") from None
+
+    from .batch import MiniBatchError, ProgressBar, run_minisweagent_batch
+
+    config = recursive_merge(*(get_config_from_spec(spec) for spec in config_specs))
+    if model:
+        config.setdefault("model", {})["model_name"] = model
+    if out_path is None:
+        stem = instances_path[: -len(".jsonl")] if instances_path.endswith(".jsonl") else instances_path
+        out_path = stem + ".mini.results.jsonl"
+    bar = None if quiet else ProgressBar(sys.stderr)
+    try:
+        summary = run_cli(run_minisweagent_batch(instances_path, config, out_path=out_path, concurrency=concurrency,
+                                                 nats_url=nats_url, backend=backend, image=image, progress=bar))
+    except MiniBatchError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo(f"\n[batch] interrupted; run the same command again to resume from {out_path}", err=True)
+        sys.exit(130)
+    finally:
+        if bar is not None:
+            bar.close()
+    click.echo(f"[batch] {summary.ran} ran, {summary.skipped} skipped (already in {out_path}), "
+               f"{summary.passed} submitted, {summary.failed} stopped, {summary.errors} errors, "
+               f"{summary.timeouts} timeouts in {summary.wall_s:.1f} s", err=True)
+    print_json(summary)
+    sys.exit(1 if summary.errors else 0)

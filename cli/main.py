@@ -553,11 +553,13 @@ def schema() -> None:
               "TCP) channel with the local backend's Unix socket (executors started here, on loopback)")
 @click.option("--kubernetes", "kubernetes_", is_flag=True, help="Measure the kubernetes backend instead: cold pod "
               "create, echo over the port-forward, the API server's exec (--kubeconfig, --namespace)")
+@click.option("--minisweagent", "minisweagent_", is_flag=True, help="Compare mini-swe-agent's LocalEnvironment / "
+              "DockerEnvironment with CorralEnvironment (private local and docker deployments) on echo hi")
 @click.option("--json", "as_json", is_flag=True)
 @kubernetes_options
 def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend: str | None, embedded: bool,
           worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, secure: bool, security_: bool,
-          audit_: bool, remote_: bool, kubernetes_: bool,
+          audit_: bool, remote_: bool, kubernetes_: bool, minisweagent_: bool,
           as_json: bool, kubeconfig: str | None, namespace: str) -> None:
     """Measure round trips and session starts against a running corral (see README)."""
     from .bench import BenchConfig, run_bench, run_browser_bench, run_ipython_bench, run_scaling
@@ -595,6 +597,11 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
 
         print(json.dumps(run_cli(bench_kubernetes(kubeconfig=kubeconfig, namespace=namespace,
                                                   round_trips=min(n_actions, 1000))), indent=2))
+    elif minisweagent_:
+        from ._bench_minisweagent import minisweagent_bench, print_minisweagent
+
+        result = run_cli(minisweagent_bench(max(300, min(n_actions, 2000))))
+        print(json.dumps(result, indent=2)) if as_json else print_minisweagent(result)
     elif audit_:
         from ._bench_audit import audit_bench
 

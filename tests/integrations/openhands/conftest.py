@@ -1,0 +1,51 @@
+"""OpenHands runtimes on a real corral deployment (local backend) for the tests modelled on
+OpenHands' own ``tests/runtime/``. Runs only in the Python 3.12 venv that has ``openhands-ai``
+(``./dev test`` runs this directory with ``.venv-openhands/bin/pytest``)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+pytest.importorskip("openhands.runtime.base", reason="openhands-ai is not installed (needs Python >= 3.12)")
+
+from openhands.core.config import OpenHandsConfig  # noqa: E402
+from openhands.events.stream import EventStream  # noqa: E402
+from openhands.llm.llm_registry import LLMRegistry  # noqa: E402
+from openhands.runtime.plugins import AgentSkillsRequirement, JupyterRequirement  # noqa: E402
+from openhands.storage.memory import InMemoryFileStore  # noqa: E402
+from openhands.utils.async_utils import call_async_from_sync  # noqa: E402
+
+from corral_integrations.openhands import CorralRuntime  # noqa: E402
+
+
+def load_runtime(nats_url: str, *, startup_env: dict[str, str] | None = None, jupyter: bool = False,
+                 **spec: object) -> CorralRuntime:
+    """What OpenHands' ``create_runtime`` does, with ``CorralRuntime`` as the configured class."""
+    config = OpenHandsConfig()
+    config.enable_browser = False
+    if startup_env:
+        config.sandbox.runtime_startup_env_vars = startup_env
+    sid = f"rt_{uuid.uuid4().hex[:8]}"
+    plugins = [AgentSkillsRequirement(), JupyterRequirement()] if jupyter else []
+    runtime = CorralRuntime(config=config, event_stream=EventStream(sid, InMemoryFileStore()),
+                            llm_registry=LLMRegistry(config=OpenHandsConfig()), sid=sid, plugins=plugins,
+                            nats_url=nats_url, **spec)
+    call_async_from_sync(runtime.connect)
+    return runtime
+
+
+@pytest.fixture
+def runtime(local_corral):
+    rt = load_runtime(local_corral)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def quick_runtime(local_corral):
+    """NO_CHANGE_TIMEOUT_SECONDS=1, as OpenHands' interactive tests set it."""
+    rt = load_runtime(local_corral, startup_env={"NO_CHANGE_TIMEOUT_SECONDS": "1"})
+    yield rt
+    rt.close()

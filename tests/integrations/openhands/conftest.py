@@ -21,10 +21,11 @@ from corral_integrations.openhands import CorralRuntime  # noqa: E402
 
 
 def load_runtime(nats_url: str, *, startup_env: dict[str, str] | None = None, jupyter: bool = False,
+                 browser: bool = False,
                  **spec: object) -> CorralRuntime:
     """What OpenHands' ``create_runtime`` does, with ``CorralRuntime`` as the configured class."""
     config = OpenHandsConfig()
-    config.enable_browser = False
+    config.enable_browser = browser
     if startup_env:
         config.sandbox.runtime_startup_env_vars = startup_env
     sid = f"rt_{uuid.uuid4().hex[:8]}"
@@ -49,3 +50,17 @@ def quick_runtime(local_corral):
     rt = load_runtime(local_corral, startup_env={"NO_CHANGE_TIMEOUT_SECONDS": "1"})
     yield rt
     rt.close()
+
+
+@pytest.fixture(scope="module")
+def docker_corral(tmp_path_factory):
+    """A Docker-backend deployment, or a skip when no Docker engine answers."""
+    import shutil
+    import subprocess
+
+    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.skip("Docker: no engine answers")
+    from tests.integrations.conftest import ThreadedCorral
+
+    with ThreadedCorral(tmp_path_factory.mktemp("corral-docker"), backend="docker") as corral:
+        yield corral.url

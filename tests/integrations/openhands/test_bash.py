@@ -144,3 +144,11 @@ def test_static_command_runs_beside_a_running_one(quick_runtime, tmp_path):
     obs = quick_runtime.run_action(action)
     assert obs.content.strip() == str(tmp_path) and obs.exit_code == 0
     assert run(quick_runtime, "C-c", is_input=True).exit_code == 130
+
+
+def test_command_that_never_goes_quiet_is_stopped_at_twice_its_timeout(runtime):
+    obs = run(runtime, "while true; do echo tick; sleep 0.2; done", timeout_s=1)
+    assert "tick" in obs.content
+    assert "and was stopped" in obs.metadata.suffix
+    assert obs.exit_code == 130
+    assert run(runtime, "echo after").content == "after"

@@ -111,6 +111,11 @@ class CorralRuntime(Runtime):
         env |= {"GIT_AUTHOR_NAME": name, "GIT_COMMITTER_NAME": name,
                 "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_EMAIL": email}
         spec["env"] = {**env, **spec.get("env", {})}
+        stdio = self.config.mcp.stdio_servers
+        if "mcp" not in spec and stdio:
+            # OpenHands' stdio servers run where its action server would run them: in the sandbox.
+            spec["mcp"] = {"stdio_servers": [{"name": s.name, "command": s.command, "args": list(s.args),
+                                              "env": dict(s.env)} for s in stdio]}
         self._session = BlockingSession(self._nats_url, creds=self._creds, **spec)
         out = self._run(CmdRun(command="pwd", shell=AUX_SHELL, timeout_s=60))
         if not isinstance(out, CmdOutput) or out.status != "completed":

@@ -21,11 +21,13 @@ from corral_integrations.openhands import CorralRuntime  # noqa: E402
 
 
 def load_runtime(nats_url: str, *, startup_env: dict[str, str] | None = None, jupyter: bool = False,
-                 browser: bool = False,
+                 browser: bool = False, mcp_config: object = None,
                  **spec: object) -> CorralRuntime:
     """What OpenHands' ``create_runtime`` does, with ``CorralRuntime`` as the configured class."""
     config = OpenHandsConfig()
     config.enable_browser = browser
+    if mcp_config is not None:
+        config.mcp = mcp_config
     if startup_env:
         config.sandbox.runtime_startup_env_vars = startup_env
     sid = f"rt_{uuid.uuid4().hex[:8]}"
@@ -64,3 +66,34 @@ def docker_corral(tmp_path_factory):
 
     with ThreadedCorral(tmp_path_factory.mktemp("corral-docker"), backend="docker") as corral:
         yield corral.url
+
+
+@pytest.fixture(scope="module")
+def main_venv_corral(tmp_path_factory):
+    """``corral up`` run by the main venv's Python (3.11, with corral[mcp]: the MCP bridge needs the
+    mcp 2.x SDK, while openhands-ai pins 1.x), as a deployment of its own; yields its NATS URL."""
+    import os
+    from pathlib import Path
+    import socket
+    import subprocess
+
+    root = Path(__file__).resolve().parents[3]
+    python = os.environ.get("CORRAL_MAIN_PYTHON") or str(root / ".venv" / "bin" / "python")
+    if not os.path.exists(python):
+        pytest.skip(f"no main venv at {python} (set CORRAL_MAIN_PYTHON)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = tmp_path_factory.mktemp("corral-main-venv")
+    env = {**os.environ, "PATH": f"{Path(python).parent}:{os.environ['PATH']}", "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([python, "-m", "cli", "up", "--port", str(port), "--data-dir", str(data),
+                             "--backend", "local"], cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        if "corral is up" not in line:
+            pytest.fail(f"corral up (main venv) did not start: {line!r}")
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)

@@ -56,3 +56,23 @@ def test_mcp_action_without_servers_is_a_clear_error(runtime):
     obs = call_async_from_sync(runtime.call_tool_mcp, 60, MCPAction(name="get_current_time", arguments={}))
     assert isinstance(obs, ErrorObservation)
     assert obs.content.startswith("corral: ")
+
+
+@pytest.mark.slow
+def test_mcp_action_reaches_openhands_stdio_server_in_the_sandbox(main_venv_corral):
+    from openhands.core.config.mcp_config import MCPConfig, MCPStdioServerConfig
+
+    from .conftest import load_runtime as load
+
+    runtime = load(main_venv_corral, mcp_config=MCPConfig(stdio_servers=[
+        MCPStdioServerConfig(name="time", command="mcp-server-time")]))
+    try:
+        obs = call_async_from_sync(runtime.call_tool_mcp, 60,
+                                   MCPAction(name="get_current_time", arguments={"timezone": "UTC"}))
+        assert isinstance(obs, MCPObservation), obs
+        body = __import__("json").loads(obs.content)
+        assert body["isError"] is False
+        assert body["structuredContent"]["timezone"] == "UTC"
+        assert obs.name == "get_current_time"
+    finally:
+        runtime.close()

@@ -193,6 +193,8 @@ class CorralRuntime(Runtime):
             code = f"import os as _corral_os; _corral_os.chdir({self._bash.cwd!r}); del _corral_os\n{code}"
         out = self._run(IPythonRun(code=code, timeout_s=timeout_s))
         if isinstance(out, IPythonOutput) and out.kernel_restarted and action.kernel_init_code:
+            # corral says a kernel was fresh only in the answer: the init code comes after this cell
+            # (OpenHands runs it before), so it holds for every later cell.
             self._run(IPythonRun(code=action.kernel_init_code, timeout_s=timeout_s))
         if not isinstance(out, IPythonOutput):
             return _error(out)

@@ -555,17 +555,23 @@ def schema() -> None:
               "create, echo over the port-forward, the API server's exec (--kubeconfig, --namespace)")
 @click.option("--minisweagent", "minisweagent_", is_flag=True, help="Compare mini-swe-agent's LocalEnvironment / "
               "DockerEnvironment with CorralEnvironment (private local and docker deployments) on echo hi")
+@click.option("--openhands", "openhands_", is_flag=True, help="Compare OpenHands' LocalRuntime with CorralRuntime for "
+              "CmdRunAction('echo hi') (300 calls each, in .venv-openhands: Python 3.12)")
 @click.option("--json", "as_json", is_flag=True)
 @kubernetes_options
 def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend: str | None, embedded: bool,
           worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, secure: bool, security_: bool,
-          audit_: bool, remote_: bool, kubernetes_: bool, minisweagent_: bool,
+          audit_: bool, remote_: bool, kubernetes_: bool, minisweagent_: bool, openhands_: bool,
           as_json: bool, kubeconfig: str | None, namespace: str) -> None:
     """Measure round trips and session starts against a running corral (see README)."""
     from .bench import BenchConfig, run_bench, run_browser_bench, run_ipython_bench, run_scaling
 
     config = BenchConfig(nats_url=nats_url, actions=n_actions, sessions=n_sessions, parallel=parallel,
                          backend=backend, embedded=embedded, as_json=as_json, density=density)
+    if openhands_:
+        from ._bench_openhands import run_from_cli
+
+        raise SystemExit(run_from_cli(300, as_json))  # LocalRuntime takes ~0.6 s a call
     if secure:
         from ._bench_secure import print_secure, secure_bench
 

@@ -27,17 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import errno
 import io
 import logging
 import shlex
-import tarfile
 import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Awaitable, Literal, TypeVar
 
-import bashlex
 import msgspec
 import pexpect
 import structlog
@@ -45,7 +42,6 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from swerex.deployment.abstract import AbstractDeployment
 from swerex.deployment.hooks.abstract import CombinedDeploymentHook, DeploymentHook
 from swerex.exceptions import (
-    BashIncorrectSyntaxError,
     CommandTimeoutError,
     DeploymentNotStartedError,
     NoExitCodeError,
@@ -83,35 +79,28 @@ from swerex.runtime.abstract import (
 from protocol import AnyAction, AnyObservation, Client, CmdOutput, CmdRun, Error, FileContent, FileRead, FileWrite, Session, SessionSpec, codes, new_id
 
 from ._session import LoopThread, resolve_nats_url, session_spec
+from ._swerex_rules import (
+    CorralActionError,
+    KILL_JOB,
+    PS1,
+    apply_check,
+    check_bash_command,
+    exec_script,
+    file_error,
+    first_match,
+    quiet_s,
+    tar_gz,
+    timeout_message,
+)
 
 __all__ = ["CorralDeployment", "CorralDeploymentConfig", "CorralRuntime", "CorralActionError"]
 
 log = structlog.get_logger()
 T = TypeVar("T")
 
-PS1 = "SHELLPS1PREFIX"
-"""What ``BashObservation.expect_string`` says when the shell prompt (not an ``expect``) ended a
-command: the prompt LocalRuntime sets, so code comparing against it keeps working."""
-INTERACTIVE_QUIET_S = 0.2
-"""An interactive program that printed nothing for this long is checked against ``expect``."""
 PART_BYTES = 480_000
 """File contents travel in parts of this many bytes (base64: 640 kB, under NATS' 1 MB payload)."""
-INLINE_EXEC_BYTES = 6_000
-"""``execute`` output up to this size comes back in the command's own answer; more is read as files."""
 ALIVE_STATUSES = ("ready", "recovered")
-KILL_JOB = ("__swx_p=$(jobs -p %1); kill -9 %1; for __swx_i in $(seq 100); do kill -0 $__swx_p 2>/dev/null || break; "
-            "sleep 0.01; done; jobs")
-"""``kill -9 %1`` and the job's notice (``Killed``) in this answer rather than after the next command."""
-
-
-class CorralActionError(SwerexException):
-    """corral answered an action with an ``error`` observation (no SWE-ReX exception fits)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.extra_info: dict[str, Any] = {"code": code}
-
 
 class _Link:
     """The corral connection and session, on a loop thread of their own."""
@@ -227,21 +216,21 @@ class CorralRuntime(AbstractRuntime):
             return await self._interrupt(shell, action)
         if action.is_interactive_command or action.is_interactive_quit or action.expect or shell.busy:
             return await self._interactive(shell, action)
-        await _check_bash_command(action.command)
+        await check_bash_command(action.command)
         obs = await self._cmd(CmdRun(id=new_id(), command=action.command, shell=shell.name, timeout_s=action.timeout))
         deadline = None if action.timeout is None else time.monotonic() + action.timeout
         content = obs.content
         while obs.status == "running":  # the session's own soft timeout: keep waiting to the deadline
             shell.busy = True
             if deadline is not None and time.monotonic() >= deadline:
-                raise CommandTimeoutError(_timeout_msg(action))
+                raise CommandTimeoutError(timeout_message(action))
             obs = await self._cmd(CmdRun(id=new_id(), command="", is_input=True, shell=shell.name,
                                          timeout_s=None if deadline is None else max(deadline - time.monotonic(), 0.01)))
             content += obs.content
         shell.busy = False
         if obs.status == "hard_timeout":
-            raise CommandTimeoutError(_timeout_msg(action))
-        return _finish(action, content, obs.exit_code if obs.status in ("completed", "interrupted") else None)
+            raise CommandTimeoutError(timeout_message(action))
+        return apply_check(action, content, obs.exit_code if obs.status in ("completed", "interrupted") else None)
 
     async def close_session(self, request: CloseSessionRequest) -> CloseSessionResponse:
         shell = self._shells.get(request.session)
@@ -261,7 +250,7 @@ class CorralRuntime(AbstractRuntime):
         deadline = None if action.timeout is None else time.monotonic() + action.timeout
         line = action.command.rstrip("\n")
         obs = await self._cmd(CmdRun(id=new_id(), command=line, shell=shell.name, is_input=shell.busy,
-                                     soft_timeout_s=_quiet(deadline)))
+                                     soft_timeout_s=quiet_s(deadline)))
         text, matched = "", ""
         while True:
             text += obs.content
@@ -270,14 +259,14 @@ class CorralRuntime(AbstractRuntime):
                 matched = PS1
                 break
             shell.busy = True
-            found = _first_match(text, action.expect)
+            found = first_match(text, action.expect)
             if found is not None:
                 text, matched = text[:found[0]], found[1]
                 break
             if deadline is not None and time.monotonic() >= deadline:
-                raise CommandTimeoutError(_timeout_msg(action))
+                raise CommandTimeoutError(timeout_message(action))
             obs = await self._cmd(CmdRun(id=new_id(), command="", is_input=True, shell=shell.name,
-                                         soft_timeout_s=_quiet(deadline)))
+                                         soft_timeout_s=quiet_s(deadline)))
         if action.is_interactive_command:
             text = text.lstrip().removeprefix(line).strip()
         if action.is_interactive_command or action.is_interactive_quit:
@@ -285,7 +274,7 @@ class CorralRuntime(AbstractRuntime):
         exit_code = obs.exit_code if matched == PS1 else None
         if exit_code is None and action.check == "raise":
             raise NoExitCodeError(f"no exit code for {action.command!r}: it matched {matched!r} and is still running")
-        return _finish(action, text, exit_code, expect_string=matched)
+        return apply_check(action, text, exit_code, expect_string=matched)
 
     async def _interrupt(self, shell: _Shell, action: BashInterruptAction) -> BashObservation:
         if not shell.busy:
@@ -295,7 +284,7 @@ class CorralRuntime(AbstractRuntime):
             obs = await self._cmd(CmdRun(id=new_id(), command="C-c", is_input=True, shell=shell.name,
                                          soft_timeout_s=action.timeout))
             output += obs.content
-            matched = PS1 if obs.status != "running" else (_first_match(output, action.expect) or (0, ""))[1]
+            matched = PS1 if obs.status != "running" else (first_match(output, action.expect) or (0, ""))[1]
             if matched:
                 shell.busy = obs.status == "running"
                 return BashObservation(output=output.strip(), exit_code=0, expect_string=matched)
@@ -323,7 +312,7 @@ class CorralRuntime(AbstractRuntime):
         return f"swerex-exec-{self._exec_count}"
 
     async def _execute_in(self, shell: str, command: Command) -> CommandResponse:
-        obs = await self._cmd(CmdRun(id=new_id(), command=_exec_script(shell, command), shell=shell, timeout_s=command.timeout))
+        obs = await self._cmd(CmdRun(id=new_id(), command=exec_script(shell, command), shell=shell, timeout_s=command.timeout))
         if obs.status == "hard_timeout":
             raise CommandTimeoutError(f"Timeout ({command.timeout}s) exceeded while running command")
         lines = obs.content.split("\n")
@@ -362,7 +351,7 @@ class CorralRuntime(AbstractRuntime):
             return UploadResponse()
         if not source.is_dir():
             raise ValueError(f"Source path {source} is not a file or directory")
-        archive = await asyncio.to_thread(_tar_gz, source)
+        archive = await asyncio.to_thread(tar_gz, source)
         target = request.target_path.rstrip("/") or "/"
         staging = f"{target}.corral-upload-{new_id()[:12]}.tgz"
         await self._write_bytes(staging, archive)
@@ -393,7 +382,7 @@ class CorralRuntime(AbstractRuntime):
             return base64.b64decode(obs.content)
         assert isinstance(obs, Error), obs
         if obs.code != codes.FILE_TOO_LARGE:
-            raise _file_error(obs, path)
+            raise file_error(obs, path)
         # too big for one answer: split it in the sandbox and read the parts
         listing = await self._cmd(CmdRun(id=new_id(), shell="swerex-files", command=(
             f"__swx_d=$(mktemp -d) && split -b {PART_BYTES} -a 6 -- {shlex.quote(path)} \"$__swx_d/p\" "
@@ -410,7 +399,7 @@ class CorralRuntime(AbstractRuntime):
             part = base64.b64encode(data[offset:offset + PART_BYTES]).decode()
             obs = await self._link.run(FileWrite(id=new_id(), path=path, content=part, encoding="base64", append=offset > 0))
             if isinstance(obs, Error):
-                raise _file_error(obs, path)
+                raise file_error(obs, path)
 
 
 # ---------------------------------------------------------------------- deployment
@@ -513,102 +502,3 @@ async def _open(url: str, creds: str | None, spec: SessionSpec | None, session_i
     log.info("swerex_runtime_started", session_id=session.session_id, owned=session_id is None)
     return _Link(loop, client, session, owned=session_id is None)
 
-
-def _bashlex_accepts(command: str) -> bool:
-    if not command.strip():
-        return True
-    try:
-        bashlex.parse(command)
-    except Exception:  # noqa: BLE001 - bashlex fails in many ways, each meaning "ask bash"
-        return False
-    return True
-
-
-async def _check_bash_command(command: str) -> None:
-    """Raise ``BashIncorrectSyntaxError`` where LocalRuntime does (``bash -n`` rejects the command).
-
-    ``bash -n`` costs a process spawn (about 6 ms here, most of a round trip), so bashlex (SWE-ReX's
-    own parser dependency) is asked first: what it parses is run, what it cannot parse (it also
-    rejects valid bash such as ``A=()``) goes to ``bash -n``, which decides."""
-    short = len(command) < 256
-    if _bashlex_accepts(command) if short else await asyncio.to_thread(_bashlex_accepts, command):
-        return
-    proc = await asyncio.create_subprocess_exec(
-        "bash", "-n", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate(command.encode() + b"\n")
-    if proc.returncode == 0:
-        return
-    stdout, stderr = out.decode(errors="backslashreplace"), err.decode(errors="backslashreplace")
-    msg = (f"Error (exit code {proc.returncode}) while checking bash command \n{command!r}\n"
-           f"---- Stderr ----\n{stderr}\n---- Stdout ----\n{stdout}")
-    raise BashIncorrectSyntaxError(msg, extra_info={"bash_stdout": stdout, "bash_stderr": stderr})
-
-
-def _finish(action: BashAction, output: str, exit_code: int | None, *, expect_string: str = PS1) -> BashObservation:
-    """Apply ``check`` as LocalRuntime does."""
-    if action.check == "ignore":
-        exit_code = None
-    elif action.check == "raise" and exit_code is None:
-        raise NoExitCodeError(f"no exit code for command {action.command!r}")
-    elif action.check == "raise" and exit_code != 0:
-        msg = f"Command {action.command!r} failed with exit code {exit_code}. Here is the output:\n{output!r}"
-        raise NonZeroExitCodeError(f"{action.error_msg}: {msg}" if action.error_msg else msg)
-    return BashObservation(output=output, exit_code=exit_code, expect_string=expect_string)
-
-
-def _timeout_msg(action: BashAction) -> str:
-    return f"timeout after {action.timeout} seconds while running command {action.command!r}"
-
-
-def _quiet(deadline: float | None) -> float:
-    if deadline is None:
-        return INTERACTIVE_QUIET_S
-    return max(min(INTERACTIVE_QUIET_S, deadline - time.monotonic()), 0.01)
-
-
-def _first_match(text: str, expect: list[str]) -> tuple[int, str] | None:
-    """The earliest occurrence of any of ``expect`` in ``text`` (pexpect's rule), as (index, string)."""
-    hits = [(i, s) for s in expect if s and (i := text.find(s)) >= 0]
-    return min(hits) if hits else None
-
-
-def _exec_script(shell: str, command: Command) -> str:
-    """A subshell running the command with stdout/stderr captured to files, answering its exit
-    code and the two outputs base64-encoded (inline when small, else the directory to read)."""
-    if command.shell:
-        argv = ["/bin/sh", "-c", command.command if isinstance(command.command, str) else shlex.join(command.command)]
-    else:
-        argv = [command.command] if isinstance(command.command, str) else list(command.command)
-    if command.env is not None:
-        argv = ["env", "-i", "--", *(f"{k}={v}" for k, v in command.env.items()), *argv]
-    cd = f"cd -- {shlex.quote(command.cwd)} && " if command.cwd else ""
-    err = "&1" if command.merge_output_streams else '"$__swx_d/e"'
-    d = f"${{TMPDIR:-/tmp}}/.corral-swerex-{shell}"
-    return (
-        f'__swx_d="{d}"; rm -rf -- "$__swx_d"; mkdir -p -- "$__swx_d" && : > "$__swx_d/e"; '
-        f'( {cd}exec {shlex.join(argv)} ) < /dev/null > "$__swx_d/o" 2>{err}; __swx_rc=$?; echo $__swx_rc; '
-        f'if [ $(( $(wc -c < "$__swx_d/o") + $(wc -c < "$__swx_d/e") )) -le {INLINE_EXEC_BYTES} ]; then '
-        f'echo inline; base64 -w0 < "$__swx_d/o"; echo; base64 -w0 < "$__swx_d/e"; echo; rm -rf -- "$__swx_d"; '
-        f'else echo "$__swx_d"; echo; echo; fi'
-    )
-
-
-def _tar_gz(source: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
-        for child in sorted(source.iterdir()):
-            tar.add(child, arcname=child.name)
-    return buf.getvalue()
-
-
-def _file_error(obs: Error, path: str) -> Exception:
-    """The builtin exception Path.read_text / write_text would raise, where there is one."""
-    match obs.code:
-        case codes.FILE_NOT_FOUND:
-            return FileNotFoundError(errno.ENOENT, obs.message, path)
-        case codes.IS_A_DIRECTORY:
-            return IsADirectoryError(errno.EISDIR, obs.message, path)
-        case codes.PERMISSION_DENIED:
-            return PermissionError(errno.EACCES, obs.message, path)
-        case _:
-            return CorralActionError(obs.code, obs.message)

@@ -98,20 +98,27 @@ def first_match(text: str, expect: list[str]) -> tuple[int, str] | None:
 
 
 def exec_script(shell: str, command: Command) -> str:
-    """A subshell running the command with stdout/stderr captured to files, answering its exit
-    code and the two outputs base64-encoded (inline when small, else the directory to read)."""
+    """A subshell running the command with stdout/stderr captured to files. It answers five lines:
+    the exit code; ``nocwd`` / ``noexe`` when ``cwd`` or the program does not exist (where
+    ``subprocess.run`` raises ``FileNotFoundError``), else empty; ``inline`` and the two outputs
+    base64-encoded, or, when they are large, the directory holding them and two empty lines."""
     if command.shell:
         argv = ["/bin/sh", "-c", command.command if isinstance(command.command, str) else shlex.join(command.command)]
     else:
         argv = [command.command] if isinstance(command.command, str) else list(command.command)
+    checks = []
+    if command.cwd:
+        checks.append(f'cd -- {shlex.quote(command.cwd)} 2>/dev/null || {{ echo nocwd > "$__swx_d/why"; exit 1; }}')
+    if not command.shell and argv:
+        checks.append(f'command -v -- {shlex.quote(argv[0])} > /dev/null || {{ echo noexe > "$__swx_d/why"; exit 1; }}')
     if command.env is not None:
         argv = ["env", "-i", "--", *(f"{k}={v}" for k, v in command.env.items()), *argv]
-    cd = f"cd -- {shlex.quote(command.cwd)} && " if command.cwd else ""
     err = "&1" if command.merge_output_streams else '"$__swx_d/e"'
     d = f"${{TMPDIR:-/tmp}}/.corral-swerex-{shell}"
     return (
-        f'__swx_d="{d}"; rm -rf -- "$__swx_d"; mkdir -p -- "$__swx_d" && : > "$__swx_d/e"; '
-        f'( {cd}exec {shlex.join(argv)} ) < /dev/null > "$__swx_d/o" 2>{err}; __swx_rc=$?; echo $__swx_rc; '
+        f'__swx_d="{d}"; rm -rf -- "$__swx_d"; mkdir -p -- "$__swx_d" && : > "$__swx_d/e" && : > "$__swx_d/why"; '
+        f'( {"; ".join([*checks, ""])}exec {shlex.join(argv)} ) < /dev/null > "$__swx_d/o" 2>{err}; __swx_rc=$?; '
+        'echo $__swx_rc; printf "%s\\n" "$(cat "$__swx_d/why")"; '
         f'if [ $(( $(wc -c < "$__swx_d/o") + $(wc -c < "$__swx_d/e") )) -le {INLINE_EXEC_BYTES} ]; then '
         f'echo inline; base64 -w0 < "$__swx_d/o"; echo; base64 -w0 < "$__swx_d/e"; echo; rm -rf -- "$__swx_d"; '
         f'else echo "$__swx_d"; echo; echo; fi'

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import io
 import logging
 import shlex
@@ -316,11 +317,15 @@ class CorralRuntime(AbstractRuntime):
         if obs.status == "hard_timeout":
             raise CommandTimeoutError(f"Timeout ({command.timeout}s) exceeded while running command")
         lines = obs.content.split("\n")
-        if obs.status != "completed" or len(lines) < 4 or not lines[0].isdigit():
+        if obs.status != "completed" or len(lines) < 6 or not lines[0].isdigit():
             raise CorralActionError(codes.INTERNAL, f"execute in shell {shell!r} answered {obs.status}: {obs.content[-2000:]!r}")
-        exit_code, where = int(lines[0]), lines[1]
+        exit_code, why, where = int(lines[0]), lines[1], lines[2]
+        if why == "nocwd":
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", command.cwd)
+        if why == "noexe":
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", command.command[0] if isinstance(command.command, list) else command.command)
         if where == "inline":
-            out, err = base64.b64decode(lines[2]), base64.b64decode(lines[3])
+            out, err = base64.b64decode(lines[3]), base64.b64decode(lines[4])
         else:
             out, err = await asyncio.gather(self._read_bytes(f"{where}/o"), self._read_bytes(f"{where}/e"))
         r = CommandResponse(stdout=out.decode(errors="backslashreplace"),

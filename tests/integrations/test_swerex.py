@@ -204,6 +204,14 @@ async def test_execute_with_env_and_cwd(runtime):
     assert r.stdout == f"b::{runtime.scratch}\n"  # env replaces the environment, as subprocess does
 
 
+async def test_execute_a_missing_program_or_directory_raises_file_not_found(runtime):
+    with pytest.raises(FileNotFoundError):
+        await runtime.execute(cmd(["doesnotexist-program"]))
+    with pytest.raises(FileNotFoundError):
+        await runtime.execute(cmd(["true"], cwd=f"{runtime.scratch}/no/such/dir"))
+    assert (await runtime.execute(cmd("doesnotexist-program", shell=True))).exit_code == 127
+
+
 async def test_execute_past_its_timeout_raises(runtime):
     with pytest.raises(CommandTimeoutError):
         await runtime.execute(cmd(["sleep", "10"], timeout=0.1))

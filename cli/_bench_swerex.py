@@ -6,6 +6,10 @@ session (``check="silent"`` is what SWE-agent's ``communicate`` sends), after a 
   * SWE-ReX: ``swerex-remote`` (its FastAPI server, with its ``LocalRuntime``) started here as a
     process of its own, driven by SWE-ReX's ``RemoteRuntime`` over HTTP on loopback, which is what
     ``DockerDeployment`` does once the container is up (minus the container's port forwarding);
+  * SWE-ReX's ``DockerDeployment`` too, when a Docker engine answers: an image ``FROM`` corral's
+    runtime image with the swe-rex distribution (and its dependencies) copied in from this
+    interpreter's site-packages, so it builds offline; the same ``RemoteRuntime``, through the
+    container's published port;
   * corral: a private ``corral up`` in a process of its own (``--backend``, default local), driven
     by ``CorralRuntime`` through NATS.
 """
@@ -13,11 +17,15 @@ session (``check="silent"`` is what SWE-agent's ``communicate`` sends), after a 
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata as metadata
 import os
+from pathlib import Path
+import re
 import secrets
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -72,6 +80,66 @@ async def _swerex_side(calls: int) -> dict[str, object]:
         await proc.wait()
 
 
+SWEREX_IMAGE = "corral-bench-swerex:local"
+
+
+def _copy_distributions(root: str, site: Path) -> None:
+    """swe-rex and what it requires (recursively), copied file by file from this interpreter."""
+    from packaging.requirements import Requirement
+
+    seen: set[str] = set()
+    todo = [root]
+    while todo:
+        name = todo.pop()
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        dist = metadata.distribution(name)
+        for line in dist.requires or []:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+        for file in dist.files or []:
+            src = Path(str(dist.locate_file(file)))
+            if str(file).startswith("..") or not src.is_file():
+                continue
+            dst = site / str(file)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+
+
+async def _run(*argv: str) -> str:
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[:3]} failed: {out.decode(errors='replace')[-2000:]}")
+    return out.decode()
+
+
+async def _swerex_image() -> str:
+    base = (await _run(sys.executable, "-m", "cli", "image", "build", "--quiet")).strip().splitlines()[-1]
+    with tempfile.TemporaryDirectory(prefix="corral-bench-swerex-") as tmp:
+        await asyncio.to_thread(_copy_distributions, "swe-rex", Path(tmp) / "site")
+        (Path(tmp) / "Dockerfile").write_text(
+            f"FROM {base}\nUSER root\nCOPY site /opt/swerex-site\n"
+            "RUN printf '#!/bin/sh\\nPYTHONPATH=/opt/swerex-site exec python3 -m swerex.server \"$@\"\\n' "
+            "> /usr/local/bin/swerex-remote && chmod +x /usr/local/bin/swerex-remote\nUSER corral\n")
+        await _run("docker", "build", "-q", "-t", SWEREX_IMAGE, tmp)
+    return SWEREX_IMAGE
+
+
+async def _swerex_docker_side(calls: int) -> dict[str, object]:
+    from swerex.deployment.docker import DockerDeployment
+
+    deployment = DockerDeployment(image=await _swerex_image(), pull="never")
+    await deployment.start()
+    try:
+        return await _echo(deployment.runtime, calls)
+    finally:
+        await deployment.stop()
+
+
 async def _corral_side(calls: int, backend: str | None) -> dict[str, object]:
     from corral_integrations.swerex import CorralRuntime
 
@@ -87,14 +155,19 @@ async def _corral_side(calls: int, backend: str | None) -> dict[str, object]:
 
 async def swerex_bench(calls: int = 300, backend: str | None = None) -> dict[str, object]:
     calls = max(calls, 300)
+    from .up import resolve_backend
+
     swerex = await _swerex_side(calls)
+    docker = await _swerex_docker_side(calls) if await resolve_backend("auto") == "docker" else None
     corral = await _corral_side(calls, backend)
-    return {"swerex_remote_runtime": swerex, "corral_runtime": corral, "corral_backend": backend or "local",
+    return {"swerex_remote_runtime": swerex, "swerex_docker_deployment": docker,
+            "corral_runtime": corral, "corral_backend": backend or "local",
             "p50_ratio_swerex_over_corral": round(swerex["p50_ms"] / corral["p50_ms"], 2)}  # type: ignore[operator]
 
 
 def print_swerex(results: dict[str, object]) -> None:
     rows = [("SWE-ReX RemoteRuntime (swerex-remote)", results["swerex_remote_runtime"]),
+            *([("SWE-ReX DockerDeployment", results["swerex_docker_deployment"])] if results["swerex_docker_deployment"] else []),
             (f"CorralRuntime ({results['corral_backend']} backend)", results["corral_runtime"])]
     print("run_in_session(BashAction('echo hi', check='silent')), persistent shell")
     print(f"{'':40} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'n':>5} {'off':>5}")

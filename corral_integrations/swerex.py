@@ -218,16 +218,16 @@ class CorralRuntime(AbstractRuntime):
         if action.is_interactive_command or action.is_interactive_quit or action.expect or shell.busy:
             return await self._interactive(shell, action)
         await check_bash_command(action.command)
-        obs = await self._cmd(CmdRun(id=new_id(), command=action.command, shell=shell.name, timeout_s=action.timeout))
         deadline = None if action.timeout is None else time.monotonic() + action.timeout
-        content = obs.content
+        obs = await self._cmd(CmdRun(id=new_id(), command=action.command, shell=shell.name, timeout_s=action.timeout))
+        content = await self._whole(obs)
         while obs.status == "running":  # the session's own soft timeout: keep waiting to the deadline
             shell.busy = True
             if deadline is not None and time.monotonic() >= deadline:
                 raise CommandTimeoutError(timeout_message(action))
             obs = await self._cmd(CmdRun(id=new_id(), command="", is_input=True, shell=shell.name,
                                          timeout_s=None if deadline is None else max(deadline - time.monotonic(), 0.01)))
-            content += obs.content
+            content += await self._whole(obs)
         shell.busy = False
         if obs.status == "hard_timeout":
             raise CommandTimeoutError(timeout_message(action))
@@ -380,6 +380,13 @@ class CorralRuntime(AbstractRuntime):
             raise CorralActionError(obs.code, obs.message)
         assert isinstance(obs, CmdOutput), obs
         return obs
+
+    async def _whole(self, obs: CmdOutput) -> str:
+        """All of a command's output: corral caps an answer's content (head and tail) and keeps the
+        whole in a file of the sandbox; LocalRuntime returns everything."""
+        if not obs.truncated or not obs.full_output_path:
+            return obs.content
+        return (await self._read_bytes(obs.full_output_path)).decode(errors="backslashreplace")
 
     async def _read_bytes(self, path: str) -> bytes:
         obs = await self._link.run(FileRead(id=new_id(), path=path, encoding="base64"))

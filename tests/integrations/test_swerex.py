@@ -250,6 +250,11 @@ async def test_session_output_is_exact(shell, command, output):
     assert (await shell.run_in_session(bash(command, check="raise"))).output == output
 
 
+async def test_a_long_session_output_comes_whole(shell):
+    r = await shell.run_in_session(bash("seq 1 50000", check="raise"))
+    assert r.output == "".join(f"{i}\n" for i in range(1, 50001))
+
+
 async def test_session_exit_codes(shell):
     assert (await shell.run_in_session(bash("doesntexit", check="silent"))).exit_code == 127
     assert (await shell.run_in_session(bash("false && true", check="silent"))).exit_code == 1

@@ -551,6 +551,8 @@ def schema() -> None:
               "signatures; --actions events, in a private broker)")
 @click.option("--remote", "remote_", is_flag=True, help="Compare echo hi over a remote executor's TCP+TLS (and plain "
               "TCP) channel with the local backend's Unix socket (executors started here, on loopback)")
+@click.option("--swerex", "swerex_", is_flag=True, help="Compare SWE-ReX's RemoteRuntime (a local swerex-remote) "
+              "with CorralRuntime (a private corral up, --backend) on run_in_session('echo hi')")
 @click.option("--kubernetes", "kubernetes_", is_flag=True, help="Measure the kubernetes backend instead: cold pod "
               "create, echo over the port-forward, the API server's exec (--kubeconfig, --namespace)")
 @click.option("--minisweagent", "minisweagent_", is_flag=True, help="Compare mini-swe-agent's LocalEnvironment / "
@@ -561,7 +563,7 @@ def schema() -> None:
 @kubernetes_options
 def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend: str | None, embedded: bool,
           worker_counts: str | None, density: int, ipython: bool, browser: bool, mcp_: bool, secure: bool, security_: bool,
-          audit_: bool, remote_: bool, kubernetes_: bool, minisweagent_: bool, openhands_: bool,
+          audit_: bool, remote_: bool, kubernetes_: bool, swerex_: bool, minisweagent_: bool, openhands_: bool,
           as_json: bool, kubeconfig: str | None, namespace: str) -> None:
     """Measure round trips and session starts against a running corral (see README)."""
     from .bench import BenchConfig, run_bench, run_browser_bench, run_ipython_bench, run_scaling
@@ -598,6 +600,11 @@ def bench(nats_url: str, n_actions: int, n_sessions: int, parallel: int, backend
 
         result = run_cli(remote_bench(min(n_actions, 5000)))
         print(json.dumps(result, indent=2)) if as_json else print_remote(result)
+    elif swerex_:
+        from ._bench_swerex import print_swerex, swerex_bench
+
+        result = run_cli(swerex_bench(min(n_actions, 5000), backend))
+        print(json.dumps(result, indent=2)) if as_json else print_swerex(result)
     elif kubernetes_:
         from ._bench_kubernetes import bench_kubernetes
 

@@ -17,24 +17,16 @@ import argparse
 import json
 import os
 from pathlib import Path
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from typing import Any
 
+from cli._stats import latency_ms
+
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _ms(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-
-    def pct(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 3)
-
-    return {"n": len(samples), "p50_ms": pct(0.50), "p99_ms": pct(0.99),
-            "mean_ms": round(statistics.fmean(samples) * 1000, 3)}
 
 
 def _time_echo(runtime: Any, calls: int) -> dict[str, float]:
@@ -50,7 +42,7 @@ def _time_echo(runtime: Any, calls: int) -> dict[str, float]:
         samples.append(time.perf_counter() - start)
         wrong += obs.content.strip() != "hi" or getattr(obs, "exit_code", None) != 0
     # Answers other than `hi` with exit code 0 (LocalRuntime's tmux pane sometimes loses the output).
-    return {**_ms(samples), "wrong_answers": wrong}
+    return {**latency_ms(samples), "wrong_answers": wrong}
 
 
 def _config(workspace: str) -> Any:

@@ -15,7 +15,6 @@ import json
 import os
 from pathlib import Path
 import secrets
-import statistics
 import sys
 import tempfile
 import time
@@ -23,17 +22,10 @@ import time
 from protocol import CmdOutput, CmdRun, SessionSpec, new_id
 
 from ._pki import make_pki, write_private
+from ._stats import latency_ms
 
 WARMUP = 30
 
-
-def _ms(samples: list[float]) -> dict[str, float]:
-    samples = sorted(samples)
-
-    def pct(p: float) -> float:
-        return round(samples[min(len(samples) - 1, int(len(samples) * p))] * 1000, 3)
-
-    return {"p50_ms": pct(0.5), "p99_ms": pct(0.99), "mean_ms": round(statistics.fmean(samples) * 1000, 3), "n": len(samples)}
 
 
 async def _echo(backend, handle, calls: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -48,7 +40,7 @@ async def _echo(backend, handle, calls: int) -> dict[str, float]:  # type: ignor
             assert isinstance(final, CmdOutput) and final.content == "hi\n", final
     finally:
         await client.aclose()
-    return _ms(times)
+    return latency_ms(times)
 
 
 async def _listen(root: Path, pki=None) -> tuple[asyncio.subprocess.Process, dict[str, str]]:  # type: ignore[no-untyped-def]
@@ -112,7 +104,7 @@ async def _cycles(backend, n: int) -> dict[str, object]:  # type: ignore[no-unty
         started = time.perf_counter()
         await backend.destroy(handle)
         releases.append(time.perf_counter() - started)
-    return {"claim": _ms(claims), "release": _ms(releases)}
+    return {"claim": latency_ms(claims), "release": latency_ms(releases)}
 
 
 def print_remote(results: dict[str, object]) -> None:

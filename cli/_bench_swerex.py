@@ -23,22 +23,15 @@ from pathlib import Path
 import re
 import secrets
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 from typing import Any
 
+from ._stats import latency_ms
+
 WARMUP = 30
 
-
-def _ms(samples: list[float]) -> dict[str, float]:
-    samples = sorted(samples)
-
-    def pct(p: float) -> float:
-        return round(samples[min(len(samples) - 1, int(len(samples) * p))] * 1000, 3)
-
-    return {"p50_ms": pct(0.5), "p99_ms": pct(0.99), "mean_ms": round(statistics.fmean(samples) * 1000, 3), "n": len(samples)}
 
 
 async def _echo(runtime: Any, calls: int) -> dict[str, object]:
@@ -56,7 +49,7 @@ async def _echo(runtime: Any, calls: int) -> dict[str, object]:
         # prompt after `echo $?`: exit_code None under check="silent") and the next output then
         # starts with what was left over; counted, not failed
         misses += i >= WARMUP and (r.exit_code != 0 or r.output != "hi\n")
-    return {**_ms(times), "off": misses}
+    return {**latency_ms(times), "off": misses}
 
 
 async def _swerex_side(calls: int) -> dict[str, object]:

@@ -30,6 +30,7 @@ import msgspec
 
 from protocol import CmdChunk, CmdOutput, CmdRun, CmdStatus, new_id
 
+from ._offload import offload
 from ._output import _Output
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,9 @@ class _Shell:
             self.signal_group(self.pid, signal.SIGKILL)
 
     async def aclose(self) -> None:
-        """SIGHUP bash (it hangs up its jobs) and the foreground group, then SIGKILL both."""
+        """SIGHUP bash (it hangs up its jobs) and the foreground group, then SIGKILL every process
+        group of bash's session: a bash that did not exit within the grace (a loaded machine) never
+        got to hang up its background jobs, and each of those is a process group of its own."""
         self.closing = True
         if self.alive:
             fg = self.foreground()
@@ -248,6 +251,9 @@ class _Shell:
                 self.signal_group(fg, signal.SIGHUP)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self.exited), CLOSE_GRACE_S)
+            for pgid in await offload.run(session_groups, self.pid):
+                if pgid != self.pid:
+                    self.signal_group(pgid, signal.SIGKILL)
             self.kill(fg)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self.exited), KILL_GRACE_S)
@@ -577,3 +583,22 @@ def _short(command: str, limit: int = 80) -> str:
 
 def _with_hint(result: CmdOutput, hint: str) -> CmdOutput:
     return msgspec.structs.replace(result, hint=hint)
+
+
+def session_groups(sid: int) -> set[int]:
+    """The process groups of every process in session ``sid`` (a shell and the jobs it started;
+    a process that called ``setsid`` has left it). Reads /proc: run it off the event loop."""
+    groups: set[int] = set()
+    with contextlib.suppress(OSError):
+        entries = os.listdir("/proc")
+        for name in entries:
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if len(fields) > 3 and int(fields[3]) == sid:  # state, ppid, pgrp, session
+                groups.add(int(fields[2]))
+    return groups

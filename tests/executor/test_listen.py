@@ -52,6 +52,22 @@ async def test_release_makes_the_executor_claimable_again_with_fresh_state(remot
     assert not (executor.workdir / "s1").exists()
 
 
+async def test_release_kills_background_jobs_even_of_a_shell_that_ignores_its_hangup(remote):
+    """A bash that does not exit on SIGHUP (here: it ignores it; on a loaded machine: too slow for
+    the grace) never hangs up its jobs; each job is a process group of bash's session, killed too."""
+    _, client, _, _ = remote
+    await client.claim(Claim(session_id="s1"))
+    out = await cmd(client, "trap '' HUP; sleep 300 & echo $!")
+    job = int(out.content.split()[-1])
+    await client.release("s1")
+    for _ in range(100):
+        if not _running(job):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(f"the released session's job {job} survived its shell")
+
+
 def _running(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:

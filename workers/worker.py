@@ -522,8 +522,9 @@ class Worker:
     async def _recreate(self, runner: SessionRunner, reason: str) -> None:
         """A persistent session outlives its sandbox: a new one on the same workspace serves it.
 
-        The action that was running when the sandbox died has its ``sandbox_died`` answer; the
-        ones queued behind it stay unacked in the stream and the new runner delivers them.
+        The actions that were running when the sandbox died are answered ``sandbox_died`` (never
+        run twice); the ones queued behind them stay unacked in the stream and the new runner
+        delivers them.
         Shell state (cwd, variables, background jobs) is gone; files in the workspace are not."""
         sid = runner.session_id
         self._runners.pop(sid, None)
@@ -533,7 +534,8 @@ class Worker:
         await runner.publish_status(info)
         await self._forwards.close_session(sid)
         self._vscode.forget(sid)
-        await runner.aclose(answer=False, delete_consumer=False)
+        runner.answer_running(codes.SANDBOX_DIED, f"the sandbox died while this action ran: {reason}")
+        await runner.aclose(answer=False, delete_consumer=False)  # drains those answers, keeps the queued
         started = time.perf_counter()
         try:
             handle = await self._backend.recreate(runner.handle, runner.spec)

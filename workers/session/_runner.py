@@ -107,6 +107,8 @@ class _Job(msgspec.Struct, kw_only=True):
     """Other messages with the same action id that arrived while it ran: they get its answer."""
     repeat_json: list[bool] = []
     answered: bool = False
+    running: bool = False
+    """Past its gates and executing (not queued behind another, not held for a confirm)."""
     streamed: int = 0
     dropped: int = 0
     arrived: float = 0.0
@@ -367,7 +369,10 @@ class SessionRunner:
         except (AttributeError, ValueError, nats.errors.Error):
             pass  # not a JetStream message (cannot happen through the consumer; keep the hot path safe)
         with structlog.contextvars.bound_contextvars(action_id=job.action.id):
-            final = await self._gated(job) or await self._outcome(job, handler)
+            final = await self._gated(job)
+            if final is None:
+                job.running = True
+                final = await self._outcome(job, handler)
             if job.stream is not None and job.stream.held:
                 await self._publish_chunk(job, job.stream.flush())  # the last of its output, before its answer
         metrics.action_seconds.labels(job.action.__struct_config__.tag).observe(time.time() - started)
@@ -488,6 +493,14 @@ class SessionRunner:
         return Error(id=new_id(), cause=job.action.id, session_id=self.session_id, code=code, message=message)
 
     # ------------------------------------------------------------------ answers
+    def answer_running(self, code: str, reason: str) -> int:
+        """Answer the actions executing now with ``code`` (their sandbox is gone: they must not run
+        again elsewhere); those queued behind them stay for whoever serves the session next."""
+        running = [job for job in self._jobs.values() if job.running and not job.answered]
+        for job in running:
+            self._finish(job, self._error(job, code, reason))
+        return len(running)
+
     def _finish(self, job: _Job, final: AnyObservation) -> None:
         """Hand the job's one final answer to the outbox; never waits, so it cannot be cut short."""
         if job.answered:

@@ -295,9 +295,10 @@ async def test_a_persistent_sessions_deleted_pod_is_recreated_by_its_worker_on_t
                 # The executor may answer first as its pod stops (the shell closed), else the worker does.
                 assert (isinstance(died, Error) and died.code == "sandbox_died"
                         or isinstance(died, CmdOutput) and died.status == "failed"), died
-                queued = asyncio.create_task(session.cmd("cat /workspace/note; test -e /tmp/pid || echo fresh-pod"))
+                # (An action sent now may still start on the dying pod and be answered sandbox_died
+                # there: actions running when the pod goes are never run twice.)
                 await asyncio.wait_for(recovered.wait(), 120)
-                out = await asyncio.wait_for(queued, 60)
+                out = await asyncio.wait_for(session.cmd("cat /workspace/note; test -e /tmp/pid || echo fresh-pod"), 60)
                 assert isinstance(out, CmdOutput) and out.content == "kept\nfresh-pod\n", out
                 assert [s for s, _ in statuses][:2] == ["starting", "recovered"], statuses
                 assert "re-creating it on its workspace" in (statuses[0][1] or "")

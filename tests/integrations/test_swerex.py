@@ -372,7 +372,10 @@ async def test_interrupting_a_program_that_ignores_ctrl_c(shell):
     with pytest.raises(CommandTimeoutError):
         await shell.run_in_session(bash("python3", is_interactive_command=True, expect=["WONTHITTHIS"], timeout=0.5))
     await shell.run_in_session(BashInterruptAction())  # the REPL survives C-c: C-z and kill -9 %1
-    assert (await shell.run_in_session(bash("echo 'asdf'", check="raise"))).output.endswith("asdf\n")
+    # The shell works again; bash may first report the killed job ("[1]+  Killed  python3") — SWE-ReX's
+    # own LocalRuntime did so after the echo in one CI run, so only the echo's line is required.
+    out = (await shell.run_in_session(bash("echo 'asdf'", check="raise"))).output
+    assert "asdf" in out.splitlines(), out
 
 
 # ----------------------------------------------------------------------- deployment

@@ -49,17 +49,27 @@ def batch_run(tasks_path: str, nats_url: str, concurrency: int, backend: str | N
             return await run_batch(client, tasks_path, concurrency=concurrency, out_path=out_path, backend=backend,
                                    progress=bar, retries=retries)
 
+    summary = _run_batch(main(), bar, out_path)
+    _finish(summary, f"[batch] {summary.ran} ran, {summary.skipped} skipped (already in {out_path}), "
+                     f"{summary.passed} passed, {summary.failed} failed, {summary.errors} errors, {summary.timeouts} "
+                     f"timeouts in {summary.wall_s:.1f} s ({summary.tasks_per_min:.1f} tasks/min)")
+
+
+def _run_batch(batch: Any, bar: Any, out_path: str) -> Any:
+    """Run a batch to its summary; Ctrl-C says how to resume (exit 130); the progress bar always closes."""
     try:
-        summary = run_cli(main())
+        return run_cli(batch)
     except KeyboardInterrupt:
         click.echo(f"\n[batch] interrupted; run the same command again to resume from {out_path}", err=True)
         sys.exit(130)
     finally:
         if bar is not None:
             bar.close()
-    click.echo(f"[batch] {summary.ran} ran, {summary.skipped} skipped (already in {out_path}), "
-               f"{summary.passed} passed, {summary.failed} failed, {summary.errors} errors, {summary.timeouts} timeouts "
-               f"in {summary.wall_s:.1f} s ({summary.tasks_per_min:.1f} tasks/min)", err=True)
+
+
+def _finish(summary: Any, line: str) -> None:
+    """The summary line on stderr, the summary as JSON on stdout; exit 1 when any task ended in error."""
+    click.echo(line, err=True)
     print_json(summary)
     sys.exit(1 if summary.errors else 0)
 
@@ -145,18 +155,11 @@ def batch_minisweagent(instances_path: str, config_specs: tuple[str, ...], model
         out_path = stem + ".mini.results.jsonl"
     bar = None if quiet else ProgressBar(sys.stderr)
     try:
-        summary = run_cli(run_minisweagent_batch(instances_path, config, out_path=out_path, concurrency=concurrency,
-                                                 nats_url=nats_url, backend=backend, image=image, progress=bar))
+        summary = _run_batch(run_minisweagent_batch(instances_path, config, out_path=out_path, concurrency=concurrency,
+                                                    nats_url=nats_url, backend=backend, image=image, progress=bar),
+                             bar, out_path)
     except MiniBatchError as exc:
         raise click.ClickException(str(exc)) from None
-    except KeyboardInterrupt:
-        click.echo(f"\n[batch] interrupted; run the same command again to resume from {out_path}", err=True)
-        sys.exit(130)
-    finally:
-        if bar is not None:
-            bar.close()
-    click.echo(f"[batch] {summary.ran} ran, {summary.skipped} skipped (already in {out_path}), "
-               f"{summary.passed} submitted, {summary.failed} stopped, {summary.errors} errors, "
-               f"{summary.timeouts} timeouts in {summary.wall_s:.1f} s", err=True)
-    print_json(summary)
-    sys.exit(1 if summary.errors else 0)
+    _finish(summary, f"[batch] {summary.ran} ran, {summary.skipped} skipped (already in {out_path}), "
+                     f"{summary.passed} submitted, {summary.failed} stopped, {summary.errors} errors, "
+                     f"{summary.timeouts} timeouts in {summary.wall_s:.1f} s")
